@@ -1,0 +1,1 @@
+"""Emission / component densities: log-likelihood, weighted M-step, parameter count, sampling."""

@@ -1,0 +1,1 @@
+"""Compiled inference kernels on plain arrays (numba). Kernels never import estimators."""

@@ -1,0 +1,83 @@
+"""Small, careful numerical helpers shared by every model.
+
+Nothing here knows about estimators: plain numpy arrays in, plain arrays out.
+"""
+
+import numpy as np
+from scipy import linalg
+from scipy.special import digamma, logsumexp
+
+__all__ = [
+    "log_normalize",
+    "safe_log",
+    "symmetrize",
+    "cholesky_precision",
+    "dirichlet_expectation",
+    "logsumexp",
+]
+
+
+def log_normalize(a, axis=-1):
+    """Normalise log-weights along ``axis``.
+
+    Parameters
+    ----------
+    a : ndarray
+        Log of unnormalised non-negative weights.
+    axis : int, default=-1
+        Axis to normalise over.
+
+    Returns
+    -------
+    log_prob : ndarray
+        ``a - logsumexp(a, axis)``, so that ``exp(log_prob)`` sums to one.
+    log_norm : ndarray
+        ``logsumexp(a, axis)``.
+    """
+    log_norm = logsumexp(a, axis=axis, keepdims=True)
+    with np.errstate(invalid="ignore"):  # -inf - -inf on rows with no support
+        log_prob = a - log_norm
+    return log_prob, np.squeeze(log_norm, axis=axis)
+
+
+def safe_log(a):
+    """``log(a)`` that maps exact zeros to ``-inf`` without a warning."""
+    with np.errstate(divide="ignore"):
+        return np.log(a)
+
+
+def symmetrize(a):
+    """Return ``(a + a^T) / 2`` over the last two axes."""
+    return 0.5 * (a + np.swapaxes(a, -1, -2))
+
+
+def cholesky_precision(covariance):
+    """Upper-triangular ``U`` with ``U U^T`` = inverse of a covariance matrix.
+
+    This is scikit-learn's ``precisions_cholesky_`` convention: for ``x`` of
+    shape (n, d), ``(x - mu) @ U`` whitens ``x``.
+
+    Parameters
+    ----------
+    covariance : ndarray of shape (d, d)
+        Symmetric positive-definite matrix.
+
+    Returns
+    -------
+    prec_chol : ndarray of shape (d, d)
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        If ``covariance`` is not positive definite.
+    """
+    lower = linalg.cholesky(covariance, lower=True, check_finite=False)
+    eye = np.eye(covariance.shape[0], dtype=covariance.dtype)
+    return linalg.solve_triangular(lower, eye, lower=True, check_finite=False).T
+
+
+def dirichlet_expectation(alpha):
+    """``E[log theta]`` for ``theta ~ Dirichlet(alpha)``, row-wise for 2-D input."""
+    if alpha.ndim == 1:
+        return digamma(alpha) - digamma(np.sum(alpha))
+    return digamma(alpha) - digamma(np.sum(alpha, axis=1))[:, np.newaxis]
