@@ -28,6 +28,10 @@ The hooks (none of ``_initialize``, ``_e_step`` or ``_m_step`` writes to
     The current fitted attributes as a params dict (for warm start).
 ``_after_fit(data, params)``
     Optional: set model-specific derived attributes after the winner is set.
+``_is_converged(iteration, change, eps) -> bool``
+    Optional: the stopping rule (default ``change < tol``).
+``_objective_dtype(data)``
+    Optional: dtype whose eps sets the round-off allowance (default float64).
 
 Models signal a numerical failure of a restart by raising
 :class:`NumericalFailure`; the engine drops that restart with a
@@ -187,6 +191,14 @@ class EMMixin:
     def _objective_dtype(self, data):
         return np.float64
 
+    def _is_converged(self, iteration, change, eps):
+        """Stopping rule, asked only when ``change >= -eps`` (no decrease beyond round-off).
+
+        The default is emkit's ``change < tol``; a model whose peer uses another
+        rule (LDA's ``perp_tol``) overrides this.
+        """
+        return change < self.tol
+
     # ----------------------------------------------------------------- engine
     def _fit_em(self, data):
         """Run EM on validated ``data`` and set the fitted attributes.
@@ -321,7 +333,7 @@ class EMMixin:
                             "points at numerical trouble (e.g. too small reg_covar / min_covar).",
                             ObjectiveDecreaseWarning,
                         )
-                    elif change < self.tol:
+                    elif self._is_converged(iteration, change, eps):
                         run.converged = True
                         break
                 if verbose:
