@@ -1,0 +1,122 @@
+"""Poisson emissions: a vector of independent counts per time step.
+
+The same four pieces as every density module: log-likelihood, weighted M-step
+from additive statistics (plus the matching log-prior), free-parameter count
+and sampling.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+from scipy.special import gammaln
+
+__all__ = ["PoissonStats", "log_likelihood", "accumulate", "add_stats", "m_step", "log_prior", "n_parameters", "sample"]
+
+
+class PoissonStats(NamedTuple):
+    """Expected sufficient statistics.
+
+    Attributes
+    ----------
+    post : ndarray of shape (n_components,)
+        ``N_k = sum_t r_tk``.
+    obs : ndarray of shape (n_components, n_features)
+        ``sum_t r_tk x_t``.
+    """
+
+    post: np.ndarray
+    obs: np.ndarray
+
+
+def log_likelihood(X, lambdas):
+    """``sum_d log Poisson(x_td | lambda_kd)`` for every step and state.
+
+    Non-integral counts use ``lgamma(x + 1)`` in place of ``log x!``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Non-negative counts.
+    lambdas : ndarray of shape (n_components, n_features)
+        Non-negative rates.
+
+    Returns
+    -------
+    log_prob : ndarray of shape (n_samples, n_components)
+        ``-inf`` where a zero rate meets a positive count.
+    """
+    zero = lambdas <= 0.0
+    log_lam = np.log(np.where(zero, 1.0, lambdas))
+    out = X @ log_lam.T
+    out -= lambdas.sum(axis=1)
+    out -= gammaln(X + 1.0).sum(axis=1, keepdims=True)
+    if np.any(zero):
+        impossible = (X > 0).astype(np.float64) @ zero.T.astype(np.float64)
+        out[impossible > 0] = -np.inf
+    return out
+
+
+def accumulate(X, posteriors):
+    """``N_k`` and ``sum_t r_tk x_t`` from posteriors of shape (n_samples, n_components)."""
+    return PoissonStats(posteriors.sum(axis=0), posteriors.T @ X)
+
+
+def add_stats(a, b):
+    """Sum two :class:`PoissonStats`."""
+    return PoissonStats(a.post + b.post, a.obs + b.obs)
+
+
+def m_step(stats, lambdas, lambdas_prior=0.0, lambdas_weight=0.0):
+    r"""MAP update of the rates under the conjugate Gamma prior.
+
+    .. math::
+
+        \lambda_{kd} = \frac{a_{kd} + \sum_t r_{tk} x_{td}}{b_{kd} + N_k}
+
+    with ``a`` = ``lambdas_prior`` and ``b`` = ``lambdas_weight``: the mode
+    of the posterior under a Gamma(shape ``a + 1``, rate ``b``) prior
+    (``a = b = 0``, the default, is maximum likelihood). A state with
+    ``b + N_k = 0`` keeps its current rates.
+
+    Parameters
+    ----------
+    stats : PoissonStats
+    lambdas : ndarray of shape (n_components, n_features)
+        Current values.
+    lambdas_prior, lambdas_weight : float or ndarray broadcastable to (n_components, n_features)
+
+    Returns
+    -------
+    lambdas : ndarray of shape (n_components, n_features)
+    """
+    alpha = np.asarray(lambdas_prior, dtype=np.float64)
+    beta = np.asarray(lambdas_weight, dtype=np.float64)
+    numer = alpha + stats.obs
+    denom = np.broadcast_to(beta + stats.post[:, np.newaxis], numer.shape)
+    empty = denom <= 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        new = numer / denom
+    new = np.where(empty, lambdas, new)
+    return new
+
+
+def log_prior(lambdas, lambdas_prior=0.0, lambdas_weight=0.0):
+    """``sum a log(lambda) - b lambda`` (Gamma(a + 1, b), up to a constant); 0 with the defaults."""
+    alpha = np.broadcast_to(np.asarray(lambdas_prior, dtype=np.float64), lambdas.shape)
+    beta = np.broadcast_to(np.asarray(lambdas_weight, dtype=np.float64), lambdas.shape)
+    if not np.any(alpha) and not np.any(beta):
+        return 0.0
+    with np.errstate(divide="ignore"):
+        term = np.where(alpha != 0.0, alpha * np.log(lambdas), 0.0)
+    return float(np.sum(term - beta * lambdas))
+
+
+def n_parameters(n_components, n_features):
+    """Free parameters of the rates: ``K D``."""
+    return int(n_components * n_features)
+
+
+def sample(lambdas, labels, random_state):
+    """Counts for each entry of ``labels``; returns an int64 array of shape (n_samples, n_features)."""
+    labels = np.asarray(labels)
+    return random_state.poisson(lambdas[labels]).astype(np.int64)

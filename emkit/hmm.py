@@ -1,0 +1,1232 @@
+"""Hidden Markov models fitted by Baum-Welch on the shared EM engine.
+
+One core (:class:`_BaseHMM`) holds everything about start and transition
+probabilities, sequences, decoding, filtering, forecasting and sampling; an
+emission type is one small subclass that provides a handful of ``_emission_*``
+hooks (validate X, initialise, log-likelihood, statistics, M-step, log-prior,
+parameter count, sampling, per-state expectation).
+
+Names follow hmmlearn (``startprob_``, ``transmat_``, ``means_``, ``covars_``,
+``emissionprob_``, ``lambdas_``, ``params``, ``init_params``, ``lengths``), the
+engine's ``max_iter`` / ``tol`` / ``n_init`` / ``n_jobs`` replace hmmlearn's
+``n_iter`` / ``tol``, and ``score`` is the mean log-likelihood per time step.
+"""
+
+from numbers import Integral, Real
+from typing import NamedTuple
+
+import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin, _fit_context
+from sklearn.cluster import KMeans
+from sklearn.utils import check_random_state
+
+from ._densities import categorical, gaussian, poisson
+from ._inference.hmm import forward, forward_backward, viterbi
+from ._math import safe_log
+from ._validation import (
+    Interval,
+    StrOptions,
+    check_array_param,
+    check_is_fitted,
+    check_sequences,
+    check_y_unsupervised,
+    validate_data,
+)
+from .base import EMMixin, NumericalFailure
+
+__all__ = ["GaussianHMM", "CategoricalHMM", "PoissonHMM"]
+
+_SUM_ATOL = 1e-6  # how far a user-given distribution may be from summing to one
+
+
+class _HMMData(NamedTuple):
+    X: np.ndarray  # validated input
+    emission_input: np.ndarray  # what the emission hooks consume
+    offsets: np.ndarray  # sequence boundaries, (n_sequences + 1,)
+    given: dict  # user-given starting values, validated
+    n_units: float  # time steps
+
+
+class _HMMStats(NamedTuple):
+    start: np.ndarray  # (K,)
+    trans: np.ndarray  # (K, K)
+    emission: object  # the emission's NamedTuple of statistics
+
+
+def _dirichlet_map(counts, prior, current):
+    """``max(prior - 1 + counts, 0)`` normalised over the last axis, keeping structural zeros.
+
+    Entries that are exactly zero in ``current`` stay zero; a row with no mass
+    left keeps its current values (so it stays a distribution).
+    """
+    numer = np.maximum(np.asarray(prior, dtype=np.float64) - 1.0 + counts, 0.0)
+    numer = np.where(current == 0.0, 0.0, numer)
+    total = numer.sum(axis=-1, keepdims=True)
+    empty = total <= 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        new = numer / total
+    return np.where(empty, current, new)
+
+
+def _dirichlet_log_prior(prob, prior):
+    """``sum (alpha - 1) log p`` up to a constant, skipping zero probabilities."""
+    alpha = np.broadcast_to(np.asarray(prior, dtype=np.float64), prob.shape)
+    mask = (alpha != 1.0) & (prob > 0.0)
+    if not np.any(mask):
+        return 0.0
+    return float(np.sum((alpha[mask] - 1.0) * np.log(prob[mask])))
+
+
+def _check_distribution(value, name, shape):
+    """A user-given probability vector or row-stochastic matrix."""
+    array = check_array_param(value, name, shape)
+    if np.any(array < 0):
+        raise ValueError(f"{name} must be non-negative.")
+    sums = array.sum(axis=-1)
+    if not np.allclose(sums, 1.0, rtol=0.0, atol=_SUM_ATOL):
+        what = "must sum to 1" if array.ndim == 1 else "rows must each sum to 1"
+        raise ValueError(f"{name} {what}, got sums {np.round(np.atleast_1d(sums), 8).tolist()}.")
+    return array
+
+
+def _check_prior(value, name, shape, minimum=0.0):
+    prior = np.asarray(value, dtype=np.float64)
+    try:
+        prior = np.broadcast_to(prior, shape)
+    except ValueError:
+        raise ValueError(f"{name} must be a scalar or broadcastable to {tuple(shape)}, got {prior.shape}.") from None
+    if not np.all(np.isfinite(prior)) or np.any(prior < minimum):
+        raise ValueError(f"{name} must be finite and >= {minimum}.")
+    return prior
+
+
+class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
+    """Shared core of the HMMs: start/transition parameters, sequences, inference.
+
+    Subclasses set ``_emission_letters`` (hmmlearn's letters, e.g. ``"mc"``),
+    ``_emission_names`` (letter -> fitted attribute) and implement the
+    ``_emission_*`` hooks.
+    """
+
+    _emission_letters = ""
+    _emission_names = {}
+    _default_letters = "st"
+
+    _hmm_parameter_constraints = {
+        **EMMixin._em_parameter_constraints,
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "startprob_prior": [Interval(Real, 0, None, closed="left"), "array-like"],
+        "transmat_prior": [Interval(Real, 0, None, closed="left"), "array-like"],
+        "algorithm": [StrOptions({"viterbi", "map"})],
+        "params": [str, list, tuple],
+        "init_params": [str, list, tuple],
+        "startprob_init": ["array-like", None],
+        "transmat_init": ["array-like", None],
+    }
+
+    # ------------------------------------------------------------ parameters
+    def _names(self):
+        return {"s": "startprob_", "t": "transmat_", **self._emission_names}
+
+    def _letters(self, value, what):
+        """hmmlearn's letter string, or a tuple of attribute names -> set of letters."""
+        names = self._names()
+        if isinstance(value, str):
+            return {c for c in value if c in names}
+        by_name = {}
+        for letter, attr in names.items():
+            by_name[attr] = letter
+            by_name[attr.rstrip("_")] = letter
+        letters = set()
+        for item in value:
+            if item not in by_name:
+                raise ValueError(
+                    f"{what}: unknown parameter {item!r}; expected letters from {''.join(names)!r} "
+                    f"or names from {sorted(set(names.values()))}."
+                )
+            letters.add(by_name[item])
+        return letters
+
+    @property
+    def _learn(self):
+        return self._letters(self.params, "params")
+
+    def _init_letters(self):
+        return self._letters(self.init_params, "init_params")
+
+    def _user_value(self, letter, init_value):
+        """A starting value the user gave: ``*_init``, or hmmlearn's attribute set before fit."""
+        if init_value is not None:
+            return init_value
+        attr = self._names()[letter]
+        if letter not in self._init_letters() and hasattr(self, attr):
+            return getattr(self, attr)
+        return None
+
+    # ------------------------------------------------------------ validation
+    def _check_sequences_of(self, X, lengths, sequence_ids):
+        return check_sequences(X.shape[0], lengths, sequence_ids)
+
+    def _validate_fit_data(self, X, y=None, lengths=None, sequence_ids=None):
+        self._letters(self.params, "params")
+        self._letters(self.init_params, "init_params")
+        X, emission_input = self._emission_validate_X(X, reset=True)
+        n_samples = X.shape[0]
+        check_y_unsupervised(y, n_samples)
+        offsets = self._check_sequences_of(X, lengths, sequence_ids)
+        K = self.n_components
+        _check_prior(self.startprob_prior, "startprob_prior", (K,))
+        _check_prior(self.transmat_prior, "transmat_prior", (K, K))
+        given = {}
+        value = self._user_value("s", self.startprob_init)
+        if value is not None:
+            given["startprob_"] = _check_distribution(value, "startprob_init" if self.startprob_init is not None else "startprob_", (K,))
+        value = self._user_value("t", self.transmat_init)
+        if value is not None:
+            given["transmat_"] = _check_distribution(value, "transmat_init" if self.transmat_init is not None else "transmat_", (K, K))
+        given.update(self._emission_check(X, emission_input))
+        return _HMMData(X, emission_input, offsets, given, float(n_samples))
+
+    # ------------------------------------------------------------ EM hooks
+    def _initialize(self, data, random_state):
+        K = self.n_components
+        given = data.given
+        params = {}
+        if "startprob_" in given:
+            params["startprob_"] = given["startprob_"].copy()
+        else:
+            params["startprob_"] = random_state.dirichlet(np.ones(K))
+        if "transmat_" in given:
+            params["transmat_"] = given["transmat_"].copy()
+        else:
+            params["transmat_"] = random_state.dirichlet(np.ones(K), size=K)
+        params.update(self._emission_initialize(data, random_state))
+        return params
+
+    def _frame_log_likelihood(self, emission_input, params):
+        return self._emission_log_likelihood(emission_input, params)
+
+    def _e_step(self, data, params):
+        log_frameprob = self._frame_log_likelihood(data.emission_input, params)
+        learn = self._learn
+        result = forward_backward(
+            params["startprob_"], params["transmat_"], log_frameprob, data.offsets, compute_xi="t" in learn
+        )
+        loglik = float(result.log_likelihood.sum())
+        if not np.isfinite(loglik):
+            raise NumericalFailure(
+                "a sequence has zero likelihood under the current parameters "
+                "(increase the emission priors or regularisation)"
+            )
+        emission = self._emission_accumulate(data.emission_input, result.posteriors, params)
+        return _HMMStats(result.start_sum, result.xi_sum, emission), loglik
+
+    def _m_step(self, data, stats, params):
+        learn = self._learn
+        new = dict(params)
+        if "s" in learn:
+            new["startprob_"] = _dirichlet_map(stats.start, self.startprob_prior, params["startprob_"])
+        if "t" in learn:
+            new["transmat_"] = _dirichlet_map(stats.trans, self.transmat_prior, params["transmat_"])
+        new.update(self._emission_m_step(stats.emission, params, learn))
+        return new
+
+    def _log_prior(self, params):
+        learn = self._learn
+        total = 0.0
+        if "s" in learn:
+            total += _dirichlet_log_prior(params["startprob_"], self.startprob_prior)
+        if "t" in learn:
+            total += _dirichlet_log_prior(params["transmat_"], self.transmat_prior)
+        return total + self._emission_log_prior(params, learn)
+
+    def _fitted_params(self):
+        params = {"startprob_": self.startprob_, "transmat_": self.transmat_}
+        params.update(self._emission_fitted_params())
+        return params
+
+    # ------------------------------------------------------------ inference helpers
+    def _check_fitted_input(self, X, lengths, sequence_ids):
+        check_is_fitted(self)
+        X, emission_input = self._emission_validate_X(X, reset=False)
+        offsets = self._check_sequences_of(X, lengths, sequence_ids)
+        params = self._fitted_params()
+        return X, self._frame_log_likelihood(emission_input, params), offsets, params
+
+    @staticmethod
+    def _raise_if_impossible(log_likelihood):
+        bad = np.flatnonzero(~np.isfinite(log_likelihood))
+        if bad.size:
+            raise ValueError(
+                f"Sequence(s) {bad[:5].tolist()} have zero probability under the model: "
+                "their posteriors are undefined."
+            )
+
+    def score_samples(self, X, lengths=None, sequence_ids=None):
+        """Per-step predictive log-density ``log p(x_t | x_1..t-1)``.
+
+        Unlike hmmlearn's ``score_samples`` (which returns the total and the
+        posteriors), this returns one value per row, like scikit-learn's
+        density estimators; the posteriors come from :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Observations, sequences stacked.
+        lengths : array-like of int of shape (n_sequences,), default=None
+            Length of each sequence (hmmlearn's convention); None means one
+            sequence.
+        sequence_ids : array-like of shape (n_samples,), default=None
+            One label per row, each sequence a contiguous run (for
+            cross-validation). Not together with ``lengths``.
+
+        Returns
+        -------
+        log_density : ndarray of shape (n_samples,)
+            Sums to the log-likelihood over each sequence; ``-inf`` on
+            impossible steps.
+        """
+        _, log_frameprob, offsets, params = self._check_fitted_input(X, lengths, sequence_ids)
+        return forward(params["startprob_"], params["transmat_"], log_frameprob, offsets).log_step
+
+    def score(self, X, y=None, lengths=None, sequence_ids=None):
+        """Mean log-likelihood per time step.
+
+        hmmlearn's ``score`` returns the total log-likelihood; multiply by
+        ``n_samples`` to get it.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+            Not used; a ``y`` whose length is not n_samples raises (sequence
+            lengths go in ``lengths=``).
+        lengths : array-like of int of shape (n_sequences,), default=None
+        sequence_ids : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        score : float
+            ``log p(X) / n_samples``.
+        """
+        check_is_fitted(self)
+        if y is not None:
+            check_y_unsupervised(y, len(X))
+        return float(np.mean(self.score_samples(X, lengths=lengths, sequence_ids=sequence_ids)))
+
+    def predict_proba(self, X, lengths=None, sequence_ids=None):
+        """Smoothed state posteriors ``p(z_t = k | x_1..T)`` (forward-backward).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        lengths : array-like of int of shape (n_sequences,), default=None
+        sequence_ids : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        posteriors : ndarray of shape (n_samples, n_components)
+        """
+        _, log_frameprob, offsets, params = self._check_fitted_input(X, lengths, sequence_ids)
+        result = forward_backward(params["startprob_"], params["transmat_"], log_frameprob, offsets, compute_xi=False)
+        self._raise_if_impossible(result.log_likelihood)
+        return result.posteriors
+
+    def filter(self, X, lengths=None, sequence_ids=None):
+        """Filtered (causal) state probabilities ``p(z_t = k | x_1..t)``.
+
+        Row ``t`` uses only rows up to ``t`` of its own sequence, so it is
+        what an online system would have known at that time.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        lengths : array-like of int of shape (n_sequences,), default=None
+        sequence_ids : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        filtered : ndarray of shape (n_samples, n_components)
+        """
+        _, log_frameprob, offsets, params = self._check_fitted_input(X, lengths, sequence_ids)
+        result = forward(params["startprob_"], params["transmat_"], log_frameprob, offsets)
+        self._raise_if_impossible(result.log_likelihood)
+        return result.filtered
+
+    def decode(self, X, lengths=None, sequence_ids=None, algorithm=None):
+        """Most likely states.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        lengths : array-like of int of shape (n_sequences,), default=None
+        sequence_ids : array-like of shape (n_samples,), default=None
+        algorithm : {"viterbi", "map"}, default=None
+            ``"viterbi"``: the jointly most likely path; ``"map"``: the most
+            likely state at each step (argmax of :meth:`predict_proba`).
+            None uses the ``algorithm`` the estimator was built with.
+
+        Returns
+        -------
+        log_prob : float
+            Viterbi: ``log p(X, z*)`` of the best path summed over sequences
+            (as hmmlearn). MAP: ``log p(X)``, the total log-likelihood
+            (hmmlearn returns a sum of posterior probabilities there).
+        states : ndarray of int of shape (n_samples,)
+        """
+        algorithm = self.algorithm if algorithm is None else algorithm
+        if algorithm not in ("viterbi", "map"):
+            raise ValueError(f"algorithm must be 'viterbi' or 'map', got {algorithm!r}.")
+        _, log_frameprob, offsets, params = self._check_fitted_input(X, lengths, sequence_ids)
+        if algorithm == "viterbi":
+            result = viterbi(safe_log(params["startprob_"]), safe_log(params["transmat_"]), log_frameprob, offsets)
+            self._raise_if_impossible(result.log_prob)
+            return float(result.log_prob.sum()), result.states
+        result = forward_backward(params["startprob_"], params["transmat_"], log_frameprob, offsets, compute_xi=False)
+        self._raise_if_impossible(result.log_likelihood)
+        return float(result.log_likelihood.sum()), np.argmax(result.posteriors, axis=1)
+
+    def predict(self, X, lengths=None, sequence_ids=None):
+        """Most likely state of each row (``decode`` with the estimator's ``algorithm``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        lengths : array-like of int of shape (n_sequences,), default=None
+        sequence_ids : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        states : ndarray of int of shape (n_samples,)
+        """
+        return self.decode(X, lengths=lengths, sequence_ids=sequence_ids)[1]
+
+    def forecast(self, X, n_steps=1, lengths=None, sequence_ids=None):
+        """State probabilities and expected observations after each sequence's end.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        n_steps : int, default=1
+            How many steps ahead.
+        lengths : array-like of int of shape (n_sequences,), default=None
+        sequence_ids : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        state_proba : ndarray of shape (n_sequences, n_steps, n_components)
+            ``p(z_T+h = k | x_1..T)`` for ``h = 1..n_steps``.
+        expected : ndarray of shape (n_sequences, n_steps, n_outputs)
+            ``E[x_T+h | x_1..T]``: means for GaussianHMM, rates for
+            PoissonHMM, symbol probabilities (``n_outputs = n_symbols_``)
+            for CategoricalHMM.
+        """
+        if not isinstance(n_steps, Integral) or n_steps < 1:
+            raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}.")
+        _, log_frameprob, offsets, params = self._check_fitted_input(X, lengths, sequence_ids)
+        result = forward(params["startprob_"], params["transmat_"], log_frameprob, offsets)
+        self._raise_if_impossible(result.log_likelihood)
+        current = result.filtered[offsets[1:] - 1]  # (n_sequences, K)
+        transmat = params["transmat_"]
+        state_proba = np.empty((current.shape[0], n_steps, self.n_components))
+        for h in range(n_steps):
+            current = current @ transmat
+            state_proba[:, h] = current
+        expected = state_proba @ self._emission_expectation(params)
+        return state_proba, expected
+
+    def sample(self, n_samples=1, random_state=None, currstate=None):
+        """Draw a sequence from the model.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of time steps.
+        random_state : int, RandomState instance or None, default=None
+            None uses the estimator's ``random_state``.
+        currstate : int, default=None
+            State of the first step (hmmlearn's); None draws it from
+            ``startprob_``.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        states : ndarray of int of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        rng = check_random_state(self.random_state if random_state is None else random_state)
+        params = self._fitted_params()
+        K = self.n_components
+        cdf_start = np.cumsum(params["startprob_"])
+        cdf_trans = np.cumsum(params["transmat_"], axis=1)
+        u = rng.uniform(size=n_samples)
+        states = np.empty(n_samples, dtype=np.int64)
+        state = int(np.searchsorted(cdf_start, u[0] * cdf_start[-1], side="right")) if currstate is None else int(currstate)
+        for t in range(n_samples):
+            if t > 0:
+                row = cdf_trans[state]
+                state = int(np.searchsorted(row, u[t] * row[-1], side="right"))
+            states[t] = min(state, K - 1)
+            state = states[t]
+        X = self._emission_sample(params, states, rng)
+        return X, states
+
+    # ------------------------------------------------------------ model selection
+    def _n_parameters(self):
+        K = self.n_components
+        return int((K - 1) + K * (K - 1) + self._emission_n_parameters())
+
+    def bic(self, X, lengths=None, sequence_ids=None):
+        """Bayesian information criterion ``-2 log p(X) + n_params log(n_samples)`` (lower is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        lengths : array-like of int of shape (n_sequences,), default=None
+        sequence_ids : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        bic : float
+        """
+        log_density = self.score_samples(X, lengths=lengths, sequence_ids=sequence_ids)
+        return float(-2.0 * np.sum(log_density) + self._n_parameters() * np.log(log_density.shape[0]))
+
+    def aic(self, X, lengths=None, sequence_ids=None):
+        """Akaike information criterion ``-2 log p(X) + 2 n_params`` (lower is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        lengths : array-like of int of shape (n_sequences,), default=None
+        sequence_ids : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        aic : float
+        """
+        log_density = self.score_samples(X, lengths=lengths, sequence_ids=sequence_ids)
+        return float(-2.0 * np.sum(log_density) + 2.0 * self._n_parameters())
+
+
+_SHARED_PARAMS_DOC = """
+    startprob_prior : float or array-like of shape (n_components,), default=1.0
+        Dirichlet prior on ``startprob_`` (1 = maximum likelihood).
+    transmat_prior : float or array-like of shape (n_components, n_components), default=1.0
+        Dirichlet prior on each row of ``transmat_`` (1 = maximum likelihood).
+    algorithm : {"viterbi", "map"}, default="viterbi"
+        Decoder used by :meth:`predict`.
+    startprob_init : array-like of shape (n_components,), default=None
+        Starting ``startprob_`` (survives ``clone``). hmmlearn's way, setting
+        ``startprob_`` on the instance and leaving ``"s"`` out of
+        ``init_params``, also works.
+    transmat_init : array-like of shape (n_components, n_components), default=None
+        Starting ``transmat_``.
+    max_iter : int, default=100
+        Maximum number of EM iterations (M-steps) per restart (hmmlearn:
+        ``n_iter``).
+    tol : float, default=1e-4
+        Converged when the objective per time step increases by less than
+        ``tol`` (hmmlearn's ``tol`` is on the total).
+    n_init : int, default=1
+        Restarts; the one with the highest objective wins.
+    random_state : int, RandomState instance or None, default=None
+    warm_start : bool, default=False
+        Continue from the fitted parameters on the next ``fit``.
+    verbose : int, default=0
+    verbose_interval : int, default=10
+    n_jobs : int, default=None
+        Restarts run in parallel; the result does not depend on it.
+    keep_params_history : bool, default=False
+        Keep the winning restart's parameters after every iteration in
+        ``params_history_``.
+"""
+
+
+def _fit_doc(cls_name):
+    return f"""Estimate the parameters by Baum-Welch (EM), ``n_init`` restarts, the best kept.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Observations, sequences stacked.
+        y : Ignored
+            Not used (present so Pipeline and GridSearchCV work). A ``y``
+            whose length is not n_samples raises: in hmmlearn the second
+            positional argument is ``lengths``, here pass ``lengths=``.
+        lengths : array-like of int of shape (n_sequences,), default=None
+            Length of each sequence; None means one sequence.
+        sequence_ids : array-like of shape (n_samples,), default=None
+            One label per row, each sequence a contiguous run. Routed by
+            metadata routing, so ``GroupKFold(groups=sequence_ids)`` never cuts
+            a sequence.
+
+        Returns
+        -------
+        self : {cls_name}
+        """
+
+
+# ====================================================================== Gaussian
+class GaussianHMM(_BaseHMM):
+    """Hidden Markov model with Gaussian emissions.
+
+    hmmlearn's ``GaussianHMM`` names, defaults and priors, fitted by emkit's
+    EM engine (restarts, ``n_jobs``, per-step stopping rule) with compiled
+    forward-backward and Viterbi kernels.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of hidden states.
+    covariance_type : {"diag", "full", "tied", "spherical"}, default="diag"
+        ``covars_`` shapes: diag (n_components, n_features), full
+        (n_components, n_features, n_features), tied (n_features, n_features),
+        spherical (n_components,). hmmlearn's ``covars_`` getter expands to
+        full matrices; here ``covars_`` is compact (as scikit-learn's
+        ``covariances_``).
+    min_covar : float, default=1e-3
+        Added to the diagonal of the data covariance that initialises
+        ``covars_`` (as hmmlearn).
+    means_prior, means_weight : float or array-like, default=0
+        Normal prior on the means: centre and precision weight (0 = off).
+    covars_prior : float or array-like, default=1e-2
+        Inverse-gamma / inverse-Wishart scale of the covariance prior. A scalar
+        means ``covars_prior * I`` for full and tied (hmmlearn adds a scalar
+        to every entry of the matrix instead).
+    covars_weight : float, default=1
+        Its degrees of freedom (hmmlearn's convention).
+    params : str or tuple of str, default="stmc"
+        What EM learns: letters s (startprob), t (transmat), m (means), c
+        (covars), or a tuple of attribute names.
+    init_params : str or tuple of str, default="stmc"
+        What is initialised from the data (the rest must be given).
+    means_init : array-like of shape (n_components, n_features), default=None
+        Starting means.
+    covars_init : array-like, default=None
+        Starting covariances, compact shape for ``covariance_type``.
+    {shared_parameters}
+    Attributes
+    ----------
+    startprob_ : ndarray of shape (n_components,)
+    transmat_ : ndarray of shape (n_components, n_components)
+    means_ : ndarray of shape (n_components, n_features)
+    covars_ : ndarray
+        Compact covariances (see ``covariance_type``).
+    n_features_in_ : int
+    converged_, n_iter_, lower_bound_, lower_bound_history_, restarts_
+        Set by the EM engine (see :class:`emkit.base.EMMixin`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from emkit.hmm import GaussianHMM
+    >>> rng = np.random.RandomState(0)
+    >>> states = np.repeat([0, 1, 0, 1], 50)
+    >>> X = rng.normal(size=(200, 1)) + 5.0 * states[:, None]
+    >>> model = GaussianHMM(n_components=2, random_state=0).fit(X)
+    >>> bool(np.allclose(np.sort(model.means_[:, 0]), [0.0, 5.0], atol=0.3))
+    True
+    >>> agree = np.mean(model.predict(X) == states)
+    >>> bool(agree > 0.99 or agree < 0.01)
+    True
+    """
+
+    _emission_letters = "mc"
+    _emission_names = {"m": "means_", "c": "covars_"}
+
+    _parameter_constraints = {
+        **_BaseHMM._hmm_parameter_constraints,
+        "covariance_type": [StrOptions(set(gaussian.COVARIANCE_TYPES))],
+        "min_covar": [Interval(Real, 0, None, closed="left")],
+        "means_prior": ["array-like", Real],
+        "means_weight": ["array-like", Real],
+        "covars_prior": ["array-like", Real],
+        "covars_weight": [Real],
+        "means_init": ["array-like", None],
+        "covars_init": ["array-like", None],
+    }
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="diag",
+        min_covar=1e-3,
+        startprob_prior=1.0,
+        transmat_prior=1.0,
+        means_prior=0,
+        means_weight=0,
+        covars_prior=1e-2,
+        covars_weight=1,
+        algorithm="viterbi",
+        params="stmc",
+        init_params="stmc",
+        startprob_init=None,
+        transmat_init=None,
+        means_init=None,
+        covars_init=None,
+        max_iter=100,
+        tol=1e-4,
+        n_init=1,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        n_jobs=None,
+        keep_params_history=False,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.min_covar = min_covar
+        self.startprob_prior = startprob_prior
+        self.transmat_prior = transmat_prior
+        self.means_prior = means_prior
+        self.means_weight = means_weight
+        self.covars_prior = covars_prior
+        self.covars_weight = covars_weight
+        self.algorithm = algorithm
+        self.params = params
+        self.init_params = init_params
+        self.startprob_init = startprob_init
+        self.transmat_init = transmat_init
+        self.means_init = means_init
+        self.covars_init = covars_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_init = n_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.n_jobs = n_jobs
+        self.keep_params_history = keep_params_history
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, lengths=None, sequence_ids=None):
+        data = self._validate_fit_data(X, y, lengths=lengths, sequence_ids=sequence_ids)
+        self._fit_em(data)
+        return self
+
+    fit.__doc__ = _fit_doc("GaussianHMM")
+
+    # ------------------------------------------------------------ emission hooks
+    def _emission_validate_X(self, X, reset):
+        X = validate_data(self, X, reset=reset, dtype=np.float64, ensure_min_samples=2 if reset else 1)
+        if reset and X.shape[0] < self.n_components:
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
+                f"n_samples = {X.shape[0]}."
+            )
+        return X, X
+
+    def _covars_shape(self, n_features):
+        K = self.n_components
+        return {
+            "full": (K, n_features, n_features),
+            "tied": (n_features, n_features),
+            "diag": (K, n_features),
+            "spherical": (K,),
+        }[self.covariance_type]
+
+    def _prior_kwargs(self, n_features):
+        K = self.n_components
+        means_prior = np.asarray(self.means_prior, dtype=np.float64)
+        means_weight = np.asarray(self.means_weight, dtype=np.float64)
+        covars_prior = np.asarray(self.covars_prior, dtype=np.float64)
+        if self.covariance_type == "spherical" and covars_prior.ndim == 1:
+            covars_prior = np.repeat(covars_prior[:, np.newaxis], n_features, axis=1)
+        return {
+            "means_prior": np.broadcast_to(means_prior, (K, n_features)) if means_prior.ndim else means_prior,
+            "means_weight": means_weight,
+            "covars_prior": covars_prior,
+            "covars_weight": float(self.covars_weight),
+        }
+
+    def _emission_check(self, X, emission_input):
+        n_features = X.shape[1]
+        K = self.n_components
+        _check_prior(self.means_weight, "means_weight", (K,))
+        means_prior = np.asarray(self.means_prior, dtype=np.float64)
+        if means_prior.shape not in ((), (n_features,), (K, n_features)) or not np.all(np.isfinite(means_prior)):
+            raise ValueError(f"means_prior must be a scalar or of shape ({n_features},) or ({K}, {n_features}).")
+        covars_prior = np.asarray(self.covars_prior, dtype=np.float64)
+        allowed = {
+            "full": ((), (n_features, n_features), (K, n_features, n_features)),
+            "tied": ((), (n_features, n_features)),
+            "diag": ((), (n_features,), (K, n_features)),
+            "spherical": ((), (K,)),
+        }[self.covariance_type]
+        if covars_prior.shape not in allowed or not np.all(np.isfinite(covars_prior)) or np.any(covars_prior < 0) and covars_prior.ndim < 2:
+            raise ValueError(
+                f"covars_prior for covariance_type={self.covariance_type!r} must be non-negative with a shape in {allowed}."
+            )
+        given = {}
+        value = self._user_value("m", self.means_init)
+        if value is not None:
+            given["means_"] = check_array_param(value, "means_init", (K, n_features))
+        value = self._user_value("c", self.covars_init)
+        if value is not None:
+            covars = check_array_param(value, "covars_init", self._covars_shape(n_features))
+            if self.covariance_type in ("full", "tied"):
+                mats = covars if covars.ndim == 3 else covars[np.newaxis]
+                if not np.allclose(mats, np.swapaxes(mats, -1, -2)):
+                    raise ValueError("covars_init must be symmetric.")
+            try:
+                gaussian.precisions_cholesky(covars, self.covariance_type)
+            except np.linalg.LinAlgError as exc:
+                raise ValueError(f"covars_init must be positive definite: {exc}.") from None
+            given["covars_"] = covars
+        return given
+
+    def _pack(self, means, covars):
+        try:
+            prec_chol = gaussian.precisions_cholesky(covars, self.covariance_type)
+        except np.linalg.LinAlgError as exc:
+            raise NumericalFailure(
+                f"a state's covariance is no longer positive definite ({exc}); increase covars_prior "
+                "(or min_covar), or lower n_components"
+            ) from None
+        return {"means_": means, "covars_": covars, "_prec_chol": prec_chol}
+
+    def _emission_initialize(self, data, random_state):
+        X = data.X
+        K = self.n_components
+        n_features = X.shape[1]
+        given = data.given
+        if "means_" in given:
+            means = given["means_"].copy()
+        else:
+            means = KMeans(n_clusters=K, n_init=1, random_state=random_state).fit(X).cluster_centers_
+        if "covars_" in given:
+            covars = given["covars_"].copy()
+        else:
+            cv = np.atleast_2d(np.cov(X.T)) + self.min_covar * np.eye(n_features)
+            covars = {
+                "full": lambda: np.tile(cv, (K, 1, 1)),
+                "tied": lambda: cv,
+                "diag": lambda: np.tile(np.diag(cv), (K, 1)),
+                "spherical": lambda: np.full(K, np.diag(cv).mean()),
+            }[self.covariance_type]()
+        return self._pack(means, covars)
+
+    def _emission_log_likelihood(self, X, params):
+        prec_chol = params.get("_prec_chol")
+        if prec_chol is None:
+            prec_chol = gaussian.precisions_cholesky(params["covars_"], self.covariance_type)
+        return gaussian.log_likelihood(X, params["means_"], prec_chol, self.covariance_type)
+
+    def _emission_accumulate(self, X, posteriors, params):
+        if not ({"m", "c"} & self._learn):
+            return None
+        return gaussian.accumulate(X, posteriors, params["means_"], self.covariance_type)
+
+    def _emission_m_step(self, stats, params, learn):
+        if stats is None:
+            return {}
+        means_old = params["means_"]
+        covars_old = params["covars_"]
+        means, covars = gaussian.m_step(
+            stats,
+            means_old,
+            self.covariance_type,
+            means=means_old,
+            covariances=covars_old,
+            learn_means="m" in learn,
+            learn_covars="c" in learn,
+            **self._prior_kwargs(means_old.shape[1]),
+        )
+        # a state with no posterior mass keeps its parameters (generalised EM: Q does not decrease)
+        empty = stats.post <= 1e-10
+        if np.any(empty):
+            means = np.where(empty[:, np.newaxis], means_old, means)
+            if "c" in learn and self.covariance_type != "tied":
+                covars = covars.copy()
+                covars[empty] = covars_old[empty]
+        return self._pack(means, covars)
+
+    def _emission_log_prior(self, params, learn):
+        if not ({"m", "c"} & learn):
+            return 0.0
+        kwargs = self._prior_kwargs(params["means_"].shape[1])
+        if "m" not in learn:
+            kwargs["means_weight"] = 0.0
+        if "c" not in learn:
+            kwargs["covars_prior"] = 0.0
+            kwargs["covars_weight"] = None
+        return gaussian.log_prior(params["means_"], params["covars_"], self.covariance_type, **kwargs)
+
+    def _emission_fitted_params(self):
+        return {"means_": self.means_, "covars_": self.covars_}
+
+    def _emission_n_parameters(self):
+        return gaussian.n_parameters(self.n_components, self.n_features_in_, self.covariance_type)
+
+    def _emission_sample(self, params, states, rng):
+        return gaussian.sample(params["means_"], params["covars_"], self.covariance_type, states, rng)
+
+    def _emission_expectation(self, params):
+        return params["means_"]
+
+
+# ====================================================================== categorical
+class CategoricalHMM(_BaseHMM):
+    """Hidden Markov model with categorical emissions (one integer symbol per step).
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of hidden states.
+    n_features : int, default=None
+        Number of symbols (hmmlearn's name); None infers ``max(X) + 1`` at
+        fit. Never overwritten: the count used is ``n_symbols_``.
+    emissionprob_prior : float or array-like of shape (n_components, n_symbols), default=1.0
+        Dirichlet prior on each row of ``emissionprob_`` (1 = maximum likelihood).
+    params : str or tuple of str, default="ste"
+        What EM learns: letters s, t, e (emissionprob).
+    init_params : str or tuple of str, default="ste"
+        What is initialised (the rest must be given).
+    emissionprob_init : array-like of shape (n_components, n_symbols), default=None
+        Starting emission probabilities.
+    {shared_parameters}
+    Attributes
+    ----------
+    startprob_ : ndarray of shape (n_components,)
+    transmat_ : ndarray of shape (n_components, n_components)
+    emissionprob_ : ndarray of shape (n_components, n_symbols_)
+    n_symbols_ : int
+    n_features_in_ : int
+        Always 1: X is one column of symbols.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from emkit.hmm import CategoricalHMM
+    >>> X = np.array([[0], [0], [1], [2], [2], [2], [0], [1]])
+    >>> model = CategoricalHMM(n_components=2, random_state=0).fit(X)
+    >>> model.emissionprob_.shape
+    (2, 3)
+    >>> model.predict(X).shape
+    (8,)
+    """
+
+    _emission_letters = "e"
+    _emission_names = {"e": "emissionprob_"}
+
+    _parameter_constraints = {
+        **_BaseHMM._hmm_parameter_constraints,
+        "n_features": [Interval(Integral, 1, None, closed="left"), None],
+        "emissionprob_prior": [Interval(Real, 0, None, closed="left"), "array-like"],
+        "emissionprob_init": ["array-like", None],
+    }
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        n_features=None,
+        startprob_prior=1.0,
+        transmat_prior=1.0,
+        emissionprob_prior=1.0,
+        algorithm="viterbi",
+        params="ste",
+        init_params="ste",
+        startprob_init=None,
+        transmat_init=None,
+        emissionprob_init=None,
+        max_iter=100,
+        tol=1e-4,
+        n_init=1,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        n_jobs=None,
+        keep_params_history=False,
+    ):
+        self.n_components = n_components
+        self.n_features = n_features
+        self.startprob_prior = startprob_prior
+        self.transmat_prior = transmat_prior
+        self.emissionprob_prior = emissionprob_prior
+        self.algorithm = algorithm
+        self.params = params
+        self.init_params = init_params
+        self.startprob_init = startprob_init
+        self.transmat_init = transmat_init
+        self.emissionprob_init = emissionprob_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_init = n_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.n_jobs = n_jobs
+        self.keep_params_history = keep_params_history
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.categorical = True
+        tags.input_tags.positive_only = True
+        return tags
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, lengths=None, sequence_ids=None):
+        data = self._validate_fit_data(X, y, lengths=lengths, sequence_ids=sequence_ids)
+        self._fit_em(data)
+        return self
+
+    fit.__doc__ = _fit_doc("CategoricalHMM")
+
+    def _emission_validate_X(self, X, reset):
+        X = validate_data(self, X, reset=reset, dtype=None)
+        if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+            raise ValueError(f"CategoricalHMM expects numeric integer symbols, got dtype {X.dtype}.")
+        if X.shape[1] != 1:
+            raise ValueError(
+                f"CategoricalHMM expects X of shape (n_samples, 1): one column of integer symbols; got "
+                f"{X.shape[1]} columns."
+            )
+        if np.any(X < 0):
+            raise ValueError("Negative values in data passed to CategoricalHMM: symbols must be integers >= 0.")
+        if not np.issubdtype(X.dtype, np.integer) and np.any(X != np.floor(X)):
+            raise ValueError("CategoricalHMM expects integer symbols, found non-integral values.")
+        symbols = X[:, 0].astype(np.int64)
+        if not reset and symbols.size and symbols.max() >= self.n_symbols_:
+            raise ValueError(
+                f"Largest symbol is {symbols.max()} but the model only emits symbols up to {self.n_symbols_ - 1}."
+            )
+        return X, symbols
+
+    def _emission_check(self, X, symbols):
+        K = self.n_components
+        init = self._user_value("e", self.emissionprob_init)
+        n_seen = int(symbols.max()) + 1
+        if self.n_features is not None:
+            n_symbols = int(self.n_features)
+        elif init is not None:
+            n_symbols = int(np.shape(init)[-1])
+        else:
+            n_symbols = n_seen
+        if n_seen > n_symbols:
+            raise ValueError(
+                f"Largest symbol is {n_seen - 1} but the model only emits symbols up to {n_symbols - 1} "
+                "(n_features)."
+            )
+        self.n_symbols_ = n_symbols
+        _check_prior(self.emissionprob_prior, "emissionprob_prior", (K, n_symbols))
+        given = {}
+        if init is not None:
+            name = "emissionprob_init" if self.emissionprob_init is not None else "emissionprob_"
+            given["emissionprob_"] = _check_distribution(init, name, (K, n_symbols))
+        return given
+
+    def _emission_initialize(self, data, random_state):
+        if "emissionprob_" in data.given:
+            return {"emissionprob_": data.given["emissionprob_"].copy()}
+        prob = random_state.uniform(size=(self.n_components, self.n_symbols_))
+        return {"emissionprob_": prob / prob.sum(axis=1, keepdims=True)}
+
+    def _emission_log_likelihood(self, symbols, params):
+        return categorical.log_likelihood(symbols, params["emissionprob_"])
+
+    def _emission_accumulate(self, symbols, posteriors, params):
+        if "e" not in self._learn:
+            return None
+        return categorical.accumulate(symbols, posteriors, params["emissionprob_"].shape[1])
+
+    def _emission_m_step(self, stats, params, learn):
+        if stats is None:
+            return {}
+        return {"emissionprob_": categorical.m_step(stats, params["emissionprob_"], self.emissionprob_prior)}
+
+    def _emission_log_prior(self, params, learn):
+        if "e" not in learn:
+            return 0.0
+        return categorical.log_prior(params["emissionprob_"], self.emissionprob_prior)
+
+    def _emission_fitted_params(self):
+        return {"emissionprob_": self.emissionprob_}
+
+    def _emission_n_parameters(self):
+        return categorical.n_parameters(self.n_components, self.n_symbols_)
+
+    def _emission_sample(self, params, states, rng):
+        return categorical.sample(params["emissionprob_"], states, rng)
+
+    def _emission_expectation(self, params):
+        return params["emissionprob_"]
+
+
+# ====================================================================== Poisson
+class PoissonHMM(_BaseHMM):
+    """Hidden Markov model with independent Poisson emissions (a vector of counts per step).
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of hidden states.
+    lambdas_prior, lambdas_weight : float or array-like broadcastable to (n_components, n_features), default=0
+        Gamma prior on the rates: the M-step is
+        ``(lambdas_prior + sum r x) / (lambdas_weight + N_k)`` (0, 0 =
+        maximum likelihood). hmmlearn uses the total count of all states in
+        place of ``N_k`` there; with its default 0, 0 both agree.
+    params : str or tuple of str, default="stl"
+        What EM learns: letters s, t, l (lambdas).
+    init_params : str or tuple of str, default="stl"
+        What is initialised (the rest must be given).
+    lambdas_init : array-like of shape (n_components, n_features), default=None
+        Starting rates.
+    {shared_parameters}
+    Attributes
+    ----------
+    startprob_ : ndarray of shape (n_components,)
+    transmat_ : ndarray of shape (n_components, n_components)
+    lambdas_ : ndarray of shape (n_components, n_features)
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from emkit.hmm import PoissonHMM
+    >>> rng = np.random.RandomState(0)
+    >>> states = np.repeat([0, 1, 0, 1], 50)
+    >>> X = rng.poisson(np.where(states == 0, 2.0, 20.0))[:, None]
+    >>> model = PoissonHMM(n_components=2, random_state=0).fit(X)
+    >>> np.round(np.sort(model.lambdas_[:, 0]))
+    array([ 2., 20.])
+    """
+
+    _emission_letters = "l"
+    _emission_names = {"l": "lambdas_"}
+
+    _parameter_constraints = {
+        **_BaseHMM._hmm_parameter_constraints,
+        "lambdas_prior": [Interval(Real, 0, None, closed="left"), "array-like"],
+        "lambdas_weight": [Interval(Real, 0, None, closed="left"), "array-like"],
+        "lambdas_init": ["array-like", None],
+    }
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        startprob_prior=1.0,
+        transmat_prior=1.0,
+        lambdas_prior=0.0,
+        lambdas_weight=0.0,
+        algorithm="viterbi",
+        params="stl",
+        init_params="stl",
+        startprob_init=None,
+        transmat_init=None,
+        lambdas_init=None,
+        max_iter=100,
+        tol=1e-4,
+        n_init=1,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        n_jobs=None,
+        keep_params_history=False,
+    ):
+        self.n_components = n_components
+        self.startprob_prior = startprob_prior
+        self.transmat_prior = transmat_prior
+        self.lambdas_prior = lambdas_prior
+        self.lambdas_weight = lambdas_weight
+        self.algorithm = algorithm
+        self.params = params
+        self.init_params = init_params
+        self.startprob_init = startprob_init
+        self.transmat_init = transmat_init
+        self.lambdas_init = lambdas_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_init = n_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.n_jobs = n_jobs
+        self.keep_params_history = keep_params_history
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        return tags
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, lengths=None, sequence_ids=None):
+        data = self._validate_fit_data(X, y, lengths=lengths, sequence_ids=sequence_ids)
+        self._fit_em(data)
+        return self
+
+    fit.__doc__ = _fit_doc("PoissonHMM")
+
+    def _emission_validate_X(self, X, reset):
+        X = validate_data(self, X, reset=reset, dtype=np.float64)
+        if np.any(X < 0):
+            raise ValueError("Negative values in data passed to PoissonHMM: counts must be >= 0.")
+        return X, X
+
+    def _emission_check(self, X, emission_input):
+        shape = (self.n_components, X.shape[1])
+        _check_prior(self.lambdas_prior, "lambdas_prior", shape)
+        _check_prior(self.lambdas_weight, "lambdas_weight", shape)
+        value = self._user_value("l", self.lambdas_init)
+        if value is None:
+            return {}
+        name = "lambdas_init" if self.lambdas_init is not None else "lambdas_"
+        lambdas = check_array_param(value, name, shape)
+        if np.any(lambdas < 0):
+            raise ValueError(f"{name} must be non-negative.")
+        return {"lambdas_": lambdas}
+
+    def _emission_initialize(self, data, random_state):
+        if "lambdas_" in data.given:
+            return {"lambdas_": data.given["lambdas_"].copy()}
+        X = data.X
+        shape = (self.n_components, X.shape[1])
+        mean, var = X.mean(), X.var()
+        if mean > 0 and var > 0:
+            # method of moments for a Gamma over all counts (hmmlearn's start)
+            return {"lambdas_": random_state.gamma(shape=mean**2 / var, scale=var / mean, size=shape)}
+        return {"lambdas_": np.full(shape, mean)}
+
+    def _emission_log_likelihood(self, X, params):
+        return poisson.log_likelihood(X, params["lambdas_"])
+
+    def _emission_accumulate(self, X, posteriors, params):
+        if "l" not in self._learn:
+            return None
+        return poisson.accumulate(X, posteriors)
+
+    def _emission_m_step(self, stats, params, learn):
+        if stats is None:
+            return {}
+        return {"lambdas_": poisson.m_step(stats, params["lambdas_"], self.lambdas_prior, self.lambdas_weight)}
+
+    def _emission_log_prior(self, params, learn):
+        if "l" not in learn:
+            return 0.0
+        return poisson.log_prior(params["lambdas_"], self.lambdas_prior, self.lambdas_weight)
+
+    def _emission_fitted_params(self):
+        return {"lambdas_": self.lambdas_}
+
+    def _emission_n_parameters(self):
+        return poisson.n_parameters(self.n_components, self.n_features_in_)
+
+    def _emission_sample(self, params, states, rng):
+        return poisson.sample(params["lambdas_"], states, rng)
+
+    def _emission_expectation(self, params):
+        return params["lambdas_"]
+
+
+for _cls in (GaussianHMM, CategoricalHMM, PoissonHMM):
+    _cls.__doc__ = _cls.__doc__.replace("    {shared_parameters}\n", _SHARED_PARAMS_DOC.lstrip("\n"))
+del _cls
