@@ -1,5 +1,7 @@
 """Tests of the hidden Markov models: hmmlearn parity, EM properties, validation, CV."""
 
+import itertools
+
 import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
@@ -137,3 +139,296 @@ def test_poisson_matches_hmmlearn(layout):
     np.testing.assert_allclose(ours.lambdas_, ref.lambdas_, rtol=1e-6)
     np.testing.assert_allclose(ours.predict_proba(X, lengths=lengths), ref.predict_proba(X, lengths), atol=1e-7)
     np.testing.assert_array_equal(ours.predict(X, lengths=lengths), ref.predict(X, lengths))
+
+
+# ---------------------------------------------------------------------------------------- EM properties
+def _sampled_gaussian(n_sequences=20, length=50, seed=0):
+    rng = np.random.RandomState(seed)
+    sp = np.array([0.6, 0.3, 0.1])
+    tm = np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.05, 0.15, 0.8]])
+    means = np.array([[0.0, 0.0], [4.0, 1.0], [-3.0, 4.0]])
+    X, Z = [], []
+    for _ in range(n_sequences):
+        z = _states(sp, tm, length, rng)
+        X.append(rng.normal(size=(length, 2)) + means[z])
+        Z.append(z)
+    return np.concatenate(X), np.concatenate(Z), [length] * n_sequences
+
+
+def _make(kind, **kwargs):
+    if kind == "gaussian":
+        return GaussianHMM(3, **kwargs)
+    if kind == "categorical":
+        return CategoricalHMM(3, **kwargs)
+    return PoissonHMM(3, **kwargs)
+
+
+def _data(kind, seed=0):
+    X, Z, lengths = _sampled_gaussian(seed=seed)
+    if kind == "gaussian":
+        return X, lengths
+    rng = np.random.RandomState(seed)
+    if kind == "categorical":
+        B = np.array([[0.7, 0.2, 0.05, 0.05], [0.1, 0.1, 0.7, 0.1], [0.05, 0.05, 0.1, 0.8]])
+        return np.array([rng.choice(4, p=B[z]) for z in Z])[:, None], lengths
+    lam = np.array([[1.0, 5.0], [8.0, 2.0], [15.0, 15.0]])
+    return rng.poisson(lam[Z]), lengths
+
+
+KINDS = ["gaussian", "categorical", "poisson"]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("kind", KINDS)
+def test_objective_never_decreases(kind):
+    X, lengths = _data(kind)
+    extra = {"covariance_type": "full", "means_weight": 1.0, "covars_weight": 4.0} if kind == "gaussian" else {}
+    if kind == "categorical":
+        extra = {"emissionprob_prior": 2.0, "transmat_prior": 1.5, "startprob_prior": 3.0}
+    if kind == "poisson":
+        extra = {"lambdas_prior": 2.0, "lambdas_weight": 0.5}
+    model = _make(kind, max_iter=40, tol=0.0, random_state=0, **extra).fit(X, lengths=lengths)
+    history = np.concatenate([[model.restarts_[0]["objective"]], model.lower_bound_history_])
+    assert np.all(np.diff(model.lower_bound_history_) >= -1e-12 * np.abs(model.lower_bound_history_[1:]))
+    assert len(history) > 5
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_lower_bound_is_score_without_priors(kind):
+    X, lengths = _data(kind)
+    extra = {"covars_prior": 0.0, "covars_weight": 0.0} if kind == "gaussian" else {}
+    model = _make(kind, random_state=0, tol=1e-6, max_iter=300, **extra).fit(X, lengths=lengths)
+    assert model.converged_
+    np.testing.assert_allclose(model.lower_bound_, model.score(X, lengths=lengths), rtol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("kind", KINDS)
+def test_best_restart_wins_and_n_jobs_does_not_matter(kind):
+    X, lengths = _data(kind)
+    one = _make(kind, n_init=4, random_state=3, max_iter=15, n_jobs=1).fit(X, lengths=lengths)
+    two = _make(kind, n_init=4, random_state=3, max_iter=15, n_jobs=2).fit(X, lengths=lengths)
+    objectives = [r["objective"] for r in one.restarts_]
+    assert one.lower_bound_ >= max(objectives)
+    assert one.lower_bound_ == max(objectives)
+    for name in ["startprob_", "transmat_"]:
+        np.testing.assert_allclose(getattr(one, name), getattr(two, name), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(one.lower_bound_history_, two.lower_bound_history_, rtol=1e-10)
+    # each restart on its own (same starting point, through warm start) ends at its recorded objective
+    assert [r["seed"] for r in one.restarts_] == [r["seed"] for r in two.restarts_]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_recovers_parameters(kind):
+    X, lengths = _data(kind)
+    n_init = 10 if kind == "categorical" else 3  # random emission starts often end in local optima
+    model = _make(kind, n_init=n_init, random_state=0, tol=1e-5, max_iter=500).fit(X, lengths=lengths)
+    true_tm = np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.05, 0.15, 0.8]])
+    # match states through the emissions (best permutation)
+    if kind == "gaussian":
+        fitted, truth = model.means_, np.array([[0.0, 0.0], [4.0, 1.0], [-3.0, 4.0]])
+    elif kind == "categorical":
+        fitted = model.emissionprob_
+        truth = np.array([[0.7, 0.2, 0.05, 0.05], [0.1, 0.1, 0.7, 0.1], [0.05, 0.05, 0.1, 0.8]])
+    else:
+        fitted, truth = model.lambdas_, np.array([[1.0, 5.0], [8.0, 2.0], [15.0, 15.0]])
+    order = list(min(itertools.permutations(range(3)), key=lambda p: np.abs(fitted[list(p)] - truth).sum()))
+    np.testing.assert_allclose(fitted[order], truth, atol=(0.12 if kind == "categorical" else 0.1) * np.abs(truth).max())
+    np.testing.assert_allclose(model.transmat_[np.ix_(order, order)], true_tm, atol=0.08)
+
+
+def test_structural_zeros_are_kept_and_never_floored():
+    X, lengths = _data("gaussian")
+    tm = np.array([[0.5, 0.5, 0.0], [0.0, 0.5, 0.5], [0.0, 0.0, 1.0]])
+    sp = np.array([1.0, 0.0, 0.0])
+    model = GaussianHMM(3, startprob_init=sp, transmat_init=tm, init_params="mc", transmat_prior=2.0,
+                        startprob_prior=2.0, random_state=0, max_iter=20, tol=1e-3)
+    model.fit(X)
+    assert model.transmat_[1, 0] == 0 and model.transmat_[2, 0] == 0 and model.transmat_[2, 1] == 0
+    assert model.startprob_[1] == 0 and model.startprob_[2] == 0
+    np.testing.assert_allclose(model.transmat_.sum(axis=1), 1.0)
+
+
+def test_hmmlearn_style_start_on_instance():
+    X, lengths = _data("gaussian")
+    model = GaussianHMM(3, init_params="", max_iter=0)
+    model.startprob_ = np.array([0.2, 0.3, 0.5])
+    model.transmat_ = np.full((3, 3), 1 / 3)
+    model.means_ = np.array([[0.0, 0.0], [4.0, 1.0], [-3.0, 4.0]])
+    model.covars_ = np.ones((3, 2))
+    model.fit(X, lengths=lengths)
+    np.testing.assert_array_equal(model.startprob_, [0.2, 0.3, 0.5])
+    ref = hmmlearn.GaussianHMM(3, init_params="")
+    ref.startprob_, ref.transmat_, ref.means_, ref.covars_ = model.startprob_, model.transmat_, model.means_, np.ones((3, 2))
+    np.testing.assert_allclose(model.score(X, lengths=lengths) * len(X), ref.score(X, lengths), rtol=1e-10)
+
+
+def test_params_subset_is_not_learned():
+    X, lengths = _data("gaussian")
+    means = np.array([[0.0, 0.0], [4.0, 1.0], [-3.0, 4.0]])
+    model = GaussianHMM(3, params="stc", means_init=means, random_state=0, max_iter=10, tol=1e-3)
+    model.fit(X, lengths=lengths)
+    np.testing.assert_array_equal(model.means_, means)
+    model2 = GaussianHMM(3, params=("startprob_", "transmat", "covars_"), means_init=means, random_state=0,
+                         max_iter=10, tol=1e-3).fit(X, lengths=lengths)
+    np.testing.assert_allclose(model2.covars_, model.covars_)
+    with pytest.raises(ValueError, match="unknown parameter"):
+        GaussianHMM(3, params=("weights",)).fit(X)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_empty_state_keeps_finite_parameters(kind):
+    X, lengths = _data(kind)
+    K = 3
+    sp = np.array([0.5, 0.5, 0.0])
+    tm = np.array([[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [0.3, 0.3, 0.4]])  # state 2 unreachable
+    init = {"startprob_init": sp, "transmat_init": tm, "init_params": ""}
+    if kind == "gaussian":
+        init.update(means_init=np.array([[0.0, 0.0], [4.0, 1.0], [50.0, 50.0]]), covars_init=np.ones((K, 2)),
+                    covars_prior=0.0, covars_weight=0.0)
+    elif kind == "categorical":
+        init.update(emissionprob_init=np.full((K, 4), 0.25))
+    else:
+        init.update(lambdas_init=np.array([[1.0, 5.0], [8.0, 2.0], [0.5, 0.5]]))
+    model = _make(kind, max_iter=5, tol=0.0, **init)
+    with pytest.warns(ConvergenceWarning):
+        model.fit(X, lengths=lengths)
+    for name in model._fitted_params():
+        assert np.all(np.isfinite(getattr(model, name))), name
+    np.testing.assert_allclose(model.transmat_.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(model.transmat_[2], tm[2])  # no mass: row kept
+
+
+# ---------------------------------------------------------------------------------------- inference API
+def test_score_samples_filter_forecast_decode():
+    X, lengths = _data("gaussian")
+    model = GaussianHMM(3, random_state=0, tol=1e-3).fit(X, lengths=lengths)
+    log_density = model.score_samples(X, lengths=lengths)
+    assert log_density.shape == (len(X),)
+    np.testing.assert_allclose(log_density.mean(), model.score(X, lengths=lengths))
+    ref = hmmlearn.GaussianHMM(3, init_params="")
+    ref.startprob_, ref.transmat_, ref.means_, ref.covars_ = model.startprob_, model.transmat_, model.means_, model.covars_
+    np.testing.assert_allclose(log_density.sum(), ref.score(X, lengths), rtol=1e-10)
+    # filtered: the last row of each sequence equals the smoothed posterior; earlier rows use only the past
+    filtered = model.filter(X, lengths=lengths)
+    posteriors = model.predict_proba(X, lengths=lengths)
+    ends = np.cumsum(lengths) - 1
+    np.testing.assert_allclose(filtered[ends], posteriors[ends], atol=1e-12)
+    np.testing.assert_allclose(model.filter(X[:30])[:30], filtered[:30], atol=1e-12)
+    # forecast: one step ahead of each sequence's end
+    state_proba, expected = model.forecast(X, n_steps=3, lengths=lengths)
+    assert state_proba.shape == (len(lengths), 3, 3) and expected.shape == (len(lengths), 3, 2)
+    np.testing.assert_allclose(state_proba[:, 0], filtered[ends] @ model.transmat_)
+    np.testing.assert_allclose(expected[:, 1], state_proba[:, 1] @ model.means_)
+    # MAP decoding is the argmax of the posteriors; viterbi path agrees with predict
+    _, map_states = model.decode(X, lengths=lengths, algorithm="map")
+    np.testing.assert_array_equal(map_states, posteriors.argmax(axis=1))
+    np.testing.assert_array_equal(model.decode(X, lengths=lengths)[1], model.predict(X, lengths=lengths))
+    with pytest.raises(ValueError, match="algorithm"):
+        model.decode(X, algorithm="beam")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sample_shapes_and_random_state(kind):
+    X, lengths = _data(kind)
+    model = _make(kind, random_state=0, tol=1e-2).fit(X, lengths=lengths)
+    Xs, states = model.sample(200, random_state=1)
+    assert Xs.shape == (200, X.shape[1]) and states.shape == (200,)
+    Xs2, states2 = model.sample(200, random_state=1)
+    np.testing.assert_array_equal(Xs, Xs2)
+    assert not np.array_equal(model.sample(200, random_state=2)[1], states)
+    assert np.isfinite(model.score(Xs))
+
+
+def test_bic_selects_the_true_number_of_states():
+    X, lengths = _data("gaussian")
+    bics = [GaussianHMM(k, random_state=0, n_init=2, tol=1e-3).fit(X, lengths=lengths).bic(X, lengths=lengths)
+            for k in (1, 2, 3, 4)]
+    assert int(np.argmin(bics)) == 2
+    model = GaussianHMM(3, random_state=0, tol=1e-3).fit(X, lengths=lengths)
+    n_params = 2 + 6 + 6 + 6
+    total = model.score(X, lengths=lengths) * len(X)
+    np.testing.assert_allclose(model.aic(X, lengths=lengths), -2 * total + 2 * n_params)
+    np.testing.assert_allclose(model.bic(X, lengths=lengths), -2 * total + n_params * np.log(len(X)))
+
+
+def test_categorical_n_features_is_never_overwritten():
+    X = np.array([[0], [1], [2], [1]])
+    model = CategoricalHMM(2, n_features=5, random_state=0).fit(X)
+    assert model.n_features == 5 and model.n_symbols_ == 5 and model.emissionprob_.shape == (2, 5)
+    model = CategoricalHMM(2, random_state=0).fit(X)
+    assert model.n_features is None and model.n_symbols_ == 3
+    assert model.predict(np.array([[0.0], [2.0]])).shape == (2,)  # integral floats are fine
+    with pytest.raises(ValueError, match="Largest symbol is 3"):
+        model.predict(np.array([[3]]))
+
+
+# ---------------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_inf_rejected(kind, bad):
+    X, lengths = _data(kind)
+    X = X.astype(float)
+    X[5, 0] = bad
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        _make(kind).fit(X, lengths=lengths)
+
+
+@pytest.mark.parametrize("lengths, match", [([10, 10], "sum to 20"), ([0, 1000], "positive"),
+                                            ([500.5, 499.5], "integers")])
+def test_bad_lengths(lengths, match):
+    X, _ = _data("gaussian")
+    with pytest.raises(ValueError, match=match):
+        GaussianHMM(2).fit(X, lengths=lengths)
+
+
+def test_positional_lengths_caught_as_y():
+    X, lengths = _data("gaussian")
+    with pytest.raises(ValueError, match="lengths="):
+        GaussianHMM(2).fit(X, lengths)
+    GaussianHMM(2, max_iter=2, tol=1).fit(X, np.zeros(len(X)))  # a real y is ignored
+
+
+@pytest.mark.parametrize("X, match", [
+    (np.array([[0], [-1], [2]]), "Negative values"),
+    (np.array([[0], [1.5], [2]]), "integer"),
+    (np.array([[0, 1], [1, 1]]), "one column"),
+])
+def test_bad_categorical_symbols(X, match):
+    with pytest.raises(ValueError, match=match):
+        CategoricalHMM(1).fit(X)
+
+
+def test_negative_counts_rejected():
+    with pytest.raises(ValueError, match="Negative values"):
+        PoissonHMM(1).fit(np.array([[1, 2], [3, -1]]))
+
+
+@pytest.mark.parametrize("name, value, match", [
+    ("transmat_init", [[0.5, 0.4], [0.5, 0.5]], "rows must each sum to 1"),
+    ("transmat_init", [[1.5, -0.5], [0.5, 0.5]], "non-negative"),
+    ("startprob_init", [0.5, 0.6], "must sum to 1"),
+    ("transmat_init", np.eye(3), "shape"),
+])
+def test_bad_user_parameters(name, value, match):
+    X, _ = _data("gaussian")
+    with pytest.raises(ValueError, match=match):
+        GaussianHMM(2, **{name: value}).fit(X)
+
+
+def test_bad_user_parameters_set_hmmlearn_style():
+    X, _ = _data("gaussian")
+    model = GaussianHMM(2, init_params="mc")
+    model.startprob_ = np.array([0.5, 0.5])
+    model.transmat_ = np.array([[0.9, 0.2], [0.5, 0.5]])
+    with pytest.raises(ValueError, match="transmat_ rows must each sum to 1"):
+        model.fit(X)
+    with pytest.raises(ValueError, match="emissionprob_init rows"):
+        CategoricalHMM(2, emissionprob_init=[[0.5, 0.4], [0.5, 0.5]]).fit(np.array([[0], [1], [1]]))
+
+
+def test_input_not_modified():
+    X, lengths = _data("gaussian")
+    X_copy = X.copy()
+    GaussianHMM(2, max_iter=3, tol=1).fit(X, lengths=lengths)
+    np.testing.assert_array_equal(X, X_copy)

@@ -1,0 +1,181 @@
+"""Forward-backward and Viterbi kernels against brute force over all K^T paths."""
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+
+from emkit._inference import hmm as kernels
+
+
+def _random_model(K, T, rng, scale=3.0):
+    startprob = rng.dirichlet(np.ones(K))
+    transmat = rng.dirichlet(np.ones(K), size=K)
+    log_frameprob = rng.normal(scale=scale, size=(T, K))
+    return startprob, transmat, log_frameprob
+
+
+def _brute_force(startprob, transmat, log_frameprob):
+    """All K^T paths: log p(x), smoothed posteriors, xi sum, best path and its log-probability."""
+    T, K = log_frameprob.shape
+    with np.errstate(divide="ignore"):
+        log_start, log_trans = np.log(startprob), np.log(transmat)
+    paths = np.array(list(itertools.product(range(K), repeat=T)))
+    log_joint = log_start[paths[:, 0]] + log_frameprob[0, paths[:, 0]]
+    for t in range(1, T):
+        log_joint = log_joint + log_trans[paths[:, t - 1], paths[:, t]] + log_frameprob[t, paths[:, t]]
+    log_px = logsumexp(log_joint)
+    weights = np.exp(log_joint - log_px)
+    posteriors = np.zeros((T, K))
+    xi = np.zeros((K, K))
+    for t in range(T):
+        np.add.at(posteriors[t], paths[:, t], weights)
+        if t + 1 < T:
+            np.add.at(xi, (paths[:, t], paths[:, t + 1]), weights)
+    best = np.argmax(log_joint)
+    return log_px, posteriors, xi, paths[best], log_joint[best]
+
+
+@pytest.mark.parametrize("K, T", [(1, 4), (2, 1), (2, 6), (3, 5), (4, 4)])
+def test_forward_backward_matches_brute_force(K, T):
+    rng = np.random.RandomState(K * 10 + T)
+    startprob, transmat, log_frameprob = _random_model(K, T, rng)
+    log_px, posteriors, xi, path, log_best = _brute_force(startprob, transmat, log_frameprob)
+    result = kernels.forward_backward(startprob, transmat, log_frameprob)
+    np.testing.assert_allclose(result.log_likelihood, [log_px], rtol=1e-12)
+    np.testing.assert_allclose(result.posteriors, posteriors, atol=1e-12)
+    np.testing.assert_allclose(result.xi_sum, xi, atol=1e-12)
+    np.testing.assert_allclose(result.start_sum, posteriors[0], atol=1e-12)
+    np.testing.assert_allclose(result.log_step.sum(), log_px, rtol=1e-12)
+    filt = kernels.forward(startprob, transmat, log_frameprob)
+    np.testing.assert_allclose(filt.log_likelihood, [log_px], rtol=1e-12)
+    np.testing.assert_allclose(filt.filtered[-1], posteriors[-1], atol=1e-12)  # last step: filtered = smoothed
+    vit = kernels.viterbi(np.log(startprob), np.log(transmat), log_frameprob)
+    np.testing.assert_array_equal(vit.states, path)
+    np.testing.assert_allclose(vit.log_prob, [log_best], rtol=1e-12)
+
+
+def test_filtered_matches_brute_force_on_prefixes():
+    rng = np.random.RandomState(3)
+    startprob, transmat, log_frameprob = _random_model(3, 5, rng)
+    filtered = kernels.forward(startprob, transmat, log_frameprob).filtered
+    for t in range(5):
+        _, posteriors, _, _, _ = _brute_force(startprob, transmat, log_frameprob[: t + 1])
+        np.testing.assert_allclose(filtered[t], posteriors[-1], atol=1e-12)
+
+
+def test_structural_zeros_stay_zero():
+    rng = np.random.RandomState(4)
+    startprob = np.array([1.0, 0.0, 0.0])
+    transmat = np.array([[0.5, 0.5, 0.0], [0.0, 0.5, 0.5], [0.0, 0.0, 1.0]])  # left-right
+    log_frameprob = rng.normal(size=(6, 3))
+    log_px, posteriors, xi, path, log_best = _brute_force(startprob, transmat, log_frameprob)
+    result = kernels.forward_backward(startprob, transmat, log_frameprob)
+    np.testing.assert_allclose(result.log_likelihood, [log_px], rtol=1e-12)
+    np.testing.assert_allclose(result.posteriors, posteriors, atol=1e-12)
+    assert result.xi_sum[1, 0] == 0 and result.xi_sum[2, 0] == 0 and result.xi_sum[0, 2] == 0
+    with np.errstate(divide="ignore"):
+        vit = kernels.viterbi(np.log(startprob), np.log(transmat), log_frameprob)
+    np.testing.assert_array_equal(vit.states, path)
+
+
+def test_many_sequences_equal_one_call_per_sequence():
+    rng = np.random.RandomState(5)
+    lengths = [1, 7, 3, 12, 2]
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    startprob, transmat, log_frameprob = _random_model(3, offsets[-1], rng)
+    joint = kernels.forward_backward(startprob, transmat, log_frameprob, offsets)
+    joint_vit = kernels.viterbi(np.log(startprob), np.log(transmat), log_frameprob, offsets)
+    xi = np.zeros((3, 3))
+    start = np.zeros(3)
+    for i, (a, b) in enumerate(zip(offsets[:-1], offsets[1:])):
+        single = kernels.forward_backward(startprob, transmat, log_frameprob[a:b])
+        np.testing.assert_allclose(joint.log_likelihood[i], single.log_likelihood[0], rtol=1e-13)
+        np.testing.assert_allclose(joint.posteriors[a:b], single.posteriors, atol=1e-14)
+        xi += single.xi_sum
+        start += single.start_sum
+        vit = kernels.viterbi(np.log(startprob), np.log(transmat), log_frameprob[a:b])
+        np.testing.assert_array_equal(joint_vit.states[a:b], vit.states)
+    np.testing.assert_allclose(joint.xi_sum, xi, atol=1e-12)
+    np.testing.assert_allclose(joint.start_sum, start, atol=1e-13)
+
+
+def test_long_sequence_stays_finite():
+    rng = np.random.RandomState(6)
+    T = 1_000_000
+    startprob, transmat, _ = _random_model(3, 1, rng)
+    # large, very unequal emission log-likelihoods: raw probabilities would underflow at once
+    log_frameprob = rng.normal(loc=-500.0, scale=200.0, size=(T, 3))
+    result = kernels.forward_backward(startprob, transmat, log_frameprob)
+    assert np.isfinite(result.log_likelihood).all()
+    assert np.isfinite(result.posteriors).all()
+    np.testing.assert_allclose(result.posteriors.sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(result.xi_sum.sum(), T - 1, rtol=1e-9)
+    np.testing.assert_allclose(result.log_step.sum(), result.log_likelihood[0], rtol=1e-9)
+    vit = kernels.viterbi(np.log(startprob), np.log(transmat), log_frameprob)
+    assert np.isfinite(vit.log_prob).all()
+
+
+def test_underflowing_step_is_redone_in_log_space():
+    # state 1 is unreachable after step 0 and fits x_1 ~1e-400 times better than reachable state 0
+    startprob = np.array([1.0, 0.0])
+    transmat = np.array([[1.0, 0.0], [0.0, 1.0]])
+    log_frameprob = np.array([[0.0, 0.0], [-1000.0, 0.0], [-1.0, -2.0]])
+    log_px, posteriors, xi, _, _ = _brute_force(startprob, transmat, log_frameprob)
+    result = kernels.forward_backward(startprob, transmat, log_frameprob)
+    np.testing.assert_allclose(result.log_likelihood, [log_px], rtol=1e-12)
+    np.testing.assert_allclose(result.posteriors, posteriors, atol=1e-12)
+    np.testing.assert_allclose(result.xi_sum, xi, atol=1e-12)
+
+
+def test_impossible_sequence_gives_minus_inf_and_no_nan():
+    startprob = np.array([1.0, 0.0])
+    transmat = np.eye(2)
+    log_frameprob = np.array([[0.0, 0.0], [-np.inf, 0.0]])
+    result = kernels.forward_backward(startprob, transmat, log_frameprob)
+    assert result.log_likelihood[0] == -np.inf
+    assert not np.isnan(result.posteriors).any() and not np.isnan(result.xi_sum).any()
+
+
+@pytest.mark.parametrize("shift_row", [0, 2, 4])
+def test_shifting_a_row_only_shifts_the_log_likelihood(shift_row):
+    rng = np.random.RandomState(7)
+    startprob, transmat, log_frameprob = _random_model(3, 6, rng)
+    shifted = log_frameprob.copy()
+    shifted[shift_row] += 123.4
+    a = kernels.forward_backward(startprob, transmat, log_frameprob)
+    b = kernels.forward_backward(startprob, transmat, shifted)
+    np.testing.assert_allclose(b.log_likelihood - a.log_likelihood, [123.4], rtol=1e-12)
+    np.testing.assert_allclose(b.posteriors, a.posteriors, atol=1e-13)
+    np.testing.assert_allclose(b.xi_sum, a.xi_sum, atol=1e-13)
+    va = kernels.viterbi(np.log(startprob), np.log(transmat), log_frameprob)
+    vb = kernels.viterbi(np.log(startprob), np.log(transmat), shifted)
+    np.testing.assert_array_equal(va.states, vb.states)
+
+
+def test_compiled_equals_py_func():
+    rng = np.random.RandomState(8)
+    offsets = np.array([0, 4, 9, 10], dtype=np.int64)
+    startprob, transmat, log_frameprob = _random_model(3, 10, rng)
+    compiled = kernels._forward_backward_kernel(startprob, transmat, log_frameprob, offsets, True)
+    python = kernels._forward_backward_kernel.py_func(startprob, transmat, log_frameprob, offsets, True)
+    for c, p in zip(compiled, python):
+        np.testing.assert_allclose(c, p, rtol=1e-13, atol=1e-15)
+    compiled = kernels._forward_kernel(startprob, transmat, log_frameprob, offsets)
+    python = kernels._forward_kernel.py_func(startprob, transmat, log_frameprob, offsets)
+    for c, p in zip(compiled, python):
+        np.testing.assert_allclose(c, p, rtol=1e-13, atol=1e-15)
+    args = (np.log(startprob), np.log(transmat), log_frameprob, offsets)
+    for c, p in zip(kernels._viterbi_kernel(*args), kernels._viterbi_kernel.py_func(*args)):
+        np.testing.assert_array_equal(c, p)
+
+
+def test_wrapper_checks_shapes():
+    startprob, transmat, log_frameprob = _random_model(3, 5, np.random.RandomState(9))
+    with pytest.raises(ValueError, match="transmat must have shape"):
+        kernels.forward_backward(startprob, transmat[:2], log_frameprob)
+    with pytest.raises(ValueError, match="offsets"):
+        kernels.forward_backward(startprob, transmat, log_frameprob, np.array([0, 3]))
+    with pytest.raises(ValueError, match="no empty sequence"):
+        kernels.forward_backward(startprob, transmat, log_frameprob, np.array([0, 3, 3, 5]))
