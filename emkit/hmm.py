@@ -28,6 +28,7 @@ from ._validation import (
     StrOptions,
     check_array_param,
     check_is_fitted,
+    check_sample_weight,
     check_sequences,
     check_y_unsupervised,
     validate_data,
@@ -289,7 +290,7 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         _, log_frameprob, offsets, params = self._check_fitted_input(X, lengths, sequence_ids)
         return forward(params["startprob_"], params["transmat_"], log_frameprob, offsets).log_step
 
-    def score(self, X, y=None, lengths=None, sequence_ids=None):
+    def score(self, X, y=None, lengths=None, sequence_ids=None, sample_weight=None):
         """Mean log-likelihood per time step.
 
         hmmlearn's ``score`` returns the total log-likelihood; multiply by
@@ -303,16 +304,25 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
             lengths go in ``lengths=``).
         lengths : array-like of int of shape (n_sequences,), default=None
         sequence_ids : array-like of shape (n_samples,), default=None
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the per-step log-densities in the mean (None: equal).
+            Accepted so that ``Pipeline.score`` works with metadata routing
+            enabled (it always passes ``sample_weight``).
 
         Returns
         -------
         score : float
-            ``log p(X) / n_samples``.
+            ``log p(X) / n_samples`` (the weighted mean of
+            :meth:`score_samples` when ``sample_weight`` is given).
         """
         check_is_fitted(self)
         if y is not None:
             check_y_unsupervised(y, len(X))
-        return float(np.mean(self.score_samples(X, lengths=lengths, sequence_ids=sequence_ids)))
+        log_density = self.score_samples(X, lengths=lengths, sequence_ids=sequence_ids)
+        if sample_weight is None:
+            return float(np.mean(log_density))
+        weights = check_sample_weight(sample_weight, log_density[:, np.newaxis])
+        return float(np.average(log_density, weights=weights))
 
     def predict_proba(self, X, lengths=None, sequence_ids=None):
         """Smoothed state posteriors ``p(z_t = k | x_1..T)`` (forward-backward).

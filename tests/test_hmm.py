@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from emkit.hmm import CategoricalHMM, GaussianHMM, PoissonHMM
 
@@ -432,3 +433,63 @@ def test_input_not_modified():
     X_copy = X.copy()
     GaussianHMM(2, max_iter=3, tol=1).fit(X, lengths=lengths)
     np.testing.assert_array_equal(X, X_copy)
+
+
+# ---------------------------------------------------------------------------------------- scikit-learn
+def test_grid_search_with_sequence_ids_never_cuts_sequences():
+    from sklearn import config_context
+    from sklearn.model_selection import GridSearchCV, GroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, Z, lengths = _sampled_gaussian(n_sequences=12, length=40)
+    sequence_ids = np.repeat(np.arange(12), 40)
+    seen = []
+
+    class Recording(GaussianHMM):
+        def fit(self, X, y=None, lengths=None, sequence_ids=None):
+            seen.append(np.unique(sequence_ids, return_counts=True)[1])
+            return super().fit(X, y, lengths=lengths, sequence_ids=sequence_ids)
+
+    with config_context(enable_metadata_routing=True):
+        hmm = Recording(random_state=0, tol=1e-3).set_fit_request(sequence_ids=True).set_score_request(
+            sequence_ids=True
+        )
+        pipe = make_pipeline(StandardScaler(), hmm)
+        search = GridSearchCV(pipe, {"recording__n_components": [1, 2, 3]}, cv=GroupKFold(n_splits=3))
+        search.fit(X, groups=sequence_ids, sequence_ids=sequence_ids)
+    assert search.best_params_ == {"recording__n_components": 3}
+    # every fit saw whole sequences of 40 steps
+    assert all(np.all(counts == 40) for counts in seen)
+    assert len(seen) == 3 * 3 + 1
+
+
+# CategoricalHMM takes one column of symbols (as hmmlearn); these checks only ever feed it several columns.
+_MULTI_COLUMN = "the check feeds X with several columns; CategoricalHMM takes one column of symbols"
+_CATEGORICAL_FAILURES = {
+    name: _MULTI_COLUMN
+    for name in [
+        "check_fit_score_takes_y", "check_estimators_overwrite_params", "check_dont_overwrite_parameters",
+        "check_estimators_fit_returns_self", "check_readonly_memmap_input", "check_n_features_in_after_fitting",
+        "check_positive_only_tag_during_fit", "check_estimators_dtypes", "check_dtype_object",
+        "check_pipeline_consistency", "check_estimators_nan_inf", "check_estimators_pickle",
+        "check_f_contiguous_array_estimator", "check_methods_sample_order_invariance",
+        "check_methods_subset_invariance", "check_fit2d_1sample", "check_dict_unchanged", "check_fit_idempotent",
+        "check_fit_check_is_fitted", "check_n_features_in", "check_fit2d_predict1d",
+    ]
+}
+_SKLEARN_CHECK_INSTANCES = [
+    GaussianHMM(2, max_iter=5, n_init=2),
+    CategoricalHMM(2, max_iter=5, n_init=2),
+    PoissonHMM(2, max_iter=5, n_init=2),
+]
+
+
+def _expected_failures(estimator):
+    return _CATEGORICAL_FAILURES if isinstance(estimator, CategoricalHMM) else {}
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@parametrize_with_checks(_SKLEARN_CHECK_INSTANCES, expected_failed_checks=_expected_failures)
+def test_sklearn_checks(estimator, check):
+    check(estimator)
