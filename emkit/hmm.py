@@ -204,14 +204,26 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         params.update(self._emission_initialize(data, random_state))
         return params
 
-    def _frame_log_likelihood(self, emission_input, params):
-        return self._emission_log_likelihood(emission_input, params)
+    def _frames(self, emission_input, params):
+        """Keyword arguments for the kernels: ``frameprob`` when the emission gives probabilities
+        directly (no exponentials needed), else ``log_frameprob``."""
+        frameprob = self._emission_frameprob(emission_input, params)
+        if frameprob is not None:
+            return {"frameprob": frameprob}
+        return {"log_frameprob": self._emission_log_likelihood(emission_input, params)}
+
+    def _emission_frameprob(self, emission_input, params):
+        """Emission probabilities ``p(x_t | z_t = k)`` when cheap and safe to give directly, else None."""
+        return None
 
     def _e_step(self, data, params):
-        log_frameprob = self._frame_log_likelihood(data.emission_input, params)
         learn = self._learn
         result = forward_backward(
-            params["startprob_"], params["transmat_"], log_frameprob, data.offsets, compute_xi="t" in learn
+            params["startprob_"],
+            params["transmat_"],
+            offsets=data.offsets,
+            compute_xi="t" in learn,
+            **self._frames(data.emission_input, params),
         )
         loglik = float(result.log_likelihood.sum())
         if not np.isfinite(loglik):
@@ -252,7 +264,7 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         X, emission_input = self._emission_validate_X(X, reset=False)
         offsets = self._check_sequences_of(X, lengths, sequence_ids)
         params = self._fitted_params()
-        return X, self._frame_log_likelihood(emission_input, params), offsets, params
+        return emission_input, offsets, params
 
     @staticmethod
     def _raise_if_impossible(log_likelihood):
@@ -287,8 +299,9 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
             Sums to the log-likelihood over each sequence; ``-inf`` on
             impossible steps.
         """
-        _, log_frameprob, offsets, params = self._check_fitted_input(X, lengths, sequence_ids)
-        return forward(params["startprob_"], params["transmat_"], log_frameprob, offsets).log_step
+        emission_input, offsets, params = self._check_fitted_input(X, lengths, sequence_ids)
+        frames = self._frames(emission_input, params)
+        return forward(params["startprob_"], params["transmat_"], offsets=offsets, **frames).log_step
 
     def score(self, X, y=None, lengths=None, sequence_ids=None, sample_weight=None):
         """Mean log-likelihood per time step.
@@ -337,8 +350,9 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         -------
         posteriors : ndarray of shape (n_samples, n_components)
         """
-        _, log_frameprob, offsets, params = self._check_fitted_input(X, lengths, sequence_ids)
-        result = forward_backward(params["startprob_"], params["transmat_"], log_frameprob, offsets, compute_xi=False)
+        emission_input, offsets, params = self._check_fitted_input(X, lengths, sequence_ids)
+        frames = self._frames(emission_input, params)
+        result = forward_backward(params["startprob_"], params["transmat_"], offsets=offsets, compute_xi=False, **frames)
         self._raise_if_impossible(result.log_likelihood)
         return result.posteriors
 
@@ -358,8 +372,9 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         -------
         filtered : ndarray of shape (n_samples, n_components)
         """
-        _, log_frameprob, offsets, params = self._check_fitted_input(X, lengths, sequence_ids)
-        result = forward(params["startprob_"], params["transmat_"], log_frameprob, offsets)
+        emission_input, offsets, params = self._check_fitted_input(X, lengths, sequence_ids)
+        frames = self._frames(emission_input, params)
+        result = forward(params["startprob_"], params["transmat_"], offsets=offsets, **frames)
         self._raise_if_impossible(result.log_likelihood)
         return result.filtered
 
@@ -387,12 +402,14 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         algorithm = self.algorithm if algorithm is None else algorithm
         if algorithm not in ("viterbi", "map"):
             raise ValueError(f"algorithm must be 'viterbi' or 'map', got {algorithm!r}.")
-        _, log_frameprob, offsets, params = self._check_fitted_input(X, lengths, sequence_ids)
+        emission_input, offsets, params = self._check_fitted_input(X, lengths, sequence_ids)
         if algorithm == "viterbi":
+            log_frameprob = self._emission_log_likelihood(emission_input, params)
             result = viterbi(safe_log(params["startprob_"]), safe_log(params["transmat_"]), log_frameprob, offsets)
             self._raise_if_impossible(result.log_prob)
             return float(result.log_prob.sum()), result.states
-        result = forward_backward(params["startprob_"], params["transmat_"], log_frameprob, offsets, compute_xi=False)
+        frames = self._frames(emission_input, params)
+        result = forward_backward(params["startprob_"], params["transmat_"], offsets=offsets, compute_xi=False, **frames)
         self._raise_if_impossible(result.log_likelihood)
         return float(result.log_likelihood.sum()), np.argmax(result.posteriors, axis=1)
 
@@ -433,8 +450,9 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         """
         if not isinstance(n_steps, Integral) or n_steps < 1:
             raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}.")
-        _, log_frameprob, offsets, params = self._check_fitted_input(X, lengths, sequence_ids)
-        result = forward(params["startprob_"], params["transmat_"], log_frameprob, offsets)
+        emission_input, offsets, params = self._check_fitted_input(X, lengths, sequence_ids)
+        frames = self._frames(emission_input, params)
+        result = forward(params["startprob_"], params["transmat_"], offsets=offsets, **frames)
         self._raise_if_impossible(result.log_likelihood)
         current = result.filtered[offsets[1:] - 1]  # (n_sequences, K)
         transmat = params["transmat_"]
@@ -1040,6 +1058,9 @@ class CategoricalHMM(_BaseHMM):
 
     def _emission_log_likelihood(self, symbols, params):
         return categorical.log_likelihood(symbols, params["emissionprob_"])
+
+    def _emission_frameprob(self, symbols, params):
+        return categorical.likelihood(symbols, params["emissionprob_"])
 
     def _emission_accumulate(self, symbols, posteriors, params):
         if "e" not in self._learn:

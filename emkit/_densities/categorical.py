@@ -11,7 +11,7 @@ import numpy as np
 
 from .._math import safe_log
 
-__all__ = ["CategoricalStats", "log_likelihood", "accumulate", "add_stats", "m_step", "log_prior", "n_parameters", "sample"]
+__all__ = ["CategoricalStats", "log_likelihood", "likelihood", "accumulate", "add_stats", "m_step", "log_prior", "n_parameters", "sample"]
 
 
 class CategoricalStats(NamedTuple):
@@ -40,7 +40,12 @@ def log_likelihood(symbols, emissionprob):
     log_prob : ndarray of shape (n_samples, n_components)
         ``-inf`` where a state cannot emit the symbol.
     """
-    return np.ascontiguousarray(safe_log(emissionprob).T[symbols])
+    return np.ascontiguousarray(safe_log(emissionprob).T)[symbols]
+
+
+def likelihood(symbols, emissionprob):
+    """``emissionprob[k, x_t]`` for every step and state: shape (n_samples, n_components)."""
+    return np.ascontiguousarray(emissionprob.T)[symbols]
 
 
 def accumulate(symbols, posteriors, n_symbols):

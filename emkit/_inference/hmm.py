@@ -33,6 +33,8 @@ import numpy as np
 
 from ._jit import jit
 
+_TINY = np.finfo(np.float64).tiny  # below this a step's normaliser has lost precision: redo it in log space
+
 __all__ = [
     "ForwardResult",
     "ForwardBackwardResult",
@@ -123,9 +125,12 @@ def _check_inputs(startprob, transmat, log_frameprob, offsets):
 
 # ---------------------------------------------------------------- forward pass
 @jit
-def _forward_pass(startprob, transmat, log_frameprob, begin, end, filtered, frame, scale, log_step):
+def _forward_pass(startprob, transmat, log_frameprob, from_log, begin, end, filtered, frame, scale, log_step):
     """Forward recursion over rows begin:end; writes filtered, frame, scale, log_step.
 
+    With ``from_log`` the shifted frame probabilities are computed from
+    ``log_frameprob``; otherwise ``frame`` already holds probabilities (shift 0)
+    and is rescaled in place on the rare steps that underflow.
     Returns the sequence's log-likelihood (``-inf`` if impossible).
     """
     n_components = startprob.shape[0]
@@ -136,46 +141,48 @@ def _forward_pass(startprob, transmat, log_frameprob, begin, end, filtered, fram
             for k in range(n_components):
                 pred[k] = startprob[k]
         else:
+            # pred = filtered[t - 1] @ transmat, as a sum of scaled rows (vectorises over k)
             for k in range(n_components):
                 pred[k] = 0.0
             for i in range(n_components):
                 f = filtered[t - 1, i]
-                if f != 0.0:
-                    for k in range(n_components):
-                        pred[k] += f * transmat[i, k]
-        shift = -np.inf
-        for k in range(n_components):
-            if log_frameprob[t, k] > shift:
-                shift = log_frameprob[t, k]
+                for k in range(n_components):
+                    pred[k] += f * transmat[i, k]
         total = 0.0
-        if shift > -np.inf:
-            for k in range(n_components):
-                fr = np.exp(log_frameprob[t, k] - shift)
-                frame[t, k] = fr
-                total += pred[k] * fr
-        if not total > 0.0 and shift > -np.inf:
-            # underflow: shift by the best reachable state instead (log space)
-            shift = -np.inf
-            for k in range(n_components):
-                if pred[k] > 0.0:
-                    v = np.log(pred[k]) + log_frameprob[t, k]
-                    if v > shift:
-                        shift = v
-            total = 0.0
+        if from_log:
+            shift = log_frameprob[t, 0]
+            for k in range(1, n_components):
+                shift = max(shift, log_frameprob[t, k])
             if shift > -np.inf:
                 for k in range(n_components):
-                    fr = np.exp(min(log_frameprob[t, k] - shift, 0.0))
+                    frame[t, k] = np.exp(log_frameprob[t, k] - shift)
+        else:
+            shift = 0.0
+        for k in range(n_components):
+            total += pred[k] * frame[t, k]
+        if not total >= _TINY and shift > -np.inf:
+            # underflow: shift by the best reachable state instead (log space)
+            best = -np.inf
+            for k in range(n_components):
+                if pred[k] > 0.0:
+                    lf = log_frameprob[t, k] if from_log else np.log(frame[t, k])
+                    v = np.log(pred[k]) + lf
+                    if v > best:
+                        best = v
+            total = 0.0
+            if best > -np.inf:
+                for k in range(n_components):
+                    lf = log_frameprob[t, k] if from_log else np.log(frame[t, k])
+                    # unreachable states (pred 0) never matter; keep their frames <= 1
+                    fr = np.exp(min(lf - best, 700.0 if pred[k] > 0.0 else 0.0))
                     frame[t, k] = fr
                     total += pred[k] * fr
+            shift = best
         if not total > 0.0:
             # x_t is impossible under the model: -inf likelihood
-            for k in range(n_components):
-                filtered[t, k] = 0.0
-                frame[t, k] = 0.0
             for s in range(t, end):
                 log_step[s] = -np.inf
                 scale[s] = 1.0
-            for s in range(t + 1, end):
                 for k in range(n_components):
                     filtered[s, k] = 0.0
                     frame[s, k] = 0.0
@@ -191,22 +198,36 @@ def _forward_pass(startprob, transmat, log_frameprob, begin, end, filtered, fram
 
 
 @jit
-def _forward_kernel(startprob, transmat, log_frameprob, offsets):
-    n_samples, n_components = log_frameprob.shape
+def _forward_kernel(startprob, transmat, log_frameprob, frame, from_log, offsets):
+    n_samples, n_components = frame.shape
     n_sequences = offsets.shape[0] - 1
     filtered = np.empty((n_samples, n_components))
-    frame = np.empty((n_samples, n_components))
     scale = np.empty(n_samples)
     log_step = np.empty(n_samples)
     loglik = np.empty(n_sequences)
     for s in range(n_sequences):
         loglik[s] = _forward_pass(
-            startprob, transmat, log_frameprob, offsets[s], offsets[s + 1], filtered, frame, scale, log_step
+            startprob, transmat, log_frameprob, from_log, offsets[s], offsets[s + 1], filtered, frame, scale, log_step
         )
     return loglik, filtered, log_step
 
 
-def forward(startprob, transmat, log_frameprob, offsets=None):
+def _frames(log_frameprob, frameprob):
+    """(log_frameprob, frame buffer, from_log) for the kernels; exactly one input is given."""
+    if (log_frameprob is None) == (frameprob is None):
+        raise ValueError("Give exactly one of log_frameprob and frameprob.")
+    if frameprob is not None:
+        frame = np.array(frameprob, dtype=np.float64, order="C", copy=True)  # rescaled in place on underflow
+        if frame.ndim != 2:
+            raise ValueError(f"frameprob must be 2-D, got shape {frame.shape}.")
+        return np.zeros((1, frame.shape[1])), frame, False
+    log_frameprob = np.ascontiguousarray(log_frameprob, dtype=np.float64)
+    if log_frameprob.ndim != 2:
+        raise ValueError(f"log_frameprob must be 2-D, got shape {log_frameprob.shape}.")
+    return log_frameprob, np.empty_like(log_frameprob), True
+
+
+def forward(startprob, transmat, log_frameprob=None, offsets=None, *, frameprob=None):
     """Filtered state probabilities and per-step log normalisers.
 
     Parameters
@@ -219,33 +240,41 @@ def forward(startprob, transmat, log_frameprob, offsets=None):
         Emission log-likelihoods ``log p(x_t | z_t = k)``.
     offsets : ndarray of int of shape (n_sequences + 1,), optional
         Sequence boundaries; None means one sequence.
+    frameprob : ndarray of shape (n_samples, n_components), optional
+        The emission probabilities themselves, instead of ``log_frameprob``
+        (saves the exponentials when they are known, e.g. categorical
+        emissions; steps that underflow are still redone in log space).
 
     Returns
     -------
     ForwardResult
     """
-    startprob, transmat, log_frameprob, offsets = _check_inputs(startprob, transmat, log_frameprob, offsets)
-    return ForwardResult(*_forward_kernel(startprob, transmat, log_frameprob, offsets))
+    log_frameprob, frame, from_log = _frames(log_frameprob, frameprob)
+    startprob, transmat, _, offsets = _check_inputs(startprob, transmat, frame, offsets)
+    return ForwardResult(*_forward_kernel(startprob, transmat, log_frameprob, frame, from_log, offsets))
 
 
 # -------------------------------------------------------- forward-backward pass
 @jit
-def _forward_backward_kernel(startprob, transmat, log_frameprob, offsets, compute_xi):
-    n_samples, n_components = log_frameprob.shape
+def _forward_backward_kernel(startprob, transmat, log_frameprob, frame, from_log, offsets, compute_xi):
+    n_samples, n_components = frame.shape
     n_sequences = offsets.shape[0] - 1
     posteriors = np.empty((n_samples, n_components))  # holds filtered, then smoothed
-    frame = np.empty((n_samples, n_components))
     scale = np.empty(n_samples)
     log_step = np.empty(n_samples)
     loglik = np.empty(n_sequences)
     start_sum = np.zeros(n_components)
-    xi_sum = np.zeros((n_components, n_components))
+    # outer[i, j] = sum_t filtered[t, i] * weighted[t + 1, j]; xi_sum = transmat * outer
+    outer = np.zeros((n_components, n_components))
+    transmat_t = np.ascontiguousarray(transmat.T)
     beta = np.empty(n_components)
     weighted = np.empty(n_components)
     for s in range(n_sequences):
         begin = offsets[s]
         end = offsets[s + 1]
-        ll = _forward_pass(startprob, transmat, log_frameprob, begin, end, posteriors, frame, scale, log_step)
+        ll = _forward_pass(
+            startprob, transmat, log_frameprob, from_log, begin, end, posteriors, frame, scale, log_step
+        )
         loglik[s] = ll
         if not ll > -np.inf:
             continue  # posteriors of an impossible sequence are left at zero
@@ -256,17 +285,21 @@ def _forward_backward_kernel(startprob, transmat, log_frameprob, offsets, comput
             inv = 1.0 / scale[t + 1]
             for j in range(n_components):
                 weighted[j] = frame[t + 1, j] * beta[j] * inv
+            # beta = transmat @ weighted, as a sum of scaled columns (vectorises over i)
             for i in range(n_components):
-                acc = 0.0
-                for j in range(n_components):
-                    acc += transmat[i, j] * weighted[j]
-                beta[i] = acc
+                beta[i] = 0.0
+            for j in range(n_components):
+                w = weighted[j]
+                for i in range(n_components):
+                    beta[i] += transmat_t[j, i] * w
+            for i in range(n_components):
+                if posteriors[t, i] == 0.0:
+                    beta[i] = 0.0  # exact: such a state has no mass now and passes none back
             if compute_xi:
                 for i in range(n_components):
                     f = posteriors[t, i]
-                    if f != 0.0:
-                        for j in range(n_components):
-                            xi_sum[i, j] += f * transmat[i, j] * weighted[j]
+                    for j in range(n_components):
+                        outer[i, j] += f * weighted[j]
             norm = 0.0
             for k in range(n_components):
                 g = posteriors[t, k] * beta[k]
@@ -277,10 +310,11 @@ def _forward_backward_kernel(startprob, transmat, log_frameprob, offsets, comput
                 posteriors[t, k] *= inv_norm
         for k in range(n_components):
             start_sum[k] += posteriors[begin, k]
+    xi_sum = transmat * outer
     return loglik, posteriors, start_sum, xi_sum, log_step
 
 
-def forward_backward(startprob, transmat, log_frameprob, offsets=None, compute_xi=True):
+def forward_backward(startprob, transmat, log_frameprob=None, offsets=None, compute_xi=True, *, frameprob=None):
     """Smoothed state posteriors and expected transition counts.
 
     Parameters
@@ -295,6 +329,9 @@ def forward_backward(startprob, transmat, log_frameprob, offsets=None, compute_x
         Sequence boundaries; None means one sequence.
     compute_xi : bool, default=True
         Whether to accumulate ``xi_sum`` (zeros otherwise).
+    frameprob : ndarray of shape (n_samples, n_components), optional
+        The emission probabilities instead of ``log_frameprob`` (see
+        :func:`forward`).
 
     Returns
     -------
@@ -302,9 +339,10 @@ def forward_backward(startprob, transmat, log_frameprob, offsets=None, compute_x
         A sequence with zero likelihood gets ``log_likelihood = -inf`` and
         all-zero posteriors.
     """
-    startprob, transmat, log_frameprob, offsets = _check_inputs(startprob, transmat, log_frameprob, offsets)
+    log_frameprob, frame, from_log = _frames(log_frameprob, frameprob)
+    startprob, transmat, _, offsets = _check_inputs(startprob, transmat, frame, offsets)
     return ForwardBackwardResult(
-        *_forward_backward_kernel(startprob, transmat, log_frameprob, offsets, bool(compute_xi))
+        *_forward_backward_kernel(startprob, transmat, log_frameprob, frame, from_log, offsets, bool(compute_xi))
     )
 
 

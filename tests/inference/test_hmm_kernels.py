@@ -158,12 +158,13 @@ def test_compiled_equals_py_func():
     rng = np.random.RandomState(8)
     offsets = np.array([0, 4, 9, 10], dtype=np.int64)
     startprob, transmat, log_frameprob = _random_model(3, 10, rng)
-    compiled = kernels._forward_backward_kernel(startprob, transmat, log_frameprob, offsets, True)
-    python = kernels._forward_backward_kernel.py_func(startprob, transmat, log_frameprob, offsets, True)
+    args = (startprob, transmat, log_frameprob, np.empty_like(log_frameprob), True, offsets)
+    compiled = kernels._forward_backward_kernel(*args, True)
+    python = kernels._forward_backward_kernel.py_func(*args, True)
     for c, p in zip(compiled, python):
         np.testing.assert_allclose(c, p, rtol=1e-13, atol=1e-15)
-    compiled = kernels._forward_kernel(startprob, transmat, log_frameprob, offsets)
-    python = kernels._forward_kernel.py_func(startprob, transmat, log_frameprob, offsets)
+    compiled = kernels._forward_kernel(*args)
+    python = kernels._forward_kernel.py_func(*args)
     for c, p in zip(compiled, python):
         np.testing.assert_allclose(c, p, rtol=1e-13, atol=1e-15)
     args = (np.log(startprob), np.log(transmat), log_frameprob, offsets)
@@ -179,3 +180,33 @@ def test_wrapper_checks_shapes():
         kernels.forward_backward(startprob, transmat, log_frameprob, np.array([0, 3]))
     with pytest.raises(ValueError, match="no empty sequence"):
         kernels.forward_backward(startprob, transmat, log_frameprob, np.array([0, 3, 3, 5]))
+
+
+def test_frameprob_input_matches_log_input():
+    rng = np.random.RandomState(10)
+    offsets = np.array([0, 3, 8], dtype=np.int64)
+    startprob, transmat, log_frameprob = _random_model(3, 8, rng)
+    a = kernels.forward_backward(startprob, transmat, log_frameprob, offsets)
+    frameprob = np.exp(log_frameprob)
+    b = kernels.forward_backward(startprob, transmat, offsets=offsets, frameprob=frameprob)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(frameprob, np.exp(log_frameprob))  # input untouched
+    f = kernels.forward(startprob, transmat, offsets=offsets, frameprob=frameprob)
+    np.testing.assert_allclose(f.log_likelihood, a.log_likelihood, rtol=1e-12)
+    with pytest.raises(ValueError, match="exactly one"):
+        kernels.forward(startprob, transmat, log_frameprob, frameprob=frameprob)
+
+
+def test_tiny_frame_probabilities_are_redone_in_log_space():
+    startprob = np.array([0.5, 0.5])
+    transmat = np.array([[0.9, 0.1], [0.2, 0.8]])
+    frameprob = np.array([[0.3, 0.7], [1e-320, 3e-321], [0.4, 0.1], [1e-310, 0.0]])
+    with np.errstate(divide="ignore"):
+        log_frameprob = np.log(frameprob)
+    log_px, posteriors, xi, _, _ = _brute_force(startprob, transmat, log_frameprob)
+    for result in (kernels.forward_backward(startprob, transmat, frameprob=frameprob),
+                   kernels.forward_backward(startprob, transmat, log_frameprob)):
+        np.testing.assert_allclose(result.log_likelihood, [log_px], rtol=1e-10)
+        np.testing.assert_allclose(result.posteriors, posteriors, atol=1e-10)
+        np.testing.assert_allclose(result.xi_sum, xi, atol=1e-10)
