@@ -209,7 +209,7 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         directly (no exponentials needed), else ``log_frameprob``."""
         frameprob = self._emission_frameprob(emission_input, params)
         if frameprob is not None:
-            return {"frameprob": frameprob}
+            return {"frameprob": frameprob, "overwrite_frameprob": True}  # a fresh array: no copy needed
         return {"log_frameprob": self._emission_log_likelihood(emission_input, params)}
 
     def _emission_frameprob(self, emission_input, params):

@@ -493,3 +493,14 @@ def _expected_failures(estimator):
 @parametrize_with_checks(_SKLEARN_CHECK_INSTANCES, expected_failed_checks=_expected_failures)
 def test_sklearn_checks(estimator, check):
     check(estimator)
+
+
+def test_categorical_counts_kernel_matches_bincount():
+    from emkit._densities import categorical
+
+    rng = np.random.RandomState(0)
+    symbols = rng.randint(0, 5, size=300)
+    posteriors = rng.dirichlet(np.ones(3), size=300)
+    expected = np.array([np.bincount(symbols, weights=posteriors[:, k], minlength=7) for k in range(3)])
+    np.testing.assert_allclose(categorical.accumulate(symbols, posteriors, 7).counts, expected, rtol=1e-12)
+    np.testing.assert_allclose(categorical._count_symbols.py_func(symbols, posteriors, 7), expected, rtol=1e-12)

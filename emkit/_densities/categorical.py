@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._inference._jit import jit
 from .._math import safe_log
 
 __all__ = ["CategoricalStats", "log_likelihood", "likelihood", "accumulate", "add_stats", "m_step", "log_prior", "n_parameters", "sample"]
@@ -48,13 +49,21 @@ def likelihood(symbols, emissionprob):
     return np.ascontiguousarray(emissionprob.T)[symbols]
 
 
+@jit
+def _count_symbols(symbols, posteriors, n_symbols):
+    counts_t = np.zeros((n_symbols, posteriors.shape[1]))
+    for t in range(symbols.shape[0]):
+        m = symbols[t]
+        for k in range(posteriors.shape[1]):
+            counts_t[m, k] += posteriors[t, k]
+    return counts_t.T.copy()
+
+
 def accumulate(symbols, posteriors, n_symbols):
     """Expected counts ``sum_t r_tk [x_t = m]`` from posteriors of shape (n_samples, n_components)."""
-    n_components = posteriors.shape[1]
-    counts = np.empty((n_components, n_symbols))
-    for k in range(n_components):
-        counts[k] = np.bincount(symbols, weights=posteriors[:, k], minlength=n_symbols)
-    return CategoricalStats(counts)
+    symbols = np.ascontiguousarray(symbols, dtype=np.int64)
+    posteriors = np.ascontiguousarray(posteriors, dtype=np.float64)
+    return CategoricalStats(_count_symbols(symbols, posteriors, int(n_symbols)))
 
 
 def add_stats(a, b):

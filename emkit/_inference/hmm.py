@@ -4,27 +4,29 @@ Every kernel takes many sequences at once: rows ``offsets[i]:offsets[i + 1]``
 of ``log_frameprob`` are sequence ``i``; one compiled call loops over them, so
 many short sequences cost no Python loop per sequence.
 
-Forward-backward runs in normalised-probability form. At each step the
-emission log-likelihoods are shifted by their maximum before exponentiating
-(``frame[t] = exp(log_frameprob[t] - shift[t])``) and the filtered
-distribution is renormalised; the log normalisers are accumulated, so a
-sequence of any length neither underflows nor overflows. If a step's
-normaliser still underflows (the observation is ~exp(-745) times less likely
-under every reachable state than under an unreachable one), that step's shift
-is recomputed in log space from the predicted state distribution.
+Forward-backward runs in probability form. At each step the emission
+log-likelihoods are shifted by their maximum before exponentiating
+(``frame[t] = exp(log_frameprob[t] - shift[t])``); the forward and backward
+messages are normalised lazily (only when their scale falls below 1e-150),
+which keeps divisions out of the sequential loop, while the per-step ratios of
+their sums give the log normalisers. A sequence of any length therefore
+neither underflows nor overflows. If a step's sum still underflows (the
+observation is ~exp(-660) times less likely under every reachable state than
+under an unreachable one), that step is redone in log space from the
+predicted state weights.
 
 Viterbi is max-plus in log space, with ``-inf`` allowed for forbidden starts
 and transitions.
 
-Notation, for one sequence of length ``T`` and ``K`` states:
+Notation, for one sequence of length ``T`` and ``K`` states, with ``A`` the
+transition matrix and ``a[t]``, ``b[t]`` the forward and backward messages up to
+positive factors:
 
-- ``pred[t] = p(z_t | x_<t)``, ``filtered[t] = p(z_t | x_<=t)``;
-- ``c[t] = sum_k pred[t, k] * frame[t, k]``, so that
-  ``log p(x_t | x_<t) = shift[t] + log c[t]``;
-- scaled backward messages ``beta[T-1] = 1``,
-  ``beta[t, i] = sum_j A[i, j] frame[t+1, j] beta[t+1, j] / c[t+1]``;
-- smoothed posteriors ``gamma[t] = filtered[t] * beta[t]``;
-- expected transitions ``xi[t, i, j] = filtered[t, i] A[i, j] frame[t+1, j] beta[t+1, j] / c[t+1]``.
+- ``a[t] = (A^T a[t-1]) * frame[t]`` (``startprob * frame[0]`` at the start);
+- ``b[T-1] = 1``, ``b[t] = A (frame[t+1] * b[t+1])``;
+- smoothed posteriors ``gamma[t] = a[t] * b[t] / sum(a[t] * b[t])``;
+- expected transitions ``xi[t, i, j] = a[t, i] A[i, j] frame[t+1, j] b[t+1, j] / sum(a[t] * b[t])``,
+  exact whatever factors the messages carry.
 """
 
 from typing import NamedTuple
@@ -33,7 +35,9 @@ import numpy as np
 
 from ._jit import jit
 
-_TINY = np.finfo(np.float64).tiny  # below this a step's normaliser has lost precision: redo it in log space
+_UNDERFLOW = 1e-290  # a step's sum below this would lose precision: redo it in log space
+_RESCALE = 1e-150  # lazily normalised messages are rescaled when they fall below this
+_RESCALE_UP = 1.0  # backward messages never exceed 1 except after a log-space step (frames up to e^700)
 
 __all__ = [
     "ForwardResult",
@@ -125,30 +129,22 @@ def _check_inputs(startprob, transmat, log_frameprob, offsets):
 
 # ---------------------------------------------------------------- forward pass
 @jit
-def _forward_pass(startprob, transmat, log_frameprob, from_log, begin, end, filtered, frame, scale, log_step):
-    """Forward recursion over rows begin:end; writes filtered, frame, scale, log_step.
+def _forward_pass(startprob, transmat_t, log_frameprob, from_log, begin, end, alpha, frame, ratio, shifts):
+    """Forward recursion over rows begin:end, lazily normalised.
 
-    With ``from_log`` the shifted frame probabilities are computed from
-    ``log_frameprob``; otherwise ``frame`` already holds probabilities (shift 0)
-    and is rescaled in place on the rare steps that underflow.
-    Returns the sequence's log-likelihood (``-inf`` if impossible).
+    Writes ``alpha[t]`` proportional to ``p(z_t | x_<=t)`` (rescaled to sum
+    to one only when its sum falls below ``_RESCALE``, so the sequential
+    loop carries no division), ``ratio[t] = sum(alpha[t]) / sum(fed)``
+    where ``fed`` is the vector propagated from step ``t - 1``, and the frame
+    shift, so that ``log p(x_t | x_<t) = shifts[t] + log(ratio[t])``.
+    With ``from_log`` the frames are ``exp(log_frameprob - max)``; otherwise
+    ``frame`` holds probabilities (shift 0). A step whose sum underflows is
+    redone in log space. Returns False if the sequence is impossible.
     """
-    n_components = startprob.shape[0]
-    pred = np.empty(n_components)
-    loglik = 0.0
+    n_components = transmat_t.shape[0]
+    fed = 1.0
     for t in range(begin, end):
-        if t == begin:
-            for k in range(n_components):
-                pred[k] = startprob[k]
-        else:
-            # pred = filtered[t - 1] @ transmat, as a sum of scaled rows (vectorises over k)
-            for k in range(n_components):
-                pred[k] = 0.0
-            for i in range(n_components):
-                f = filtered[t - 1, i]
-                for k in range(n_components):
-                    pred[k] += f * transmat[i, k]
-        total = 0.0
+        shift = 0.0
         if from_log:
             shift = log_frameprob[t, 0]
             for k in range(1, n_components):
@@ -156,68 +152,108 @@ def _forward_pass(startprob, transmat, log_frameprob, from_log, begin, end, filt
             if shift > -np.inf:
                 for k in range(n_components):
                     frame[t, k] = np.exp(log_frameprob[t, k] - shift)
-        else:
-            shift = 0.0
+            else:
+                for k in range(n_components):
+                    frame[t, k] = 0.0
+        total = 0.0
         for k in range(n_components):
-            total += pred[k] * frame[t, k]
-        if not total >= _TINY and shift > -np.inf:
-            # underflow: shift by the best reachable state instead (log space)
+            if t == begin:
+                p = startprob[k]
+            else:
+                p = 0.0
+                for i in range(n_components):
+                    p += alpha[t - 1, i] * transmat_t[k, i]
+            p *= frame[t, k]
+            alpha[t, k] = p
+            total += p
+        if not total >= _UNDERFLOW:
+            # redo the step in log space: shift by the best reachable state
             best = -np.inf
             for k in range(n_components):
-                if pred[k] > 0.0:
+                pred = startprob[k] if t == begin else 0.0
+                if t > begin:
+                    for i in range(n_components):
+                        pred += alpha[t - 1, i] * transmat_t[k, i]
+                alpha[t, k] = pred  # the predicted (unnormalised) state weights, for now
+                if pred > 0.0:
                     lf = log_frameprob[t, k] if from_log else np.log(frame[t, k])
-                    v = np.log(pred[k]) + lf
-                    if v > best:
-                        best = v
+                    best = max(best, np.log(pred) + lf)
             total = 0.0
             if best > -np.inf:
                 for k in range(n_components):
                     lf = log_frameprob[t, k] if from_log else np.log(frame[t, k])
                     # unreachable states (pred 0) never matter; keep their frames <= 1
-                    fr = np.exp(min(lf - best, 700.0 if pred[k] > 0.0 else 0.0))
+                    fr = np.exp(min(lf - best, 700.0 if alpha[t, k] > 0.0 else 0.0))
                     frame[t, k] = fr
-                    total += pred[k] * fr
+                    alpha[t, k] *= fr
+                    total += alpha[t, k]
             shift = best
-        if not total > 0.0:
-            # x_t is impossible under the model: -inf likelihood
-            for s in range(t, end):
-                log_step[s] = -np.inf
-                scale[s] = 1.0
-                for k in range(n_components):
-                    filtered[s, k] = 0.0
-                    frame[s, k] = 0.0
-            return -np.inf
-        inv = 1.0 / total
-        for k in range(n_components):
-            filtered[t, k] = pred[k] * frame[t, k] * inv
-        scale[t] = total
-        step = shift + np.log(total)
-        log_step[t] = step
-        loglik += step
-    return loglik
+            if not total > 0.0:
+                # x_t is impossible under the model
+                for r in range(t, end):
+                    shifts[r] = -np.inf
+                    ratio[r] = 1.0
+                    for k in range(n_components):
+                        alpha[r, k] = 0.0
+                        frame[r, k] = 0.0
+                return False
+        ratio[t] = total / fed
+        shifts[t] = shift
+        if total < _RESCALE:
+            inv = 1.0 / total
+            for k in range(n_components):
+                alpha[t, k] *= inv
+            fed = 1.0
+        else:
+            fed = total
+    return True
+
+
+@jit
+def _normalize_rows(a, begin, end):
+    for t in range(begin, end):
+        total = 0.0
+        for k in range(a.shape[1]):
+            total += a[t, k]
+        if total > 0.0:
+            inv = 1.0 / total
+            for k in range(a.shape[1]):
+                a[t, k] *= inv
 
 
 @jit
 def _forward_kernel(startprob, transmat, log_frameprob, frame, from_log, offsets):
     n_samples, n_components = frame.shape
     n_sequences = offsets.shape[0] - 1
+    transmat_t = np.ascontiguousarray(transmat.T)
     filtered = np.empty((n_samples, n_components))
-    scale = np.empty(n_samples)
-    log_step = np.empty(n_samples)
-    loglik = np.empty(n_sequences)
+    ratio = np.empty(n_samples)
+    shifts = np.empty(n_samples)
     for s in range(n_sequences):
-        loglik[s] = _forward_pass(
-            startprob, transmat, log_frameprob, from_log, offsets[s], offsets[s + 1], filtered, frame, scale, log_step
+        _forward_pass(
+            startprob, transmat_t, log_frameprob, from_log, offsets[s], offsets[s + 1], filtered, frame, ratio, shifts
         )
-    return loglik, filtered, log_step
+        _normalize_rows(filtered, offsets[s], offsets[s + 1])
+    return filtered, ratio, shifts
 
 
-def _frames(log_frameprob, frameprob):
+def _log_steps(ratio, shifts, offsets):
+    """Per-step log normalisers ``shift + log(ratio)`` and their per-sequence sums."""
+    log_step = np.log(ratio)
+    log_step += shifts
+    return log_step, np.add.reduceat(log_step, offsets[:-1])
+
+
+def _frames(log_frameprob, frameprob, overwrite):
     """(log_frameprob, frame buffer, from_log) for the kernels; exactly one input is given."""
     if (log_frameprob is None) == (frameprob is None):
         raise ValueError("Give exactly one of log_frameprob and frameprob.")
     if frameprob is not None:
-        frame = np.array(frameprob, dtype=np.float64, order="C", copy=True)  # rescaled in place on underflow
+        # the kernels rescale underflowing steps of the buffer in place
+        if overwrite:
+            frame = np.ascontiguousarray(frameprob, dtype=np.float64)
+        else:
+            frame = np.array(frameprob, dtype=np.float64, order="C", copy=True)
         if frame.ndim != 2:
             raise ValueError(f"frameprob must be 2-D, got shape {frame.shape}.")
         return np.zeros((1, frame.shape[1])), frame, False
@@ -227,7 +263,7 @@ def _frames(log_frameprob, frameprob):
     return log_frameprob, np.empty_like(log_frameprob), True
 
 
-def forward(startprob, transmat, log_frameprob=None, offsets=None, *, frameprob=None):
+def forward(startprob, transmat, log_frameprob=None, offsets=None, *, frameprob=None, overwrite_frameprob=False):
     """Filtered state probabilities and per-step log normalisers.
 
     Parameters
@@ -244,14 +280,19 @@ def forward(startprob, transmat, log_frameprob=None, offsets=None, *, frameprob=
         The emission probabilities themselves, instead of ``log_frameprob``
         (saves the exponentials when they are known, e.g. categorical
         emissions; steps that underflow are still redone in log space).
+    overwrite_frameprob : bool, default=False
+        Let the kernel rescale ``frameprob`` in place (saves a copy when the
+        caller does not need it afterwards).
 
     Returns
     -------
     ForwardResult
     """
-    log_frameprob, frame, from_log = _frames(log_frameprob, frameprob)
+    log_frameprob, frame, from_log = _frames(log_frameprob, frameprob, overwrite_frameprob)
     startprob, transmat, _, offsets = _check_inputs(startprob, transmat, frame, offsets)
-    return ForwardResult(*_forward_kernel(startprob, transmat, log_frameprob, frame, from_log, offsets))
+    filtered, ratio, shifts = _forward_kernel(startprob, transmat, log_frameprob, frame, from_log, offsets)
+    log_step, log_likelihood = _log_steps(ratio, shifts, offsets)
+    return ForwardResult(log_likelihood, filtered, log_step)
 
 
 # -------------------------------------------------------- forward-backward pass
@@ -259,62 +300,70 @@ def forward(startprob, transmat, log_frameprob=None, offsets=None, *, frameprob=
 def _forward_backward_kernel(startprob, transmat, log_frameprob, frame, from_log, offsets, compute_xi):
     n_samples, n_components = frame.shape
     n_sequences = offsets.shape[0] - 1
-    posteriors = np.empty((n_samples, n_components))  # holds filtered, then smoothed
-    scale = np.empty(n_samples)
-    log_step = np.empty(n_samples)
-    loglik = np.empty(n_sequences)
-    start_sum = np.zeros(n_components)
-    # outer[i, j] = sum_t filtered[t, i] * weighted[t + 1, j]; xi_sum = transmat * outer
-    outer = np.zeros((n_components, n_components))
     transmat_t = np.ascontiguousarray(transmat.T)
+    posteriors = np.empty((n_samples, n_components))  # holds alpha, then smoothed posteriors
+    ratio = np.empty(n_samples)
+    shifts = np.empty(n_samples)
+    start_sum = np.zeros(n_components)
+    # outer[i, j] = sum_t gamma-weighted alpha[t, i] * weighted[t + 1, j]; xi_sum = transmat * outer
+    outer = np.zeros((n_components, n_components))
     beta = np.empty(n_components)
+    new_beta = np.empty(n_components)
     weighted = np.empty(n_components)
+    alpha_t = np.empty(n_components)
     for s in range(n_sequences):
         begin = offsets[s]
         end = offsets[s + 1]
-        ll = _forward_pass(
-            startprob, transmat, log_frameprob, from_log, begin, end, posteriors, frame, scale, log_step
+        possible = _forward_pass(
+            startprob, transmat_t, log_frameprob, from_log, begin, end, posteriors, frame, ratio, shifts
         )
-        loglik[s] = ll
-        if not ll > -np.inf:
+        if not possible:
             continue  # posteriors of an impossible sequence are left at zero
+        _normalize_rows(posteriors, end - 1, end)  # last step: smoothed = filtered
         for k in range(n_components):
             beta[k] = 1.0
-        # last step: gamma = filtered (beta = 1), already in place
         for t in range(end - 2, begin - 1, -1):
-            inv = 1.0 / scale[t + 1]
+            # unnormalised backward message: beta_t = A (frame_t+1 * beta_t+1), rescaled only when tiny
             for j in range(n_components):
-                weighted[j] = frame[t + 1, j] * beta[j] * inv
-            # beta = transmat @ weighted, as a sum of scaled columns (vectorises over i)
-            for i in range(n_components):
-                beta[i] = 0.0
-            for j in range(n_components):
-                w = weighted[j]
-                for i in range(n_components):
-                    beta[i] += transmat_t[j, i] * w
-            for i in range(n_components):
-                if posteriors[t, i] == 0.0:
-                    beta[i] = 0.0  # exact: such a state has no mass now and passes none back
-            if compute_xi:
-                for i in range(n_components):
-                    f = posteriors[t, i]
-                    for j in range(n_components):
-                        outer[i, j] += f * weighted[j]
+                weighted[j] = frame[t + 1, j] * beta[j]
             norm = 0.0
-            for k in range(n_components):
-                g = posteriors[t, k] * beta[k]
-                posteriors[t, k] = g
+            largest = 0.0
+            for i in range(n_components):
+                acc = 0.0
+                for j in range(n_components):
+                    acc += transmat[i, j] * weighted[j]
+                new_beta[i] = acc
+                largest = max(largest, acc)
+                a = posteriors[t, i]
+                alpha_t[i] = a
+                g = a * acc
+                posteriors[t, i] = g
                 norm += g
             inv_norm = 1.0 / norm
             for k in range(n_components):
                 posteriors[t, k] *= inv_norm
+            if compute_xi:
+                # xi_t(i, j) = alpha_t,i A_ij weighted_j / norm (exact whatever the scaling)
+                for i in range(n_components):
+                    c = alpha_t[i] * inv_norm
+                    for j in range(n_components):
+                        outer[i, j] += c * weighted[j]
+            if largest < _RESCALE or largest > _RESCALE_UP:
+                inv = 1.0 / largest
+                for k in range(n_components):
+                    beta[k] = new_beta[k] * inv
+            else:
+                for k in range(n_components):
+                    beta[k] = new_beta[k]
         for k in range(n_components):
             start_sum[k] += posteriors[begin, k]
     xi_sum = transmat * outer
-    return loglik, posteriors, start_sum, xi_sum, log_step
+    return posteriors, start_sum, xi_sum, ratio, shifts
 
 
-def forward_backward(startprob, transmat, log_frameprob=None, offsets=None, compute_xi=True, *, frameprob=None):
+def forward_backward(
+    startprob, transmat, log_frameprob=None, offsets=None, compute_xi=True, *, frameprob=None, overwrite_frameprob=False
+):
     """Smoothed state posteriors and expected transition counts.
 
     Parameters
@@ -332,6 +381,8 @@ def forward_backward(startprob, transmat, log_frameprob=None, offsets=None, comp
     frameprob : ndarray of shape (n_samples, n_components), optional
         The emission probabilities instead of ``log_frameprob`` (see
         :func:`forward`).
+    overwrite_frameprob : bool, default=False
+        See :func:`forward`.
 
     Returns
     -------
@@ -339,11 +390,13 @@ def forward_backward(startprob, transmat, log_frameprob=None, offsets=None, comp
         A sequence with zero likelihood gets ``log_likelihood = -inf`` and
         all-zero posteriors.
     """
-    log_frameprob, frame, from_log = _frames(log_frameprob, frameprob)
+    log_frameprob, frame, from_log = _frames(log_frameprob, frameprob, overwrite_frameprob)
     startprob, transmat, _, offsets = _check_inputs(startprob, transmat, frame, offsets)
-    return ForwardBackwardResult(
-        *_forward_backward_kernel(startprob, transmat, log_frameprob, frame, from_log, offsets, bool(compute_xi))
+    posteriors, start_sum, xi_sum, ratio, shifts = _forward_backward_kernel(
+        startprob, transmat, log_frameprob, frame, from_log, offsets, bool(compute_xi)
     )
+    log_step, log_likelihood = _log_steps(ratio, shifts, offsets)
+    return ForwardBackwardResult(log_likelihood, posteriors, start_sum, xi_sum, log_step)
 
 
 # --------------------------------------------------------------------- Viterbi

@@ -210,3 +210,16 @@ def test_tiny_frame_probabilities_are_redone_in_log_space():
         np.testing.assert_allclose(result.log_likelihood, [log_px], rtol=1e-10)
         np.testing.assert_allclose(result.posteriors, posteriors, atol=1e-10)
         np.testing.assert_allclose(result.xi_sum, xi, atol=1e-10)
+
+
+def test_log_space_step_with_a_nearly_unreachable_best_state():
+    # at step 1 only state 1 (predicted weight 1e-300) explains x_1; its frame is rescaled by ~e^690
+    startprob = np.array([1.0, 1e-300])
+    transmat = np.array([[0.99, 0.01], [0.3, 0.7]])
+    log_frameprob = np.array([[0.0, 0.0], [-1000.0, 0.0], [-0.5, -1.0], [-2.0, -0.1]])
+    log_px, posteriors, xi, _, _ = _brute_force(startprob, transmat, log_frameprob)
+    result = kernels.forward_backward(startprob, transmat, log_frameprob)
+    np.testing.assert_allclose(result.log_likelihood, [log_px], rtol=1e-10)
+    np.testing.assert_allclose(result.posteriors, posteriors, atol=1e-10)
+    np.testing.assert_allclose(result.xi_sum, xi, atol=1e-10)
+    assert np.isfinite(result.log_step).all()
