@@ -41,12 +41,12 @@ def log_likelihood(symbols, emissionprob):
     log_prob : ndarray of shape (n_samples, n_components)
         ``-inf`` where a state cannot emit the symbol.
     """
-    return np.ascontiguousarray(safe_log(emissionprob).T)[symbols]
+    return np.take(np.ascontiguousarray(safe_log(emissionprob).T), symbols, axis=0)
 
 
 def likelihood(symbols, emissionprob):
     """``emissionprob[k, x_t]`` for every step and state: shape (n_samples, n_components)."""
-    return np.ascontiguousarray(emissionprob.T)[symbols]
+    return np.take(np.ascontiguousarray(emissionprob.T), symbols, axis=0)
 
 
 @jit

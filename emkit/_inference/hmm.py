@@ -404,39 +404,41 @@ def forward_backward(
 def _viterbi_kernel(log_startprob, log_transmat, log_frameprob, offsets):
     n_samples, n_components = log_frameprob.shape
     n_sequences = offsets.shape[0] - 1
+    log_transmat_t = np.ascontiguousarray(log_transmat.T)
     states = np.empty(n_samples, dtype=np.int64)
-    backpointer = np.empty((n_samples, n_components), dtype=np.int64)
+    # delta[t, j] = best log-probability of a path ending in j at t; the path is
+    # recovered by recomputing one argmax per step (no backpointer table, so the
+    # forward loop is a branch-free max)
+    delta = np.empty((n_samples, n_components))
     log_prob = np.empty(n_sequences)
-    delta = np.empty(n_components)
-    new_delta = np.empty(n_components)
     for s in range(n_sequences):
         begin = offsets[s]
         end = offsets[s + 1]
         for k in range(n_components):
-            delta[k] = log_startprob[k] + log_frameprob[begin, k]
+            delta[begin, k] = log_startprob[k] + log_frameprob[begin, k]
         for t in range(begin + 1, end):
             for j in range(n_components):
                 best = -np.inf
-                arg = 0
                 for i in range(n_components):
-                    v = delta[i] + log_transmat[i, j]
-                    if v > best:
-                        best = v
-                        arg = i
-                new_delta[j] = best + log_frameprob[t, j]
-                backpointer[t, j] = arg
-            for k in range(n_components):
-                delta[k] = new_delta[k]
+                    best = max(best, delta[t - 1, i] + log_transmat_t[j, i])
+                delta[t, j] = best + log_frameprob[t, j]
         best = -np.inf
         arg = 0
         for k in range(n_components):
-            if delta[k] > best:
-                best = delta[k]
+            if delta[end - 1, k] > best:
+                best = delta[end - 1, k]
                 arg = k
         log_prob[s] = best
         states[end - 1] = arg
         for t in range(end - 1, begin, -1):
-            arg = backpointer[t, arg]
+            best = -np.inf
+            prev = 0
+            for i in range(n_components):
+                v = delta[t - 1, i] + log_transmat_t[arg, i]
+                if v > best:
+                    best = v
+                    prev = i
+            arg = prev
             states[t - 1] = arg
     return log_prob, states
 
