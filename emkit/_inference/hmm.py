@@ -132,29 +132,20 @@ def _check_inputs(startprob, transmat, log_frameprob, offsets):
 def _forward_pass(startprob, transmat_t, log_frameprob, from_log, begin, end, alpha, frame, ratio, shifts):
     """Forward recursion over rows begin:end, lazily normalised.
 
+    ``frame[t] = exp(log p(x_t | z_t) - shifts[t])`` comes precomputed.
     Writes ``alpha[t]`` proportional to ``p(z_t | x_<=t)`` (rescaled to sum
     to one only when its sum falls below ``_RESCALE``, so the sequential
-    loop carries no division), ``ratio[t] = sum(alpha[t]) / sum(fed)``
-    where ``fed`` is the vector propagated from step ``t - 1``, and the frame
-    shift, so that ``log p(x_t | x_<t) = shifts[t] + log(ratio[t])``.
-    With ``from_log`` the frames are ``exp(log_frameprob - max)``; otherwise
-    ``frame`` holds probabilities (shift 0). A step whose sum underflows is
-    redone in log space. Returns False if the sequence is impossible.
+    loop carries no division) and ``ratio[t] = sum(alpha[t]) / sum(fed)``
+    where ``fed`` is the vector propagated from step ``t - 1``, so that
+    ``log p(x_t | x_<t) = shifts[t] + log(ratio[t])``. A step whose sum
+    underflows is redone in log space (from ``log_frameprob`` when
+    ``from_log``, else from ``log(frame)``), updating ``frame[t]`` and
+    ``shifts[t]``. Returns False if the sequence is impossible.
     """
     n_components = transmat_t.shape[0]
     fed = 1.0
     for t in range(begin, end):
-        shift = 0.0
-        if from_log:
-            shift = log_frameprob[t, 0]
-            for k in range(1, n_components):
-                shift = max(shift, log_frameprob[t, k])
-            if shift > -np.inf:
-                for k in range(n_components):
-                    frame[t, k] = np.exp(log_frameprob[t, k] - shift)
-            else:
-                for k in range(n_components):
-                    frame[t, k] = 0.0
+        shift = shifts[t]
         total = 0.0
         for k in range(n_components):
             if t == begin:
@@ -176,12 +167,12 @@ def _forward_pass(startprob, transmat_t, log_frameprob, from_log, begin, end, al
                         pred += alpha[t - 1, i] * transmat_t[k, i]
                 alpha[t, k] = pred  # the predicted (unnormalised) state weights, for now
                 if pred > 0.0:
-                    lf = log_frameprob[t, k] if from_log else np.log(frame[t, k])
+                    lf = log_frameprob[t, k] if from_log else np.log(frame[t, k]) + shift
                     best = max(best, np.log(pred) + lf)
             total = 0.0
             if best > -np.inf:
                 for k in range(n_components):
-                    lf = log_frameprob[t, k] if from_log else np.log(frame[t, k])
+                    lf = log_frameprob[t, k] if from_log else np.log(frame[t, k]) + shift
                     # unreachable states (pred 0) never matter; keep their frames <= 1
                     fr = np.exp(min(lf - best, 700.0 if alpha[t, k] > 0.0 else 0.0))
                     frame[t, k] = fr
@@ -222,13 +213,12 @@ def _normalize_rows(a, begin, end):
 
 
 @jit
-def _forward_kernel(startprob, transmat, log_frameprob, frame, from_log, offsets):
+def _forward_kernel(startprob, transmat, log_frameprob, frame, shifts, from_log, offsets):
     n_samples, n_components = frame.shape
     n_sequences = offsets.shape[0] - 1
     transmat_t = np.ascontiguousarray(transmat.T)
     filtered = np.empty((n_samples, n_components))
     ratio = np.empty(n_samples)
-    shifts = np.empty(n_samples)
     for s in range(n_sequences):
         _forward_pass(
             startprob, transmat_t, log_frameprob, from_log, offsets[s], offsets[s + 1], filtered, frame, ratio, shifts
@@ -244,8 +234,24 @@ def _log_steps(ratio, shifts, offsets):
     return log_step, np.add.reduceat(log_step, offsets[:-1])
 
 
+@jit
+def _row_max(a):
+    out = np.empty(a.shape[0])
+    for t in range(a.shape[0]):
+        m = a[t, 0]
+        for k in range(1, a.shape[1]):
+            m = max(m, a[t, k])
+        out[t] = m if m > -np.inf else 0.0  # an all -inf row gives zero frames (impossible step)
+    return out
+
+
 def _frames(log_frameprob, frameprob, overwrite):
-    """(log_frameprob, frame buffer, from_log) for the kernels; exactly one input is given."""
+    """(log_frameprob, frame, shifts, from_log) for the kernels; exactly one input is given.
+
+    From log-likelihoods, ``frame = exp(log_frameprob - row max)`` is computed
+    here in one vectorised pass (numpy's SIMD exponential), and ``shifts``
+    holds the row maxima; from probabilities the shifts are zero.
+    """
     if (log_frameprob is None) == (frameprob is None):
         raise ValueError("Give exactly one of log_frameprob and frameprob.")
     if frameprob is not None:
@@ -256,11 +262,14 @@ def _frames(log_frameprob, frameprob, overwrite):
             frame = np.array(frameprob, dtype=np.float64, order="C", copy=True)
         if frame.ndim != 2:
             raise ValueError(f"frameprob must be 2-D, got shape {frame.shape}.")
-        return np.zeros((1, frame.shape[1])), frame, False
+        return np.zeros((1, frame.shape[1])), frame, np.zeros(frame.shape[0]), False
     log_frameprob = np.ascontiguousarray(log_frameprob, dtype=np.float64)
     if log_frameprob.ndim != 2:
         raise ValueError(f"log_frameprob must be 2-D, got shape {log_frameprob.shape}.")
-    return log_frameprob, np.empty_like(log_frameprob), True
+    shifts = _row_max(log_frameprob)
+    frame = np.subtract(log_frameprob, shifts[:, np.newaxis])
+    np.exp(frame, out=frame)
+    return log_frameprob, frame, shifts, True
 
 
 def forward(startprob, transmat, log_frameprob=None, offsets=None, *, frameprob=None, overwrite_frameprob=False):
@@ -288,22 +297,21 @@ def forward(startprob, transmat, log_frameprob=None, offsets=None, *, frameprob=
     -------
     ForwardResult
     """
-    log_frameprob, frame, from_log = _frames(log_frameprob, frameprob, overwrite_frameprob)
+    log_frameprob, frame, shifts, from_log = _frames(log_frameprob, frameprob, overwrite_frameprob)
     startprob, transmat, _, offsets = _check_inputs(startprob, transmat, frame, offsets)
-    filtered, ratio, shifts = _forward_kernel(startprob, transmat, log_frameprob, frame, from_log, offsets)
+    filtered, ratio, shifts = _forward_kernel(startprob, transmat, log_frameprob, frame, shifts, from_log, offsets)
     log_step, log_likelihood = _log_steps(ratio, shifts, offsets)
     return ForwardResult(log_likelihood, filtered, log_step)
 
 
 # -------------------------------------------------------- forward-backward pass
 @jit
-def _forward_backward_kernel(startprob, transmat, log_frameprob, frame, from_log, offsets, compute_xi):
+def _forward_backward_kernel(startprob, transmat, log_frameprob, frame, shifts, from_log, offsets, compute_xi):
     n_samples, n_components = frame.shape
     n_sequences = offsets.shape[0] - 1
     transmat_t = np.ascontiguousarray(transmat.T)
     posteriors = np.empty((n_samples, n_components))  # holds alpha, then smoothed posteriors
     ratio = np.empty(n_samples)
-    shifts = np.empty(n_samples)
     start_sum = np.zeros(n_components)
     # outer[i, j] = sum_t gamma-weighted alpha[t, i] * weighted[t + 1, j]; xi_sum = transmat * outer
     outer = np.zeros((n_components, n_components))
@@ -390,10 +398,10 @@ def forward_backward(
         A sequence with zero likelihood gets ``log_likelihood = -inf`` and
         all-zero posteriors.
     """
-    log_frameprob, frame, from_log = _frames(log_frameprob, frameprob, overwrite_frameprob)
+    log_frameprob, frame, shifts, from_log = _frames(log_frameprob, frameprob, overwrite_frameprob)
     startprob, transmat, _, offsets = _check_inputs(startprob, transmat, frame, offsets)
     posteriors, start_sum, xi_sum, ratio, shifts = _forward_backward_kernel(
-        startprob, transmat, log_frameprob, frame, from_log, offsets, bool(compute_xi)
+        startprob, transmat, log_frameprob, frame, shifts, from_log, offsets, bool(compute_xi)
     )
     log_step, log_likelihood = _log_steps(ratio, shifts, offsets)
     return ForwardBackwardResult(log_likelihood, posteriors, start_sum, xi_sum, log_step)

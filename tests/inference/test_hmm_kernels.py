@@ -158,7 +158,8 @@ def test_compiled_equals_py_func():
     rng = np.random.RandomState(8)
     offsets = np.array([0, 4, 9, 10], dtype=np.int64)
     startprob, transmat, log_frameprob = _random_model(3, 10, rng)
-    args = (startprob, transmat, log_frameprob, np.empty_like(log_frameprob), True, offsets)
+    log_fp, frame, shifts, from_log = kernels._frames(log_frameprob, None, False)
+    args = (startprob, transmat, log_fp, frame, shifts, from_log, offsets)
     compiled = kernels._forward_backward_kernel(*args, True)
     python = kernels._forward_backward_kernel.py_func(*args, True)
     for c, p in zip(compiled, python):
@@ -170,6 +171,7 @@ def test_compiled_equals_py_func():
     args = (np.log(startprob), np.log(transmat), log_frameprob, offsets)
     for c, p in zip(kernels._viterbi_kernel(*args), kernels._viterbi_kernel.py_func(*args)):
         np.testing.assert_array_equal(c, p)
+    np.testing.assert_array_equal(kernels._row_max(log_frameprob), kernels._row_max.py_func(log_frameprob))
 
 
 def test_wrapper_checks_shapes():
