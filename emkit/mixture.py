@@ -382,9 +382,12 @@ class GaussianMixture(EMMixin, DensityMixin, ClusterMixin, BaseEstimator):
         dtype = X.dtype
         if resp is not None:
             weighted = resp if data.sample_weight is None else resp * data.sample_weight[:, np.newaxis]
-            center = np.zeros((n_components, X.shape[1]), dtype=np.float64)
+            # centre the moments on the data's mean: the start is then as accurate as later steps
+            center = np.tile(np.average(X, axis=0, weights=data.sample_weight), (n_components, 1))
             stats = gaussian.accumulate(X, weighted, center, self.covariance_type)
-            means, covariances = gaussian.m_step(stats, center, self.covariance_type, reg_covar=self.reg_covar)
+            means, covariances = gaussian.m_step(
+                stats, center, self.covariance_type, reg_covar=self.reg_covar, **self._prior_kwargs(X.shape[1])
+            )
             nk = stats.post + 10 * np.finfo(np.float64).eps
             weights = nk / nk.sum()
         if self.weights_init is not None:

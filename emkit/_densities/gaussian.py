@@ -220,16 +220,18 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None):
             block *= 0.5
             block += const
         return out
-    # full: one GEMM whitens a block under all K components at once
+    # full: one GEMM whitens a block under all K components at once, a second one
+    # (against a 0/1 matrix that sums each component's D columns) gives the squared norms
     stacked = np.ascontiguousarray(np.transpose(prec_chol, (1, 0, 2)).reshape(n_features, n_components * n_features))
     shift = np.einsum("kd,kde->ke", means, prec_chol).reshape(-1)
+    group_sum = np.kron(np.eye(n_components, dtype=dtype), np.ones((n_features, 1), dtype=dtype))
     for start in range(0, n_samples, step):
         Xb = X[start : start + step]
         whitened = Xb @ stacked
         whitened -= shift
         np.square(whitened, out=whitened)
         block = out[start : start + step]
-        np.sum(whitened.reshape(Xb.shape[0], n_components, n_features), axis=2, out=block)
+        np.matmul(whitened, group_sum, out=block)
         block *= -0.5
         block += const
     return out
@@ -273,12 +275,31 @@ def accumulate(X, posteriors, center, covariance_type):
         second = sq - 2.0 * delta * first + post[:, np.newaxis] * delta**2
         first = first - post[:, np.newaxis] * delta
         return GaussianStats(post, first, np.maximum(second, 0.0))
-    # full and tied: per-component centring; one batched product per block
+    if X.dtype == np.float64:
+        # float64: moments about one reference point g from one GEMM per block, moved to
+        # each c_k afterwards. The shift loses about log10(|c_k - g|^2 / variance) digits
+        # of float64's sixteen: harmless here, and twice as fast as centring per component.
+        g = center.mean(axis=0)
+        cross = np.zeros((n_features, n_components * n_features))
+        for start in range(0, n_samples, step):
+            Xg = X[start : start + step] - g
+            rb = posteriors[start : start + step]
+            post += rb.sum(axis=0)
+            first += rb.T @ Xg
+            weighted = (rb[:, :, np.newaxis] * Xg[:, np.newaxis, :]).reshape(Xg.shape[0], -1)
+            cross += Xg.T @ weighted
+        second = np.transpose(cross.reshape(n_features, n_components, n_features), (1, 0, 2))
+        delta = center - g
+        fd = np.einsum("ki,kj->kij", first, delta)
+        second = second - fd - np.swapaxes(fd, 1, 2) + post[:, None, None] * np.einsum("ki,kj->kij", delta, delta)
+        first = first - post[:, np.newaxis] * delta
+        return GaussianStats(post, first, symmetrize(second))
+    # float32: centre on each component before multiplying (one batched product per block)
     second = np.zeros((n_components, n_features, n_features))
     for start in range(0, n_samples, step):
         Xb = X[start : start + step]
         rb = posteriors[start : start + step]
-        centred = Xb[np.newaxis, :, :] - center[:, np.newaxis, :]  # (K, m, D)
+        centred = Xb[np.newaxis, :, :] - center.astype(X.dtype)[:, np.newaxis, :]  # (K, m, D)
         weighted = centred * rb.T[:, :, np.newaxis]
         post += rb.sum(axis=0)
         first += weighted.sum(axis=1)
