@@ -470,6 +470,59 @@ def log_prior(
     return float(np.sum(-0.5 * a * np.log(var) - 0.5 * numer / var))
 
 
+def regularization_slack(covariances, covariance_type, reg_covar, counts, n_features):
+    r"""Upper bound on the objective lost by adding ``reg_covar`` after the exact M-step.
+
+    The exact update maximises ``-n_k/2 log|Sigma| - 1/2 tr(A Sigma^-1)`` at
+    ``Sigma* = A / n_k``; the regularised ``Sigma* + eps I`` falls short by
+
+    .. math::
+
+        rac{n_k}{2}\sum_i \Big[\logig(1 + 	frac{\epsilon}{\lambda_i}ig)
+        - 	frac{\epsilon}{\lambda_i + \epsilon}\Big] \;\ge 0,
+
+    with ``lambda_i`` the eigenvalues of ``Sigma*``. EM with the regularised
+    step can lower the objective by at most this much (``inf`` where
+    ``Sigma*`` is singular, i.e. the regulariser is what keeps it finite).
+
+    Parameters
+    ----------
+    covariances : ndarray
+        The *regularised* covariances (compact shape).
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    reg_covar : float
+    counts : ndarray of shape (n_components,)
+        The effective counts ``n_k`` of each covariance's update (for tied,
+        their sum is used).
+    n_features : int
+        Dimension (a spherical variance stands for ``n_features`` of them).
+
+    Returns
+    -------
+    slack : float
+    """
+    if reg_covar <= 0:
+        return 0.0
+    counts = np.asarray(counts, dtype=np.float64)
+    if covariance_type == "full":
+        eig = np.linalg.eigvalsh(covariances.astype(np.float64))  # (K, D)
+        weight = counts[:, np.newaxis]
+    elif covariance_type == "tied":
+        eig = np.linalg.eigvalsh(covariances.astype(np.float64))[np.newaxis]
+        weight = np.array([[counts.sum()]])
+    elif covariance_type == "diag":
+        eig = covariances.astype(np.float64)
+        weight = counts[:, np.newaxis]
+    else:  # spherical: one variance standing for n_features of them
+        eig = covariances.astype(np.float64)[:, np.newaxis]
+        weight = n_features * counts[:, np.newaxis]
+    exact = eig - reg_covar
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = reg_covar / exact
+        loss = np.where(exact > 0, np.log1p(ratio) - ratio / (1.0 + ratio), np.inf)
+    return float(0.5 * np.sum(weight * loss))
+
+
 # --------------------------------------------------------------------------- counting and sampling
 def n_parameters(n_components, n_features, covariance_type):
     """Free parameters of the means and covariances (mixing/transition weights not included)."""
