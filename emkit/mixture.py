@@ -5,7 +5,7 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy.special import logsumexp
-from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin, _fit_context
+from sklearn.base import BaseEstimator, DensityMixin, _fit_context
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.utils import check_random_state
 
@@ -31,7 +31,7 @@ class _MixtureData(NamedTuple):
     n_units: float
 
 
-class GaussianMixture(EMMixin, DensityMixin, ClusterMixin, BaseEstimator):
+class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
     """Gaussian mixture model fitted by EM: a drop-in for scikit-learn's ``GaussianMixture``.
 
     Same constructor names, defaults and fitted attributes as
@@ -382,9 +382,12 @@ class GaussianMixture(EMMixin, DensityMixin, ClusterMixin, BaseEstimator):
         dtype = X.dtype
         if resp is not None:
             weighted = resp if data.sample_weight is None else resp * data.sample_weight[:, np.newaxis]
-            center = np.zeros((n_components, X.shape[1]), dtype=np.float64)
+            # centre the moments on the data's mean: the start is then as accurate as later steps
+            center = np.tile(np.average(X, axis=0, weights=data.sample_weight), (n_components, 1))
             stats = gaussian.accumulate(X, weighted, center, self.covariance_type)
-            means, covariances = gaussian.m_step(stats, center, self.covariance_type, reg_covar=self.reg_covar)
+            means, covariances = gaussian.m_step(
+                stats, center, self.covariance_type, reg_covar=self.reg_covar, **self._prior_kwargs(X.shape[1])
+            )
             nk = stats.post + 10 * np.finfo(np.float64).eps
             weights = nk / nk.sum()
         if self.weights_init is not None:
@@ -447,13 +450,20 @@ class GaussianMixture(EMMixin, DensityMixin, ClusterMixin, BaseEstimator):
             **self._prior_kwargs(means_old.shape[1]),
         )
         nk = stats.post + 10 * np.finfo(np.float64).eps
+        n_features = means_old.shape[1]
+        extra = 0.0
+        if self.covars_weight is not None:
+            extra = max(self.covars_weight - (n_features if self.covariance_type in ("full", "tied") else 1), 0.0)
+        slack = gaussian.regularization_slack(covariances, self.covariance_type, self.reg_covar, nk + extra, n_features)
         if self.weights_prior is None:
             weights = nk / nk.sum()
         else:
             alpha = np.broadcast_to(np.asarray(self.weights_prior, dtype=np.float64), nk.shape)
             weights = np.maximum(nk + alpha - 1.0, 0.0)
             weights /= weights.sum()
-        return self._pack(weights, means, covariances, data.X.dtype)
+        params = self._pack(weights, means, covariances, data.X.dtype)
+        params["_objective_slack"] = slack
+        return params
 
     def _objective_dtype(self, data):
         return data.X.dtype

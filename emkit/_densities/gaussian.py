@@ -220,16 +220,18 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None):
             block *= 0.5
             block += const
         return out
-    # full: one GEMM whitens a block under all K components at once
+    # full: one GEMM whitens a block under all K components at once, a second one
+    # (against a 0/1 matrix that sums each component's D columns) gives the squared norms
     stacked = np.ascontiguousarray(np.transpose(prec_chol, (1, 0, 2)).reshape(n_features, n_components * n_features))
     shift = np.einsum("kd,kde->ke", means, prec_chol).reshape(-1)
+    group_sum = np.kron(np.eye(n_components, dtype=dtype), np.ones((n_features, 1), dtype=dtype))
     for start in range(0, n_samples, step):
         Xb = X[start : start + step]
         whitened = Xb @ stacked
         whitened -= shift
         np.square(whitened, out=whitened)
         block = out[start : start + step]
-        np.sum(whitened.reshape(Xb.shape[0], n_components, n_features), axis=2, out=block)
+        np.matmul(whitened, group_sum, out=block)
         block *= -0.5
         block += const
     return out
@@ -273,12 +275,31 @@ def accumulate(X, posteriors, center, covariance_type):
         second = sq - 2.0 * delta * first + post[:, np.newaxis] * delta**2
         first = first - post[:, np.newaxis] * delta
         return GaussianStats(post, first, np.maximum(second, 0.0))
-    # full and tied: per-component centring; one batched product per block
+    if X.dtype == np.float64:
+        # float64: moments about one reference point g from one GEMM per block, moved to
+        # each c_k afterwards. The shift loses about log10(|c_k - g|^2 / variance) digits
+        # of float64's sixteen: harmless here, and twice as fast as centring per component.
+        g = center.mean(axis=0)
+        cross = np.zeros((n_features, n_components * n_features))
+        for start in range(0, n_samples, step):
+            Xg = X[start : start + step] - g
+            rb = posteriors[start : start + step]
+            post += rb.sum(axis=0)
+            first += rb.T @ Xg
+            weighted = (rb[:, :, np.newaxis] * Xg[:, np.newaxis, :]).reshape(Xg.shape[0], -1)
+            cross += Xg.T @ weighted
+        second = np.transpose(cross.reshape(n_features, n_components, n_features), (1, 0, 2))
+        delta = center - g
+        fd = np.einsum("ki,kj->kij", first, delta)
+        second = second - fd - np.swapaxes(fd, 1, 2) + post[:, None, None] * np.einsum("ki,kj->kij", delta, delta)
+        first = first - post[:, np.newaxis] * delta
+        return GaussianStats(post, first, symmetrize(second))
+    # float32: centre on each component before multiplying (one batched product per block)
     second = np.zeros((n_components, n_features, n_features))
     for start in range(0, n_samples, step):
         Xb = X[start : start + step]
         rb = posteriors[start : start + step]
-        centred = Xb[np.newaxis, :, :] - center[:, np.newaxis, :]  # (K, m, D)
+        centred = Xb[np.newaxis, :, :] - center.astype(X.dtype)[:, np.newaxis, :]  # (K, m, D)
         weighted = centred * rb.T[:, :, np.newaxis]
         post += rb.sum(axis=0)
         first += weighted.sum(axis=1)
@@ -447,6 +468,59 @@ def log_prior(
     var = covariances if covariance_type == "diag" else np.repeat(covariances[:, None], n_features, axis=1)
     numer = psi + mw[:, None] * diff**2
     return float(np.sum(-0.5 * a * np.log(var) - 0.5 * numer / var))
+
+
+def regularization_slack(covariances, covariance_type, reg_covar, counts, n_features):
+    r"""Upper bound on the objective lost by adding ``reg_covar`` after the exact M-step.
+
+    The exact update maximises ``-n_k/2 log|Sigma| - 1/2 tr(A Sigma^-1)`` at
+    ``Sigma* = A / n_k``; the regularised ``Sigma* + eps I`` falls short by
+
+    .. math::
+
+        rac{n_k}{2}\sum_i \Big[\logig(1 + 	frac{\epsilon}{\lambda_i}ig)
+        - 	frac{\epsilon}{\lambda_i + \epsilon}\Big] \;\ge 0,
+
+    with ``lambda_i`` the eigenvalues of ``Sigma*``. EM with the regularised
+    step can lower the objective by at most this much (``inf`` where
+    ``Sigma*`` is singular, i.e. the regulariser is what keeps it finite).
+
+    Parameters
+    ----------
+    covariances : ndarray
+        The *regularised* covariances (compact shape).
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    reg_covar : float
+    counts : ndarray of shape (n_components,)
+        The effective counts ``n_k`` of each covariance's update (for tied,
+        their sum is used).
+    n_features : int
+        Dimension (a spherical variance stands for ``n_features`` of them).
+
+    Returns
+    -------
+    slack : float
+    """
+    if reg_covar <= 0:
+        return 0.0
+    counts = np.asarray(counts, dtype=np.float64)
+    if covariance_type == "full":
+        eig = np.linalg.eigvalsh(covariances.astype(np.float64))  # (K, D)
+        weight = counts[:, np.newaxis]
+    elif covariance_type == "tied":
+        eig = np.linalg.eigvalsh(covariances.astype(np.float64))[np.newaxis]
+        weight = np.array([[counts.sum()]])
+    elif covariance_type == "diag":
+        eig = covariances.astype(np.float64)
+        weight = counts[:, np.newaxis]
+    else:  # spherical: one variance standing for n_features of them
+        eig = covariances.astype(np.float64)[:, np.newaxis]
+        weight = n_features * counts[:, np.newaxis]
+    exact = eig - reg_covar
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = reg_covar / exact
+        loss = np.where(exact > 0, np.log1p(ratio) - ratio / (1.0 + ratio), np.inf)
+    return float(0.5 * np.sum(weight * loss))
 
 
 # --------------------------------------------------------------------------- counting and sampling
