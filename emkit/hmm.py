@@ -148,6 +148,11 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
             letters.add(by_name[item])
         return letters
 
+    def __sklearn_is_fitted__(self):
+        # fitted once every model parameter exists (after fit, or set by hand as in hmmlearn);
+        # n_features_in_ alone (set while validating) does not count
+        return all(hasattr(self, attr) for attr in self._names().values())
+
     @property
     def _learn(self):
         return self._letters(self.params, "params")
@@ -1021,10 +1026,12 @@ class CategoricalHMM(_BaseHMM):
         if not np.issubdtype(X.dtype, np.integer) and np.any(X != np.floor(X)):
             raise ValueError("CategoricalHMM expects integer symbols, found non-integral values.")
         symbols = X[:, 0].astype(np.int64)
-        if not reset and symbols.size and symbols.max() >= self.n_symbols_:
-            raise ValueError(
-                f"Largest symbol is {symbols.max()} but the model only emits symbols up to {self.n_symbols_ - 1}."
-            )
+        if not reset:
+            n_symbols = np.shape(self.emissionprob_)[1]
+            if symbols.size and symbols.max() >= n_symbols:
+                raise ValueError(
+                    f"Largest symbol is {symbols.max()} but the model only emits symbols up to {n_symbols - 1}."
+                )
         return X, symbols
 
     def _emission_check(self, X, symbols):
@@ -1081,7 +1088,7 @@ class CategoricalHMM(_BaseHMM):
         return {"emissionprob_": self.emissionprob_}
 
     def _emission_n_parameters(self):
-        return categorical.n_parameters(self.n_components, self.n_symbols_)
+        return categorical.n_parameters(self.n_components, np.shape(self.emissionprob_)[1])
 
     def _emission_sample(self, params, states, rng):
         return categorical.sample(params["emissionprob_"], states, rng)
@@ -1093,6 +1100,11 @@ class CategoricalHMM(_BaseHMM):
 # ====================================================================== Poisson
 class PoissonHMM(_BaseHMM):
     """Hidden Markov model with independent Poisson emissions (a vector of counts per step).
+
+    X holds non-negative counts, one column per count variable (negative
+    values raise). Non-integral values are accepted and scored with
+    ``lgamma(x + 1)`` in place of ``log x!`` (a quasi-likelihood; the M-step,
+    a weighted mean, is the same).
 
     Parameters
     ----------

@@ -504,3 +504,29 @@ def test_categorical_counts_kernel_matches_bincount():
     expected = np.array([np.bincount(symbols, weights=posteriors[:, k], minlength=7) for k in range(3)])
     np.testing.assert_allclose(categorical.accumulate(symbols, posteriors, 7).counts, expected, rtol=1e-12)
     np.testing.assert_allclose(categorical._count_symbols.py_func(symbols, posteriors, 7), expected, rtol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_n_init_at_least_as_good_as_each_single_restart_refitted():
+    X, lengths = _data("gaussian")
+    model = GaussianHMM(3, n_init=4, random_state=5, max_iter=30).fit(X, lengths=lengths)
+    data = model._validate_fit_data(X, lengths=lengths)
+    for record in model.restarts_:
+        start = model._initialize(data, np.random.RandomState(record["seed"]))
+        single = GaussianHMM(3, max_iter=30, init_params="", startprob_init=start["startprob_"],
+                             transmat_init=start["transmat_"], means_init=start["means_"],
+                             covars_init=start["covars_"]).fit(X, lengths=lengths)
+        np.testing.assert_allclose(single.lower_bound_, record["objective"], rtol=1e-10)
+        assert model.lower_bound_ >= single.lower_bound_
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("kind", KINDS)
+def test_warm_start_continues(kind):
+    X, lengths = _data(kind)
+    model = _make(kind, max_iter=3, tol=0.0, random_state=0, warm_start=True).fit(X, lengths=lengths)
+    first = model.lower_bound_
+    cold = _make(kind, max_iter=6, tol=0.0, random_state=0).fit(X, lengths=lengths)
+    model.fit(X, lengths=lengths)
+    assert model.lower_bound_ >= first
+    np.testing.assert_allclose(model.lower_bound_, cold.lower_bound_, rtol=1e-10)
