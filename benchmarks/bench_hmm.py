@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    PYTHONPATH=. python benchmarks/bench_hmm.py [--repeats 5]
+    PYTHONPATH=. python benchmarks/bench_hmm.py [--repeats 5] [--cpu]
 
 Workloads (all from the same explicit start, nothing initialised, so every
 library does the same arithmetic):
@@ -102,13 +102,14 @@ def categorical_workload(n_steps=200_000, seed=1):
     return X, [n_steps], ours, theirs
 
 
-def _time(fn):
-    t0 = time.perf_counter()
+def _time(fn, cpu):
+    clock = time.process_time if cpu else time.perf_counter
+    t0 = clock()
     out = fn()
-    return time.perf_counter() - t0, out
+    return clock() - t0, out
 
 
-def run(name, workload, repeats):
+def run(name, workload, repeats, cpu=False):
     X, lengths, ours, theirs = workload
     contenders = {
         "emkit": (ours, lambda m: m.fit(X, lengths=lengths), lambda m: m.score(X, lengths=lengths) * len(X),
@@ -128,15 +129,16 @@ def run(name, workload, repeats):
     for _ in range(repeats):
         for key, (make, fit, score, predict) in contenders.items():  # alternate the libraries
             model = make()
-            t_fit, _ = _time(lambda: fit(model))
-            t_score, total = _time(lambda: score(model))
-            t_pred, _ = _time(lambda: predict(model))
+            t_fit, _ = _time(lambda: fit(model), cpu)
+            t_score, total = _time(lambda: score(model), cpu)
+            t_pred, _ = _time(lambda: predict(model), cpu)
             times[key]["fit"].append(t_fit / N_ITER)
             times[key]["score"].append(t_score)
             times[key]["predict"].append(t_pred)
             logliks[key] = total
     med = {key: {k: float(np.median(v)) for k, v in t.items()} for key, t in times.items()}
-    print(f"\n## {name}  (n_samples={len(X)}, n_sequences={len(lengths)}, {repeats} repeats, medians)")
+    clock = "CPU time of the process" if cpu else "wall time"
+    print(f"\n## {name}  (n_samples={len(X)}, n_sequences={len(lengths)}, {repeats} repeats, medians of {clock})")
     print(f"{'':18s} {'s/iter':>9s} {'score s':>9s} {'predict s':>9s}   log-likelihood after fit")
     for key in contenders:
         m = med[key]
@@ -153,14 +155,17 @@ def run(name, workload, repeats):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--cpu", action="store_true",
+                        help="time with the process's CPU time instead of wall time (steadier on a busy machine)")
     args = parser.parse_args()
     logging.getLogger("hmmlearn").setLevel(logging.ERROR)
     warnings.simplefilter("ignore")
     print(f"python {platform.python_version()}, {platform.processor() or platform.machine()}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    run("GaussianHMM diag, K=8, D=4, one sequence of 100,000", gaussian_workload([100_000]), args.repeats)
-    run("GaussianHMM diag, K=8, D=4, 1,000 sequences of 100", gaussian_workload([100] * 1000), args.repeats)
-    run("CategoricalHMM, K=6, 20 symbols, one sequence of 200,000", categorical_workload(), args.repeats)
+    run("GaussianHMM diag, K=8, D=4, one sequence of 100,000", gaussian_workload([100_000]), args.repeats, args.cpu)
+    run("GaussianHMM diag, K=8, D=4, 1,000 sequences of 100", gaussian_workload([100] * 1000), args.repeats,
+        args.cpu)
+    run("CategoricalHMM, K=6, 20 symbols, one sequence of 200,000", categorical_workload(), args.repeats, args.cpu)
 
 
 if __name__ == "__main__":

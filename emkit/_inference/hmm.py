@@ -129,6 +129,36 @@ def _check_inputs(startprob, transmat, log_frameprob, offsets):
 
 # ---------------------------------------------------------------- forward pass
 @jit
+def _log_space_step(startprob, transmat_t, log_frameprob, from_log, begin, t, alpha, frame, shift):
+    """Redo forward step ``t`` whose sum underflowed, shifting by the best reachable state.
+
+    Rewrites ``alpha[t]`` and ``frame[t]``; returns ``(total, new_shift)``
+    (``total`` 0 if ``x_t`` is impossible). Kept out of the hot loop.
+    """
+    n_components = transmat_t.shape[0]
+    best = -np.inf
+    for k in range(n_components):
+        pred = startprob[k] if t == begin else 0.0
+        if t > begin:
+            for i in range(n_components):
+                pred += alpha[t - 1, i] * transmat_t[k, i]
+        alpha[t, k] = pred  # the predicted (unnormalised) state weights, for now
+        if pred > 0.0:
+            lf = log_frameprob[t, k] if from_log else np.log(frame[t, k]) + shift
+            best = max(best, np.log(pred) + lf)
+    total = 0.0
+    if best > -np.inf:
+        for k in range(n_components):
+            lf = log_frameprob[t, k] if from_log else np.log(frame[t, k]) + shift
+            # unreachable states (pred 0) never matter; keep their frames <= 1
+            fr = np.exp(min(lf - best, 700.0 if alpha[t, k] > 0.0 else 0.0))
+            frame[t, k] = fr
+            alpha[t, k] *= fr
+            total += alpha[t, k]
+    return total, best
+
+
+@jit
 def _forward_pass(startprob, transmat_t, log_frameprob, from_log, begin, end, alpha, frame, ratio, shifts):
     """Forward recursion over rows begin:end, lazily normalised.
 
@@ -158,27 +188,7 @@ def _forward_pass(startprob, transmat_t, log_frameprob, from_log, begin, end, al
             alpha[t, k] = p
             total += p
         if not total >= _UNDERFLOW:
-            # redo the step in log space: shift by the best reachable state
-            best = -np.inf
-            for k in range(n_components):
-                pred = startprob[k] if t == begin else 0.0
-                if t > begin:
-                    for i in range(n_components):
-                        pred += alpha[t - 1, i] * transmat_t[k, i]
-                alpha[t, k] = pred  # the predicted (unnormalised) state weights, for now
-                if pred > 0.0:
-                    lf = log_frameprob[t, k] if from_log else np.log(frame[t, k]) + shift
-                    best = max(best, np.log(pred) + lf)
-            total = 0.0
-            if best > -np.inf:
-                for k in range(n_components):
-                    lf = log_frameprob[t, k] if from_log else np.log(frame[t, k]) + shift
-                    # unreachable states (pred 0) never matter; keep their frames <= 1
-                    fr = np.exp(min(lf - best, 700.0 if alpha[t, k] > 0.0 else 0.0))
-                    frame[t, k] = fr
-                    alpha[t, k] *= fr
-                    total += alpha[t, k]
-            shift = best
+            total, shift = _log_space_step(startprob, transmat_t, log_frameprob, from_log, begin, t, alpha, frame, shift)
             if not total > 0.0:
                 # x_t is impossible under the model
                 for r in range(t, end):
