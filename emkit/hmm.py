@@ -104,14 +104,24 @@ def _check_prior(value, name, shape, minimum=0.0):
 class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
     """Shared core of the HMMs: start/transition parameters, sequences, inference.
 
-    Subclasses set ``_emission_letters`` (hmmlearn's letters, e.g. ``"mc"``),
-    ``_emission_names`` (letter -> fitted attribute) and implement the
-    ``_emission_*`` hooks.
+    An emission type is one subclass: its constructor, ``_emission_names``
+    (hmmlearn letter -> fitted attribute, e.g. ``{"m": "means_"}``),
+    ``_parameter_constraints``, and these hooks (``params`` is the parameter
+    dict the engine passes around, ``learn`` the set of letters being learned):
+
+    - ``_emission_validate_X(X, reset) -> (X, emission_input)``
+    - ``_emission_check(X, emission_input) -> dict`` of validated user-given starting values
+    - ``_emission_initialize(data, random_state) -> dict``
+    - ``_emission_log_likelihood(emission_input, params) -> (n_samples, n_components)``
+    - ``_emission_frameprob(emission_input, params)`` (optional: probabilities, saves exponentials)
+    - ``_emission_accumulate(emission_input, posteriors, params) -> stats`` (additive)
+    - ``_emission_m_step(stats, params, learn) -> dict``
+    - ``_emission_log_prior(params, learn) -> float``
+    - ``_emission_fitted_params() -> dict``, ``_emission_n_parameters() -> int``
+    - ``_emission_sample(params, states, rng) -> X``, ``_emission_expectation(params) -> (n_components, n_outputs)``
     """
 
-    _emission_letters = ""
     _emission_names = {}
-    _default_letters = "st"
 
     _hmm_parameter_constraints = {
         **EMMixin._em_parameter_constraints,
@@ -170,28 +180,53 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         return None
 
     # ------------------------------------------------------------ validation
-    def _check_sequences_of(self, X, lengths, sequence_ids):
-        return check_sequences(X.shape[0], lengths, sequence_ids)
-
     def _validate_fit_data(self, X, y=None, lengths=None, sequence_ids=None):
         self._letters(self.params, "params")
         self._letters(self.init_params, "init_params")
         X, emission_input = self._emission_validate_X(X, reset=True)
         n_samples = X.shape[0]
         check_y_unsupervised(y, n_samples)
-        offsets = self._check_sequences_of(X, lengths, sequence_ids)
+        offsets = check_sequences(X.shape[0], lengths, sequence_ids)
         K = self.n_components
         _check_prior(self.startprob_prior, "startprob_prior", (K,))
         _check_prior(self.transmat_prior, "transmat_prior", (K, K))
         given = {}
-        value = self._user_value("s", self.startprob_init)
-        if value is not None:
-            given["startprob_"] = _check_distribution(value, "startprob_init" if self.startprob_init is not None else "startprob_", (K,))
-        value = self._user_value("t", self.transmat_init)
-        if value is not None:
-            given["transmat_"] = _check_distribution(value, "transmat_init" if self.transmat_init is not None else "transmat_", (K, K))
+        for letter, init, shape in (("s", self.startprob_init, (K,)), ("t", self.transmat_init, (K, K))):
+            value = self._user_value(letter, init)
+            if value is not None:
+                attr = self._names()[letter]
+                name = attr[:-1] + "_init" if init is not None else attr
+                given[attr] = _check_distribution(value, name, shape)
         given.update(self._emission_check(X, emission_input))
         return _HMMData(X, emission_input, offsets, given, float(n_samples))
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, lengths=None, sequence_ids=None):
+        """Estimate the parameters by Baum-Welch (EM), ``n_init`` restarts, the best kept.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Observations, sequences stacked.
+        y : Ignored
+            Not used (present so Pipeline and GridSearchCV work). A ``y``
+            whose length is not n_samples raises: in hmmlearn the second
+            positional argument is ``lengths``, here pass ``lengths=``.
+        lengths : array-like of int of shape (n_sequences,), default=None
+            Length of each sequence; None means one sequence.
+        sequence_ids : array-like of shape (n_samples,), default=None
+            One label per row, each sequence a contiguous run. Routed by
+            metadata routing, so ``GroupKFold(groups=sequence_ids)`` never cuts
+            a sequence. Not together with ``lengths``.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        data = self._validate_fit_data(X, y, lengths=lengths, sequence_ids=sequence_ids)
+        self._fit_em(data)
+        return self
 
     # ------------------------------------------------------------ EM hooks
     def _initialize(self, data, random_state):
@@ -267,7 +302,7 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
     def _check_fitted_input(self, X, lengths, sequence_ids):
         check_is_fitted(self)
         X, emission_input = self._emission_validate_X(X, reset=False)
-        offsets = self._check_sequences_of(X, lengths, sequence_ids)
+        offsets = check_sequences(X.shape[0], lengths, sequence_ids)
         params = self._fitted_params()
         return emission_input, offsets, params
 
@@ -357,7 +392,9 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         """
         emission_input, offsets, params = self._check_fitted_input(X, lengths, sequence_ids)
         frames = self._frames(emission_input, params)
-        result = forward_backward(params["startprob_"], params["transmat_"], offsets=offsets, compute_xi=False, **frames)
+        result = forward_backward(
+            params["startprob_"], params["transmat_"], offsets=offsets, compute_xi=False, **frames
+        )
         self._raise_if_impossible(result.log_likelihood)
         return result.posteriors
 
@@ -414,7 +451,9 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
             self._raise_if_impossible(result.log_prob)
             return float(result.log_prob.sum()), result.states
         frames = self._frames(emission_input, params)
-        result = forward_backward(params["startprob_"], params["transmat_"], offsets=offsets, compute_xi=False, **frames)
+        result = forward_backward(
+            params["startprob_"], params["transmat_"], offsets=offsets, compute_xi=False, **frames
+        )
         self._raise_if_impossible(result.log_likelihood)
         return float(result.log_likelihood.sum()), np.argmax(result.posteriors, axis=1)
 
@@ -494,7 +533,10 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         cdf_trans = np.cumsum(params["transmat_"], axis=1)
         u = rng.uniform(size=n_samples)
         states = np.empty(n_samples, dtype=np.int64)
-        state = int(np.searchsorted(cdf_start, u[0] * cdf_start[-1], side="right")) if currstate is None else int(currstate)
+        if currstate is None:
+            state = int(np.searchsorted(cdf_start, u[0] * cdf_start[-1], side="right"))
+        else:
+            state = int(currstate)
         for t in range(n_samples):
             if t > 0:
                 row = cdf_trans[state]
@@ -576,30 +618,6 @@ _SHARED_PARAMS_DOC = """
 """
 
 
-def _fit_doc(cls_name):
-    return f"""Estimate the parameters by Baum-Welch (EM), ``n_init`` restarts, the best kept.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Observations, sequences stacked.
-        y : Ignored
-            Not used (present so Pipeline and GridSearchCV work). A ``y``
-            whose length is not n_samples raises: in hmmlearn the second
-            positional argument is ``lengths``, here pass ``lengths=``.
-        lengths : array-like of int of shape (n_sequences,), default=None
-            Length of each sequence; None means one sequence.
-        sequence_ids : array-like of shape (n_samples,), default=None
-            One label per row, each sequence a contiguous run. Routed by
-            metadata routing, so ``GroupKFold(groups=sequence_ids)`` never cuts
-            a sequence.
-
-        Returns
-        -------
-        self : {cls_name}
-        """
-
-
 # ====================================================================== Gaussian
 class GaussianHMM(_BaseHMM):
     """Hidden Markov model with Gaussian emissions.
@@ -665,7 +683,6 @@ class GaussianHMM(_BaseHMM):
     True
     """
 
-    _emission_letters = "mc"
     _emission_names = {"m": "means_", "c": "covars_"}
 
     _parameter_constraints = {
@@ -735,14 +752,6 @@ class GaussianHMM(_BaseHMM):
         self.n_jobs = n_jobs
         self.keep_params_history = keep_params_history
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None, lengths=None, sequence_ids=None):
-        data = self._validate_fit_data(X, y, lengths=lengths, sequence_ids=sequence_ids)
-        self._fit_em(data)
-        return self
-
-    fit.__doc__ = _fit_doc("GaussianHMM")
-
     # ------------------------------------------------------------ emission hooks
     def _emission_validate_X(self, X, reset):
         X = validate_data(self, X, reset=reset, dtype=np.float64, ensure_min_samples=2 if reset else 1)
@@ -790,10 +799,16 @@ class GaussianHMM(_BaseHMM):
             "diag": ((), (n_features,), (K, n_features)),
             "spherical": ((), (K,)),
         }[self.covariance_type]
-        if covars_prior.shape not in allowed or not np.all(np.isfinite(covars_prior)) or np.any(covars_prior < 0) and covars_prior.ndim < 2:
+        if covars_prior.shape not in allowed or not np.all(np.isfinite(covars_prior)):
             raise ValueError(
-                f"covars_prior for covariance_type={self.covariance_type!r} must be non-negative with a shape in {allowed}."
+                f"covars_prior for covariance_type={self.covariance_type!r} must be finite with a shape in {allowed}."
             )
+        if covars_prior.ndim >= 2:
+            mats = covars_prior.reshape(-1, n_features, n_features)
+            if not np.allclose(mats, np.swapaxes(mats, 1, 2)) or np.any(np.linalg.eigvalsh(mats) < -1e-12):
+                raise ValueError("covars_prior matrices must be symmetric positive semi-definite.")
+        elif np.any(covars_prior < 0):
+            raise ValueError("covars_prior must be non-negative.")
         given = {}
         value = self._user_value("m", self.means_init)
         if value is not None:
@@ -943,7 +958,6 @@ class CategoricalHMM(_BaseHMM):
     (8,)
     """
 
-    _emission_letters = "e"
     _emission_names = {"e": "emissionprob_"}
 
     _parameter_constraints = {
@@ -1003,14 +1017,6 @@ class CategoricalHMM(_BaseHMM):
         tags.input_tags.categorical = True
         tags.input_tags.positive_only = True
         return tags
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None, lengths=None, sequence_ids=None):
-        data = self._validate_fit_data(X, y, lengths=lengths, sequence_ids=sequence_ids)
-        self._fit_em(data)
-        return self
-
-    fit.__doc__ = _fit_doc("CategoricalHMM")
 
     def _emission_validate_X(self, X, reset):
         X = validate_data(self, X, reset=reset, dtype=None)
@@ -1141,7 +1147,6 @@ class PoissonHMM(_BaseHMM):
     array([ 2., 20.])
     """
 
-    _emission_letters = "l"
     _emission_names = {"l": "lambdas_"}
 
     _parameter_constraints = {
@@ -1200,14 +1205,6 @@ class PoissonHMM(_BaseHMM):
         tags = super().__sklearn_tags__()
         tags.input_tags.positive_only = True
         return tags
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None, lengths=None, sequence_ids=None):
-        data = self._validate_fit_data(X, y, lengths=lengths, sequence_ids=sequence_ids)
-        self._fit_em(data)
-        return self
-
-    fit.__doc__ = _fit_doc("PoissonHMM")
 
     def _emission_validate_X(self, X, reset):
         X = validate_data(self, X, reset=reset, dtype=np.float64)

@@ -530,3 +530,15 @@ def test_warm_start_continues(kind):
     model.fit(X, lengths=lengths)
     assert model.lower_bound_ >= first
     np.testing.assert_allclose(model.lower_bound_, cold.lower_bound_, rtol=1e-10)
+
+
+def test_bad_priors():
+    X, _ = _data("gaussian")
+    with pytest.raises(ValueError, match="positive semi-definite"):
+        GaussianHMM(2, covariance_type="full", covars_prior=-np.eye(2)).fit(X)
+    with pytest.raises(ValueError, match="covars_prior"):
+        GaussianHMM(2, covariance_type="diag", covars_prior=[1.0, 2.0, 3.0]).fit(X)
+    with pytest.raises(ValueError, match="transmat_prior"):
+        GaussianHMM(2, transmat_prior=np.ones((3, 3))).fit(X)
+    with pytest.raises(ValueError, match="lambdas_weight"):
+        PoissonHMM(2, lambdas_weight=[1.0, 2.0, 3.0]).fit(np.ones((10, 2)))

@@ -12,7 +12,17 @@ import numpy as np
 from .._inference._jit import jit
 from .._math import safe_log
 
-__all__ = ["CategoricalStats", "log_likelihood", "likelihood", "accumulate", "add_stats", "m_step", "log_prior", "n_parameters", "sample"]
+__all__ = [
+    "CategoricalStats",
+    "log_likelihood",
+    "likelihood",
+    "accumulate",
+    "add_stats",
+    "m_step",
+    "log_prior",
+    "n_parameters",
+    "sample",
+]
 
 
 class CategoricalStats(NamedTuple):

@@ -10,7 +10,16 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import gammaln
 
-__all__ = ["PoissonStats", "log_likelihood", "accumulate", "add_stats", "m_step", "log_prior", "n_parameters", "sample"]
+__all__ = [
+    "PoissonStats",
+    "log_likelihood",
+    "accumulate",
+    "add_stats",
+    "m_step",
+    "log_prior",
+    "n_parameters",
+    "sample",
+]
 
 
 class PoissonStats(NamedTuple):

@@ -188,7 +188,9 @@ def _forward_pass(startprob, transmat_t, log_frameprob, from_log, begin, end, al
             alpha[t, k] = p
             total += p
         if not total >= _UNDERFLOW:
-            total, shift = _log_space_step(startprob, transmat_t, log_frameprob, from_log, begin, t, alpha, frame, shift)
+            total, shift = _log_space_step(
+                startprob, transmat_t, log_frameprob, from_log, begin, t, alpha, frame, shift
+            )
             if not total > 0.0:
                 # x_t is impossible under the model
                 for r in range(t, end):
