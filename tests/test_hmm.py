@@ -542,3 +542,19 @@ def test_bad_priors():
         GaussianHMM(2, transmat_prior=np.ones((3, 3))).fit(X)
     with pytest.raises(ValueError, match="lambdas_weight"):
         PoissonHMM(2, lambdas_weight=[1.0, 2.0, 3.0]).fit(np.ones((10, 2)))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_default_priors_match_hmmlearn_defaults(covariance_type):
+    rng = np.random.RandomState(3)
+    X, lengths = _gaussian_data("short", rng)
+    sp, tm, means, covars = _gaussian_start(covariance_type, rng, X=X)
+    ref = hmmlearn.GaussianHMM(3, covariance_type=covariance_type, n_iter=N_ITER, tol=-np.inf, init_params="")
+    ref.startprob_, ref.transmat_, ref.means_, ref.covars_ = sp, tm, means, covars
+    ref.fit(X, lengths)
+    ours = GaussianHMM(3, covariance_type=covariance_type, max_iter=N_ITER, tol=0.0, init_params="",
+                       startprob_init=sp, transmat_init=tm, means_init=means, covars_init=covars)
+    ours.fit(X, lengths=lengths)
+    np.testing.assert_allclose(ours.score(X, lengths=lengths) * len(X), ref.score(X, lengths), rtol=1e-6)
+    np.testing.assert_allclose(ours.means_, ref.means_, rtol=1e-6)
