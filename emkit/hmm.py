@@ -341,7 +341,8 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         """
         emission_input, offsets, params = self._check_fitted_input(X, lengths, sequence_ids)
         frames = self._frames(emission_input, params)
-        return forward(params["startprob_"], params["transmat_"], offsets=offsets, **frames).log_step
+        result = forward(params["startprob_"], params["transmat_"], offsets=offsets, compute_filtered=False, **frames)
+        return result.log_step
 
     def score(self, X, y=None, lengths=None, sequence_ids=None, sample_weight=None):
         """Mean log-likelihood per time step.

@@ -225,7 +225,7 @@ def _normalize_rows(a, begin, end):
 
 
 @jit
-def _forward_kernel(startprob, transmat, log_frameprob, frame, shifts, from_log, offsets):
+def _forward_kernel(startprob, transmat, log_frameprob, frame, shifts, from_log, offsets, normalize):
     n_samples, n_components = frame.shape
     n_sequences = offsets.shape[0] - 1
     transmat_t = np.ascontiguousarray(transmat.T)
@@ -235,7 +235,8 @@ def _forward_kernel(startprob, transmat, log_frameprob, frame, shifts, from_log,
         _forward_pass(
             startprob, transmat_t, log_frameprob, from_log, offsets[s], offsets[s + 1], filtered, frame, ratio, shifts
         )
-        _normalize_rows(filtered, offsets[s], offsets[s + 1])
+        if normalize:
+            _normalize_rows(filtered, offsets[s], offsets[s + 1])
     return filtered, ratio, shifts
 
 
@@ -284,7 +285,16 @@ def _frames(log_frameprob, frameprob, overwrite):
     return log_frameprob, frame, shifts, True
 
 
-def forward(startprob, transmat, log_frameprob=None, offsets=None, *, frameprob=None, overwrite_frameprob=False):
+def forward(
+    startprob,
+    transmat,
+    log_frameprob=None,
+    offsets=None,
+    *,
+    frameprob=None,
+    overwrite_frameprob=False,
+    compute_filtered=True,
+):
     """Filtered state probabilities and per-step log normalisers.
 
     Parameters
@@ -304,6 +314,10 @@ def forward(startprob, transmat, log_frameprob=None, offsets=None, *, frameprob=
     overwrite_frameprob : bool, default=False
         Let the kernel rescale ``frameprob`` in place (saves a copy when the
         caller does not need it afterwards).
+    compute_filtered : bool, default=True
+        False skips the final normalisation of the filtered probabilities
+        (``filtered`` then holds them up to a positive factor per row), for
+        callers that only need the log-likelihoods.
 
     Returns
     -------
@@ -311,7 +325,9 @@ def forward(startprob, transmat, log_frameprob=None, offsets=None, *, frameprob=
     """
     log_frameprob, frame, shifts, from_log = _frames(log_frameprob, frameprob, overwrite_frameprob)
     startprob, transmat, _, offsets = _check_inputs(startprob, transmat, frame, offsets)
-    filtered, ratio, shifts = _forward_kernel(startprob, transmat, log_frameprob, frame, shifts, from_log, offsets)
+    filtered, ratio, shifts = _forward_kernel(
+        startprob, transmat, log_frameprob, frame, shifts, from_log, offsets, bool(compute_filtered)
+    )
     log_step, log_likelihood = _log_steps(ratio, shifts, offsets)
     return ForwardResult(log_likelihood, filtered, log_step)
 

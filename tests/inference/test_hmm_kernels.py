@@ -164,8 +164,8 @@ def test_compiled_equals_py_func():
     python = kernels._forward_backward_kernel.py_func(*args, True)
     for c, p in zip(compiled, python):
         np.testing.assert_allclose(c, p, rtol=1e-13, atol=1e-15)
-    compiled = kernels._forward_kernel(*args)
-    python = kernels._forward_kernel.py_func(*args)
+    compiled = kernels._forward_kernel(*args, True)
+    python = kernels._forward_kernel.py_func(*args, True)
     for c, p in zip(compiled, python):
         np.testing.assert_allclose(c, p, rtol=1e-13, atol=1e-15)
     args = (np.log(startprob), np.log(transmat), log_frameprob, offsets)
@@ -196,6 +196,9 @@ def test_frameprob_input_matches_log_input():
     np.testing.assert_array_equal(frameprob, np.exp(log_frameprob))  # input untouched
     f = kernels.forward(startprob, transmat, offsets=offsets, frameprob=frameprob)
     np.testing.assert_allclose(f.log_likelihood, a.log_likelihood, rtol=1e-12)
+    g = kernels.forward(startprob, transmat, offsets=offsets, frameprob=frameprob, compute_filtered=False)
+    np.testing.assert_array_equal(g.log_step, f.log_step)
+    np.testing.assert_allclose(g.filtered / g.filtered.sum(axis=1, keepdims=True), f.filtered, rtol=1e-12)
     with pytest.raises(ValueError, match="exactly one"):
         kernels.forward(startprob, transmat, log_frameprob, frameprob=frameprob)
 
