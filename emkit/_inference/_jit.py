@@ -4,13 +4,29 @@ Every compiled kernel uses :func:`jit`: ``nopython`` mode, ``cache=True`` (so
 joblib workers and later sessions load the machine code instead of compiling
 again) and ``nogil=True``. The undecorated function stays reachable as
 ``kernel.py_func`` for tests.
+
+:func:`literally` marks an integer argument as a compile-time constant (the
+function is then compiled once per value it is called with from compiled
+code), and ``jit(inline=True)`` inlines a helper into its callers, so a loop
+bound that is a constant in the caller becomes a constant in the helper's
+loops too (fully unrolled small loops for a fixed number of states).
 """
 
 import numba
 
-__all__ = ["jit"]
+__all__ = ["jit", "literally"]
+
+literally = numba.literally
 
 
-def jit(function):
-    """Compile ``function`` with emkit's settings (nopython, cache, nogil)."""
-    return numba.njit(cache=True, nogil=True)(function)
+def jit(function=None, *, inline=False):
+    """Compile ``function`` with emkit's settings (nopython, cache, nogil).
+
+    Use as ``@jit`` or ``@jit(inline=True)``.
+    """
+    options = {"cache": True, "nogil": True}
+    if inline:
+        options["inline"] = "always"
+    if function is None:
+        return numba.njit(**options)
+    return numba.njit(**options)(function)
