@@ -33,10 +33,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._jit import jit
+from ._jit import jit, literally
 
 _UNDERFLOW = 1e-290  # a step's sum below this would lose precision: redo it in log space
 _RESCALE = 1e-150  # lazily normalised messages are rescaled when they fall below this
+_FIXED_SIZES = (2, 3, 4, 5, 6, 7, 8)  # state counts compiled with constant loop bounds (about 2x faster)
 _RESCALE_UP = 1.0  # backward messages never exceed 1 except after a log-space step (frames up to e^700)
 
 __all__ = [
@@ -158,8 +159,8 @@ def _log_space_step(startprob, transmat_t, log_frameprob, from_log, begin, t, al
     return total, best
 
 
-@jit
-def _forward_pass(startprob, transmat_t, log_frameprob, from_log, begin, end, alpha, frame, ratio, shifts):
+@jit(inline=True)
+def _forward_pass(startprob, transmat_t, log_frameprob, from_log, begin, end, alpha, frame, ratio, shifts, n_components):
     """Forward recursion over rows begin:end, lazily normalised.
 
     ``frame[t] = exp(log p(x_t | z_t) - shifts[t])`` comes precomputed.
@@ -171,8 +172,9 @@ def _forward_pass(startprob, transmat_t, log_frameprob, from_log, begin, end, al
     underflows is redone in log space (from ``log_frameprob`` when
     ``from_log``, else from ``log(frame)``), updating ``frame[t]`` and
     ``shifts[t]``. Returns False if the sequence is impossible.
+    Inlined into its callers, so that ``n_components`` can be a compile-time
+    constant there.
     """
-    n_components = transmat_t.shape[0]
     fed = 1.0
     for t in range(begin, end):
         shift = shifts[t]
@@ -224,6 +226,35 @@ def _normalize_rows(a, begin, end):
                 a[t, k] *= inv
 
 
+@jit(inline=True)
+def _forward_sequence(startprob, transmat_t, log_frameprob, from_log, begin, end, filtered, frame, ratio, shifts,
+                      normalize, n_components):
+    _forward_pass(
+        startprob, transmat_t, log_frameprob, from_log, begin, end, filtered, frame, ratio, shifts, n_components
+    )
+    if normalize:
+        _normalize_rows(filtered, begin, end)
+
+
+@jit
+def _forward_sequence_fixed(startprob, transmat_t, log_frameprob, from_log, begin, end, filtered, frame, ratio,
+                            shifts, normalize, n_components):
+    literally(n_components)
+    _forward_sequence(
+        startprob, transmat_t, log_frameprob, from_log, begin, end, filtered, frame, ratio, shifts, normalize,
+        n_components,
+    )
+
+
+@jit
+def _forward_sequence_any(startprob, transmat_t, log_frameprob, from_log, begin, end, filtered, frame, ratio,
+                          shifts, normalize, n_components):
+    _forward_sequence(
+        startprob, transmat_t, log_frameprob, from_log, begin, end, filtered, frame, ratio, shifts, normalize,
+        n_components,
+    )
+
+
 @jit
 def _forward_kernel(startprob, transmat, log_frameprob, frame, shifts, from_log, offsets, normalize):
     n_samples, n_components = frame.shape
@@ -232,11 +263,24 @@ def _forward_kernel(startprob, transmat, log_frameprob, frame, shifts, from_log,
     filtered = np.empty((n_samples, n_components))
     ratio = np.empty(n_samples)
     for s in range(n_sequences):
-        _forward_pass(
-            startprob, transmat_t, log_frameprob, from_log, offsets[s], offsets[s + 1], filtered, frame, ratio, shifts
-        )
-        if normalize:
-            _normalize_rows(filtered, offsets[s], offsets[s + 1])
+        b, e = offsets[s], offsets[s + 1]
+        # compiled once per small state count, with constant loop bounds (see _FIXED_SIZES)
+        if n_components == 2:
+            _forward_sequence_fixed(startprob, transmat_t, log_frameprob, from_log, b, e, filtered, frame, ratio, shifts, normalize, 2)
+        elif n_components == 3:
+            _forward_sequence_fixed(startprob, transmat_t, log_frameprob, from_log, b, e, filtered, frame, ratio, shifts, normalize, 3)
+        elif n_components == 4:
+            _forward_sequence_fixed(startprob, transmat_t, log_frameprob, from_log, b, e, filtered, frame, ratio, shifts, normalize, 4)
+        elif n_components == 5:
+            _forward_sequence_fixed(startprob, transmat_t, log_frameprob, from_log, b, e, filtered, frame, ratio, shifts, normalize, 5)
+        elif n_components == 6:
+            _forward_sequence_fixed(startprob, transmat_t, log_frameprob, from_log, b, e, filtered, frame, ratio, shifts, normalize, 6)
+        elif n_components == 7:
+            _forward_sequence_fixed(startprob, transmat_t, log_frameprob, from_log, b, e, filtered, frame, ratio, shifts, normalize, 7)
+        elif n_components == 8:
+            _forward_sequence_fixed(startprob, transmat_t, log_frameprob, from_log, b, e, filtered, frame, ratio, shifts, normalize, 8)
+        else:
+            _forward_sequence_any(startprob, transmat_t, log_frameprob, from_log, b, e, filtered, frame, ratio, shifts, normalize, n_components)
     return filtered, ratio, shifts
 
 
@@ -333,6 +377,77 @@ def forward(
 
 
 # -------------------------------------------------------- forward-backward pass
+@jit(inline=True)
+def _forward_backward_sequence(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, begin, end,
+                               posteriors, ratio, compute_xi, outer, n_components):
+    """Forward then backward pass over rows begin:end; smoothed posteriors land in ``posteriors``.
+
+    Adds this sequence's ``sum_t alpha_t,i weighted_t+1,j / norm_t`` to ``outer``.
+    """
+    possible = _forward_pass(
+        startprob, transmat_t, log_frameprob, from_log, begin, end, posteriors, frame, ratio, shifts, n_components
+    )
+    if not possible:
+        return  # posteriors of an impossible sequence are left at zero
+    _normalize_rows(posteriors, end - 1, end)  # last step: smoothed = filtered
+    beta = np.ones(n_components)
+    new_beta = np.empty(n_components)
+    weighted = np.empty(n_components)
+    alpha_t = np.empty(n_components)
+    for t in range(end - 2, begin - 1, -1):
+        # unnormalised backward message: beta_t = A (frame_t+1 * beta_t+1), rescaled only when tiny
+        for j in range(n_components):
+            weighted[j] = frame[t + 1, j] * beta[j]
+        norm = 0.0
+        largest = 0.0
+        for i in range(n_components):
+            acc = 0.0
+            for j in range(n_components):
+                acc += transmat[i, j] * weighted[j]
+            new_beta[i] = acc
+            largest = max(largest, acc)
+            a = posteriors[t, i]
+            alpha_t[i] = a
+            g = a * acc
+            posteriors[t, i] = g
+            norm += g
+        inv_norm = 1.0 / norm
+        for k in range(n_components):
+            posteriors[t, k] *= inv_norm
+        if compute_xi:
+            # xi_t(i, j) = alpha_t,i A_ij weighted_j / norm (exact whatever the scaling)
+            for i in range(n_components):
+                c = alpha_t[i] * inv_norm
+                for j in range(n_components):
+                    outer[i, j] += c * weighted[j]
+        if largest < _RESCALE or largest > _RESCALE_UP:
+            inv = 1.0 / largest
+            for k in range(n_components):
+                beta[k] = new_beta[k] * inv
+        else:
+            for k in range(n_components):
+                beta[k] = new_beta[k]
+
+
+@jit
+def _forward_backward_fixed(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, begin, end,
+                            posteriors, ratio, compute_xi, outer, n_components):
+    literally(n_components)
+    _forward_backward_sequence(
+        startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, begin, end, posteriors, ratio,
+        compute_xi, outer, n_components,
+    )
+
+
+@jit
+def _forward_backward_any(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, begin, end,
+                          posteriors, ratio, compute_xi, outer, n_components):
+    _forward_backward_sequence(
+        startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, begin, end, posteriors, ratio,
+        compute_xi, outer, n_components,
+    )
+
+
 @jit
 def _forward_backward_kernel(startprob, transmat, log_frameprob, frame, shifts, from_log, offsets, compute_xi):
     n_samples, n_components = frame.shape
@@ -341,58 +456,29 @@ def _forward_backward_kernel(startprob, transmat, log_frameprob, frame, shifts, 
     posteriors = np.empty((n_samples, n_components))  # holds alpha, then smoothed posteriors
     ratio = np.empty(n_samples)
     start_sum = np.zeros(n_components)
-    # outer[i, j] = sum_t gamma-weighted alpha[t, i] * weighted[t + 1, j]; xi_sum = transmat * outer
+    # outer[i, j] = sum_t alpha[t, i] * weighted[t + 1, j] / norm_t; xi_sum = transmat * outer
     outer = np.zeros((n_components, n_components))
-    beta = np.empty(n_components)
-    new_beta = np.empty(n_components)
-    weighted = np.empty(n_components)
-    alpha_t = np.empty(n_components)
     for s in range(n_sequences):
-        begin = offsets[s]
-        end = offsets[s + 1]
-        possible = _forward_pass(
-            startprob, transmat_t, log_frameprob, from_log, begin, end, posteriors, frame, ratio, shifts
-        )
-        if not possible:
-            continue  # posteriors of an impossible sequence are left at zero
-        _normalize_rows(posteriors, end - 1, end)  # last step: smoothed = filtered
+        b, e = offsets[s], offsets[s + 1]
+        # compiled once per small state count, with constant loop bounds (see _FIXED_SIZES)
+        if n_components == 2:
+            _forward_backward_fixed(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, b, e, posteriors, ratio, compute_xi, outer, 2)
+        elif n_components == 3:
+            _forward_backward_fixed(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, b, e, posteriors, ratio, compute_xi, outer, 3)
+        elif n_components == 4:
+            _forward_backward_fixed(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, b, e, posteriors, ratio, compute_xi, outer, 4)
+        elif n_components == 5:
+            _forward_backward_fixed(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, b, e, posteriors, ratio, compute_xi, outer, 5)
+        elif n_components == 6:
+            _forward_backward_fixed(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, b, e, posteriors, ratio, compute_xi, outer, 6)
+        elif n_components == 7:
+            _forward_backward_fixed(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, b, e, posteriors, ratio, compute_xi, outer, 7)
+        elif n_components == 8:
+            _forward_backward_fixed(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, b, e, posteriors, ratio, compute_xi, outer, 8)
+        else:
+            _forward_backward_any(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, b, e, posteriors, ratio, compute_xi, outer, n_components)
         for k in range(n_components):
-            beta[k] = 1.0
-        for t in range(end - 2, begin - 1, -1):
-            # unnormalised backward message: beta_t = A (frame_t+1 * beta_t+1), rescaled only when tiny
-            for j in range(n_components):
-                weighted[j] = frame[t + 1, j] * beta[j]
-            norm = 0.0
-            largest = 0.0
-            for i in range(n_components):
-                acc = 0.0
-                for j in range(n_components):
-                    acc += transmat[i, j] * weighted[j]
-                new_beta[i] = acc
-                largest = max(largest, acc)
-                a = posteriors[t, i]
-                alpha_t[i] = a
-                g = a * acc
-                posteriors[t, i] = g
-                norm += g
-            inv_norm = 1.0 / norm
-            for k in range(n_components):
-                posteriors[t, k] *= inv_norm
-            if compute_xi:
-                # xi_t(i, j) = alpha_t,i A_ij weighted_j / norm (exact whatever the scaling)
-                for i in range(n_components):
-                    c = alpha_t[i] * inv_norm
-                    for j in range(n_components):
-                        outer[i, j] += c * weighted[j]
-            if largest < _RESCALE or largest > _RESCALE_UP:
-                inv = 1.0 / largest
-                for k in range(n_components):
-                    beta[k] = new_beta[k] * inv
-            else:
-                for k in range(n_components):
-                    beta[k] = new_beta[k]
-        for k in range(n_components):
-            start_sum[k] += posteriors[begin, k]
+            start_sum[k] += posteriors[b, k]
     xi_sum = transmat * outer
     return posteriors, start_sum, xi_sum, ratio, shifts
 

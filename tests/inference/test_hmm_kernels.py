@@ -228,3 +228,44 @@ def test_log_space_step_with_a_nearly_unreachable_best_state():
     np.testing.assert_allclose(result.posteriors, posteriors, atol=1e-10)
     np.testing.assert_allclose(result.xi_sum, xi, atol=1e-10)
     assert np.isfinite(result.log_step).all()
+
+
+@pytest.mark.parametrize("K", [5, 8, 9, 12])  # fixed-size compiled paths (<= 8) and the general one
+def test_matches_hmmlearn_kernels_for_larger_state_counts(K):
+    _hmmc = pytest.importorskip("hmmlearn._hmmc")
+    rng = np.random.RandomState(K)
+    startprob, transmat, log_frameprob = _random_model(K, 300, rng)
+    offsets = np.array([0, 120, 300])
+    result = kernels.forward_backward(startprob, transmat, log_frameprob, offsets)
+    forward_only = kernels.forward(startprob, transmat, log_frameprob, offsets)
+    vit = kernels.viterbi(np.log(startprob), np.log(transmat), log_frameprob, offsets)
+    xi = np.zeros((K, K))
+    for i, (a, b) in enumerate(zip(offsets[:-1], offsets[1:])):
+        ll, fwd = _hmmc.forward_log(startprob, transmat, log_frameprob[a:b])
+        bwd = _hmmc.backward_log(startprob, transmat, log_frameprob[a:b])
+        posteriors = np.exp(fwd + bwd - ll)
+        xi += np.exp(_hmmc.compute_log_xi_sum(fwd, transmat, bwd, log_frameprob[a:b]))
+        np.testing.assert_allclose(result.log_likelihood[i], ll, rtol=1e-12)
+        np.testing.assert_allclose(forward_only.log_likelihood[i], ll, rtol=1e-12)
+        np.testing.assert_allclose(result.posteriors[a:b], posteriors, atol=1e-10)
+        np.testing.assert_allclose(forward_only.filtered[a:b], np.exp(fwd - logsumexp(fwd, axis=1, keepdims=True)),
+                                   atol=1e-10)
+        vit_ll, path = _hmmc.viterbi(startprob, transmat, log_frameprob[a:b])
+        np.testing.assert_array_equal(vit.states[a:b], path)
+        np.testing.assert_allclose(vit.log_prob[i], vit_ll, rtol=1e-12)
+    np.testing.assert_allclose(result.xi_sum, xi, rtol=1e-9, atol=1e-10)
+
+
+def test_fixed_size_path_equals_general_path():
+    rng = np.random.RandomState(11)
+    K, T = 4, 50
+    startprob, transmat, log_frameprob = _random_model(K, T, rng)
+    log_fp, frame, shifts, from_log = kernels._frames(log_frameprob, None, False)
+    outputs = []
+    for function in (kernels._forward_backward_fixed, kernels._forward_backward_any):
+        posteriors, ratio, outer = np.empty((T, K)), np.empty(T), np.zeros((K, K))
+        function(startprob, transmat, np.ascontiguousarray(transmat.T), log_fp, frame.copy(), shifts.copy(),
+                 from_log, 0, T, posteriors, ratio, True, outer, K)
+        outputs.append((posteriors, ratio, outer))
+    for fixed, general in zip(*outputs):
+        np.testing.assert_allclose(fixed, general, rtol=1e-13, atol=1e-15)
