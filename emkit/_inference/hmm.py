@@ -522,46 +522,82 @@ def forward_backward(
 
 
 # --------------------------------------------------------------------- Viterbi
+@jit(inline=True)
+def _viterbi_sequence(log_startprob, log_transmat_t, log_frameprob, begin, end, delta, states, n_components):
+    """Best path of rows begin:end; returns its log-probability.
+
+    ``delta[t, j]`` = best log-probability of a path ending in ``j`` at ``t``;
+    the path is recovered by recomputing one argmax per step (no backpointer
+    table, so the forward loop is a branch-free max). Ties go to the lowest
+    state index.
+    """
+    for k in range(n_components):
+        delta[begin, k] = log_startprob[k] + log_frameprob[begin, k]
+    for t in range(begin + 1, end):
+        for j in range(n_components):
+            best = -np.inf
+            for i in range(n_components):
+                best = max(best, delta[t - 1, i] + log_transmat_t[j, i])
+            delta[t, j] = best + log_frameprob[t, j]
+    best = -np.inf
+    arg = 0
+    for k in range(n_components):
+        if delta[end - 1, k] > best:
+            best = delta[end - 1, k]
+            arg = k
+    log_prob = best
+    states[end - 1] = arg
+    for t in range(end - 1, begin, -1):
+        best = -np.inf
+        prev = 0
+        for i in range(n_components):
+            v = delta[t - 1, i] + log_transmat_t[arg, i]
+            if v > best:
+                best = v
+                prev = i
+        arg = prev
+        states[t - 1] = arg
+    return log_prob
+
+
+@jit
+def _viterbi_fixed(log_startprob, log_transmat_t, log_frameprob, begin, end, delta, states, n_components):
+    literally(n_components)
+    return _viterbi_sequence(log_startprob, log_transmat_t, log_frameprob, begin, end, delta, states, n_components)
+
+
+@jit
+def _viterbi_any(log_startprob, log_transmat_t, log_frameprob, begin, end, delta, states, n_components):
+    return _viterbi_sequence(log_startprob, log_transmat_t, log_frameprob, begin, end, delta, states, n_components)
+
+
 @jit
 def _viterbi_kernel(log_startprob, log_transmat, log_frameprob, offsets):
     n_samples, n_components = log_frameprob.shape
     n_sequences = offsets.shape[0] - 1
     log_transmat_t = np.ascontiguousarray(log_transmat.T)
     states = np.empty(n_samples, dtype=np.int64)
-    # delta[t, j] = best log-probability of a path ending in j at t; the path is
-    # recovered by recomputing one argmax per step (no backpointer table, so the
-    # forward loop is a branch-free max)
     delta = np.empty((n_samples, n_components))
     log_prob = np.empty(n_sequences)
     for s in range(n_sequences):
-        begin = offsets[s]
-        end = offsets[s + 1]
-        for k in range(n_components):
-            delta[begin, k] = log_startprob[k] + log_frameprob[begin, k]
-        for t in range(begin + 1, end):
-            for j in range(n_components):
-                best = -np.inf
-                for i in range(n_components):
-                    best = max(best, delta[t - 1, i] + log_transmat_t[j, i])
-                delta[t, j] = best + log_frameprob[t, j]
-        best = -np.inf
-        arg = 0
-        for k in range(n_components):
-            if delta[end - 1, k] > best:
-                best = delta[end - 1, k]
-                arg = k
-        log_prob[s] = best
-        states[end - 1] = arg
-        for t in range(end - 1, begin, -1):
-            best = -np.inf
-            prev = 0
-            for i in range(n_components):
-                v = delta[t - 1, i] + log_transmat_t[arg, i]
-                if v > best:
-                    best = v
-                    prev = i
-            arg = prev
-            states[t - 1] = arg
+        b, e = offsets[s], offsets[s + 1]
+        # compiled once per small state count, with constant loop bounds (see _FIXED_SIZES)
+        if n_components == 2:
+            log_prob[s] = _viterbi_fixed(log_startprob, log_transmat_t, log_frameprob, b, e, delta, states, 2)
+        elif n_components == 3:
+            log_prob[s] = _viterbi_fixed(log_startprob, log_transmat_t, log_frameprob, b, e, delta, states, 3)
+        elif n_components == 4:
+            log_prob[s] = _viterbi_fixed(log_startprob, log_transmat_t, log_frameprob, b, e, delta, states, 4)
+        elif n_components == 5:
+            log_prob[s] = _viterbi_fixed(log_startprob, log_transmat_t, log_frameprob, b, e, delta, states, 5)
+        elif n_components == 6:
+            log_prob[s] = _viterbi_fixed(log_startprob, log_transmat_t, log_frameprob, b, e, delta, states, 6)
+        elif n_components == 7:
+            log_prob[s] = _viterbi_fixed(log_startprob, log_transmat_t, log_frameprob, b, e, delta, states, 7)
+        elif n_components == 8:
+            log_prob[s] = _viterbi_fixed(log_startprob, log_transmat_t, log_frameprob, b, e, delta, states, 8)
+        else:
+            log_prob[s] = _viterbi_any(log_startprob, log_transmat_t, log_frameprob, b, e, delta, states, n_components)
     return log_prob, states
 
 
