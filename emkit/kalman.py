@@ -184,13 +184,19 @@ def _as_masked_nan(X):
     return X
 
 
+def _is_positive_definite(matrix):
+    try:
+        np.linalg.cholesky(matrix)
+    except np.linalg.LinAlgError:
+        return False
+    return True
+
+
 def _check_covariance(value, name):
     value = 0.5 * (value + np.swapaxes(value, -1, -2))
     for matrix in value.reshape(-1, value.shape[-2], value.shape[-1]):
-        try:
-            np.linalg.cholesky(matrix)
-        except np.linalg.LinAlgError:
-            raise ValueError(f"{name} must be positive definite.") from None
+        if not _is_positive_definite(matrix):
+            raise ValueError(f"{name} must be positive definite.")
     return value
 
 
@@ -235,7 +241,8 @@ class KalmanFilter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, EMMixin, B
         ``("transition_covariance", "observation_covariance",
         "initial_state_mean", "initial_state_covariance")``.
     transition_covariance_type : {"full", "diag", "spherical"}, default="full"
-        Structure EM keeps for a learned Q.
+        Structure EM keeps for a learned Q (its starting value is projected
+        onto that structure: its diagonal, or its mean variance times I).
     observation_covariance_type : {"full", "diag", "spherical"}, default="full"
         Structure EM keeps for a learned R.
     transform_method : {"smooth", "filter"}, default="smooth"
@@ -497,7 +504,7 @@ initial_state_mean_, initial_state_covariance_ : ndarray
 
     def _validate_fit_data(self, X, y=None, lengths=None, sequence_ids=None):
         X = self._validate_X(X, reset=True)
-        check_y_unsupervised(y, X.shape[0])
+        check_y_unsupervised(None if y is None else np.asarray(y), X.shape[0])  # array-likes without len()
         offsets = check_sequences(X.shape[0], lengths, sequence_ids)
         return _KalmanData(X, offsets, X.shape[0])
 
@@ -529,8 +536,8 @@ initial_state_mean_, initial_state_covariance_ : ndarray
         if self.n_init > 1:
             learned = self._em_var_set()
             n, m = params["transition_matrices"].shape[0], data.X.shape[1]
-            for name in learned:
-                if getattr(self, name) is not None:
+            for name in _PARAMS:  # a fixed order (not the set's), so every process draws the same
+                if name not in learned or getattr(self, name) is not None:
                     continue
                 if name in _COVARIANCES:
                     size = params[name].shape[0]
@@ -541,6 +548,13 @@ initial_state_mean_, initial_state_covariance_ : ndarray
                     params[name] = np.eye(m, n) + 0.1 * random_state.standard_normal((m, n))
                 else:
                     params[name] = params[name] + 0.1 * random_state.standard_normal(params[name].shape)
+        # EM only climbs from a point of the constrained set: project learned starting covariances onto it
+        for name, covariance_type in (
+            ("transition_covariance", self.transition_covariance_type),
+            ("observation_covariance", self.observation_covariance_type),
+        ):
+            if name in self._em_var_set():
+                params[name] = _constrain(params[name], covariance_type)
         return {name + "_": value for name, value in params.items()}
 
     def _e_step(self, data, params):
@@ -582,6 +596,12 @@ initial_state_mean_, initial_state_covariance_ : ndarray
         for name in _PARAMS:
             if not np.all(np.isfinite(new[name])):
                 raise NumericalFailure(f"the M-step produced a non-finite {name}; leave it out of em_vars")
+        for name in _COVARIANCES:
+            if name in learned and not _is_positive_definite(new[name]):
+                raise NumericalFailure(
+                    f"the learned {name} is singular (the data cannot identify it: too few time steps, or "
+                    "a perfect fit); fix it by leaving it out of em_vars or constrain it with *_covariance_type"
+                )
         return {name + "_": value for name, value in new.items()}
 
     def _after_fit(self, data, params):
@@ -610,6 +630,8 @@ initial_state_mean_, initial_state_covariance_ : ndarray
         self._validate_params()
         self._em_var_set()
         data = self._validate_fit_data(X, y, lengths=lengths, sequence_ids=sequence_ids)
+        if data.n_units < 2 and self.max_iter > 0 and self._em_var_set():
+            raise ValueError("Found n_samples=1 time step: EM needs at least 2 to learn the parameters.")
         self._fit_em(data)
         return self
 
