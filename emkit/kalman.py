@@ -792,7 +792,7 @@ initial_state_mean_, initial_state_covariance_ : ndarray
         score : float
         """
         result = self._run(X, lengths, sequence_ids, smooth=False, require_fit=True)[0]
-        check_y_unsupervised(y, result.step_log_likelihoods.shape[0])
+        check_y_unsupervised(None if y is None else np.asarray(y), result.step_log_likelihoods.shape[0])
         return result.log_likelihood / result.step_log_likelihoods.shape[0]
 
     def loglikelihood(self, X, lengths=None, sequence_ids=None):

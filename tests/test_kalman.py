@@ -245,6 +245,25 @@ def test_sequences_and_sequence_ids():
         (by_lengths.loglikelihood(X[:30]) + by_lengths.loglikelihood(X[30:])) / 50, rel=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_sequence_ids_routed_through_cross_validation():
+    from sklearn import config_context
+    from sklearn.model_selection import GroupKFold, cross_val_score
+
+    params = make_model(13, n=2, m=2)
+    X = np.vstack([simulate(params, 25, seed=s) for s in range(4)])
+    ids = np.repeat(np.arange(4), 25)
+    with config_context(enable_metadata_routing=True):
+        est = KalmanFilter(max_iter=5).set_fit_request(sequence_ids=True).set_score_request(sequence_ids=True)
+        scores = cross_val_score(est, X, cv=GroupKFold(2), params={"sequence_ids": ids, "groups": ids})
+    # by hand: each fold fits on two whole sequences and scores the other two
+    expected = []
+    for train, test in GroupKFold(2).split(X, groups=ids):
+        model = KalmanFilter(max_iter=5).fit(X[train], sequence_ids=ids[train])
+        expected.append(model.score(X[test], sequence_ids=ids[test]))
+    np.testing.assert_allclose(scores, expected, rtol=1e-12)
+
+
 # --------------------------------------------------------------------------- other methods
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_transform_pipeline_and_feature_names():
