@@ -33,6 +33,13 @@ The hooks (none of ``_initialize``, ``_e_step`` or ``_m_step`` writes to
 ``_objective_dtype(data)``
     Optional: dtype whose eps sets the round-off allowance (default float64).
 
+An M-step that is deliberately not the exact maximiser (scikit-learn's
+``reg_covar`` adds a constant to every variance after the update) may return
+the private entry ``"_objective_slack"``: an upper bound on how much that
+departure can lower the total objective. The engine widens its round-off
+allowance by it, so such a step is neither reported as a decrease nor kept from
+converging, while a genuine decrease still is.
+
 Models signal a numerical failure of a restart by raising
 :class:`NumericalFailure`; the engine drops that restart with a
 :class:`RestartFailedWarning`, and raises a ``ValueError`` only when every
@@ -325,7 +332,9 @@ class EMMixin:
                         say(f"  Iteration {iteration}: objective {value:.8g}, change {change:.3g}")
                     elif verbose == 1 and iteration % interval == 0:
                         say(f"  Iteration {iteration}")
-                    eps = stopping_tolerance(value, dtype)
+                    # round-off, plus what a deliberately inexact M-step (a regulariser
+                    # such as reg_covar) may cost, which the model states in "_objective_slack"
+                    eps = stopping_tolerance(value, dtype) + params.get("_objective_slack", 0.0) / n_units
                     if change < -eps:
                         warnings.warn(
                             f"{type(self).__name__}: the objective decreased by {-change:.3g} per unit at "
