@@ -369,7 +369,6 @@ initial_state_mean_, initial_state_covariance_ : ndarray
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
-        tags.transformer_tags.preserves_dtype = ["float64"]
         return tags
 
     # ------------------------------------------------------------------ parameters
@@ -562,7 +561,10 @@ initial_state_mean_, initial_state_covariance_ : ndarray
         try:
             result = kalman_smoother(data.X, data.offsets, *self._kernel_args(plain, data.X.shape[0]))
         except np.linalg.LinAlgError as exc:
-            raise NumericalFailure(f"{exc}; fix the covariances (em_vars) or give more data") from None
+            raise NumericalFailure(
+                f"{exc}: the parameters became numerically degenerate; standardize X (e.g. StandardScaler) "
+                "or learn fewer parameters (em_vars)"
+            ) from None
         stats = _sufficient_statistics(data, result, plain)
         return stats, result.log_likelihood
 

@@ -461,8 +461,8 @@ def _run_filter(args):
     *out, failed = _filter(*args)
     if failed:
         raise np.linalg.LinAlgError(
-            f"the innovation covariance at row {failed - 1} is not positive definite; "
-            "check that the observation covariance is positive definite"
+            f"the innovation covariance at row {failed - 1} is not positive definite "
+            "(ill-conditioned or non-positive-definite covariances)"
         )
     pred_means, pred_covs, filt_means, filt_covs, step_ll, steady = out
     return FilterResult(float(step_ll.sum()), step_ll, pred_means, pred_covs, filt_means, filt_covs, steady)
@@ -528,7 +528,7 @@ def kalman_smoother(X, offsets, A, b, Q, H, d, R, mu0, P0):
     )
     if failed:
         raise np.linalg.LinAlgError(
-            f"the predicted state covariance at row {failed - 1} is not positive definite; "
-            "the transition covariance is too small for this model"
+            f"the predicted state covariance at row {failed - 1} is not positive definite "
+            "(ill-conditioned or too small transition covariance)"
         )
     return SmootherResult(*filtered, sm_means, sm_covs, pair_covs)
