@@ -30,7 +30,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._inference.lgssm import kalman_filter, kalman_smoother
-from ._validation import check_sequences, check_y_unsupervised, validate_data
+from ._validation import check_array_param, check_sequences, check_y_unsupervised, validate_data
 from .base import EMMixin, NumericalFailure
 
 __all__ = ["KalmanFilter"]
@@ -88,74 +88,115 @@ def _constrain(covariance, covariance_type):
     return covariance
 
 
-def update_observation_matrix(stats, observation_offsets):
-    r"""Observation matrix H given the offset d.
+def _at_rows(value, rows, base_ndim):
+    """A fixed time-varying value (leading time axis) at ``rows``, or the time-invariant value itself."""
+    return value[rows] if value.ndim > base_ndim else value
 
-    .. math:: H = \Big(\sum_{t \in S} E[y_t x_t^T] - d\, m_t^T\Big)\Big(\sum_{t \in S} E[x_t x_t^T]\Big)^{-1}
+
+def _apply(matrices, vectors):
+    """``M_t v_t`` for each row ``t``: one shared matrix or one matrix per row."""
+    if matrices.ndim == 2:
+        return vectors @ matrices.T
+    return np.einsum("tij,tj->ti", matrices, vectors)
+
+
+def _sandwich_sum(matrices, covariance_sum, covariances):
+    """``sum_t M_t P_t M_t^T``: from the summed covariances when M is shared."""
+    if matrices.ndim == 2:
+        return matrices @ covariance_sum @ matrices.T
+    return np.einsum("tij,tjk,tlk->il", matrices, covariances, matrices, optimize=True)
+
+
+def _offset_outer(offsets, means):
+    """``sum_t c_t m_t^T`` for a shared or per-row offset ``c``."""
+    if offsets.ndim == 1:
+        return np.outer(offsets, means.sum(axis=0))
+    return offsets.T @ means
+
+
+def update_observation_matrix(stats, observation_offsets):
+    r"""Observation matrix H given the offsets d_t.
+
+    .. math:: H = \Big(\sum_{t \in S} E[y_t x_t^T] - d_t m_t^T\Big)\Big(\sum_{t \in S} E[x_t x_t^T]\Big)^{-1}
 
     over the rows S with at least one observed entry (missing entries of a row
     are imputed under the posterior).
     """
-    cross = stats["obs_yx"] - np.outer(observation_offsets, stats["obs_x"])
+    d = _at_rows(observation_offsets, stats["obs_rows"], 1)
+    cross = stats["obs_yx"] - _offset_outer(d, stats["obs_means"])
     return _solve_spd(stats["obs_xx"], cross, "observation_matrices")
 
 
 def update_observation_covariance(stats, observation_matrices, observation_offsets, covariance_type):
-    r"""Observation covariance R given H and d.
+    r"""Observation covariance R given H_t and d_t.
 
-    .. math:: R = \frac{1}{|S|} \sum_{t \in S} E[(y_t - H x_t - d)(y_t - H x_t - d)^T]
+    .. math:: R = \frac{1}{|S|} \sum_{t \in S} E[(y_t - H_t x_t - d_t)(y_t - H_t x_t - d_t)^T]
 
-    Each term is ``e_t e_t^T + H P_t H^T`` with ``e_t = y_t - H m_t - d`` for a
-    fully observed row, plus the posterior covariance of the imputed entries
-    for a partly observed one. ``"diag"`` keeps the diagonal and
+    Each term is ``e_t e_t^T + H_t P_t H_t^T`` with ``e_t = y_t - H_t m_t - d_t``
+    for a fully observed row, plus the posterior covariance of the imputed
+    entries for a partly observed one. ``"diag"`` keeps the diagonal and
     ``"spherical"`` the mean variance (the constrained maximisers).
     """
-    H, d = observation_matrices, observation_offsets
-    resid = stats["obs_y"] - stats["obs_means"] @ H.T - d
-    total = resid.T @ resid + H @ stats["obs_P"] @ H.T
-    for G, P, N in stats["partial"]:
-        HG = H - G
-        total += HG @ P @ HG.T - H @ P @ H.T + N
+    rows = stats["obs_rows"]
+    H = _at_rows(observation_matrices, rows, 2)
+    d = _at_rows(observation_offsets, rows, 1)
+    resid = stats["obs_y"] - _apply(H, stats["obs_means"]) - d
+    covariances = stats["covs"][rows] if H.ndim == 3 else None
+    total = resid.T @ resid + _sandwich_sum(H, stats["obs_P"], covariances)
+    for t, G, N in stats["partial"]:
+        Ht = observation_matrices[t] if observation_matrices.ndim == 3 else observation_matrices
+        HG = Ht - G
+        P = stats["covs"][t]
+        total += HG @ P @ HG.T - Ht @ P @ Ht.T + N
     return _constrain(total / stats["n_obs"], covariance_type)
 
 
 def update_observation_offset(stats, observation_matrices):
-    r"""Observation offset d given H: :math:`d = \frac{1}{|S|}\sum_{t \in S} (E[y_t] - H m_t)`."""
-    return (stats["obs_y"].sum(axis=0) - observation_matrices @ stats["obs_x"]) / stats["n_obs"]
+    r"""Observation offset d given H_t: :math:`d = \frac{1}{|S|}\sum_{t \in S} (E[y_t] - H_t m_t)`."""
+    H = _at_rows(observation_matrices, stats["obs_rows"], 2)
+    return (stats["obs_y"] - _apply(H, stats["obs_means"])).sum(axis=0) / stats["n_obs"]
 
 
 def update_transition_matrix(stats, transition_offsets):
-    r"""Transition matrix A given the offset b.
+    r"""Transition matrix A given the offsets b_t.
 
-    .. math:: A = \Big(\sum_t P_{t,t-1} + m_t m_{t-1}^T - b\, m_{t-1}^T\Big)\Big(\sum_t E[x_{t-1} x_{t-1}^T]\Big)^{-1}
+    .. math:: A = \Big(\sum_t P_{t,t-1} + m_t m_{t-1}^T - b_{t-1} m_{t-1}^T\Big)
+              \Big(\sum_t E[x_{t-1} x_{t-1}^T]\Big)^{-1}
 
     over all transitions ``t-1 -> t`` within sequences.
     """
-    cross = stats["pair"] + stats["next_means"].T @ stats["prev_means"]
-    cross -= np.outer(transition_offsets, stats["prev_means"].sum(axis=0))
+    b = _at_rows(transition_offsets, stats["prev_rows"], 1)
+    cross = stats["pair"] + stats["next_means"].T @ stats["prev_means"] - _offset_outer(b, stats["prev_means"])
     gram = stats["prev_P"] + stats["prev_means"].T @ stats["prev_means"]
     return _solve_spd(gram, cross, "transition_matrices")
 
 
 def update_transition_covariance(stats, transition_matrices, transition_offsets, covariance_type):
-    r"""Transition covariance Q given A and b.
+    r"""Transition covariance Q given A_t and b_t.
 
-    .. math:: Q = \frac{1}{N} \sum_t e_t e_t^T + P_t - P_{t,t-1} A^T - A P_{t,t-1}^T + A P_{t-1} A^T,
-              \quad e_t = m_t - A m_{t-1} - b
+    .. math:: Q = \frac{1}{N} \sum_t e_t e_t^T + P_t - P_{t,t-1} A_{t-1}^T - A_{t-1} P_{t,t-1}^T
+              + A_{t-1} P_{t-1} A_{t-1}^T, \quad e_t = m_t - A_{t-1} m_{t-1} - b_{t-1}
 
     over the N transitions; ``"diag"`` and ``"spherical"`` as for R.
     """
-    A, b = transition_matrices, transition_offsets
-    resid = stats["next_means"] - stats["prev_means"] @ A.T - b
-    pair_at = stats["pair"] @ A.T
-    total = resid.T @ resid + stats["next_P"] - pair_at - pair_at.T + A @ stats["prev_P"] @ A.T
+    prev_rows = stats["prev_rows"]
+    A = _at_rows(transition_matrices, prev_rows, 2)
+    b = _at_rows(transition_offsets, prev_rows, 1)
+    resid = stats["next_means"] - _apply(A, stats["prev_means"]) - b
+    if A.ndim == 2:
+        pair_at = stats["pair"] @ A.T
+        spread = A @ stats["prev_P"] @ A.T
+    else:
+        pair_at = np.einsum("tij,tkj->ik", stats["pairs"][stats["next_rows"]], A)
+        spread = _sandwich_sum(A, None, stats["covs"][prev_rows])
+    total = resid.T @ resid + stats["next_P"] - pair_at - pair_at.T + spread
     return _constrain(total / stats["n_trans"], covariance_type)
 
 
 def update_transition_offset(stats, transition_matrices):
-    r"""Transition offset b given A: :math:`b = \frac{1}{N}\sum_t (m_t - A m_{t-1})`."""
-    resid = stats["next_means"] - stats["prev_means"] @ transition_matrices.T
-    return resid.sum(axis=0) / stats["n_trans"]
+    r"""Transition offset b given A_t: :math:`b = \frac{1}{N}\sum_t (m_t - A_{t-1} m_{t-1})`."""
+    A = _at_rows(transition_matrices, stats["prev_rows"], 2)
+    return (stats["next_means"] - _apply(A, stats["prev_means"])).sum(axis=0) / stats["n_trans"]
 
 
 def update_initial_state_mean(stats):
@@ -212,14 +253,15 @@ class KalmanFilter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, EMMixin, B
     Parameters
     ----------
     transition_matrices : array-like of shape (n_dim_state, n_dim_state), default=None
-        A. A leading time axis (length n_timesteps - 1 or n_timesteps) makes
-        it time-varying (filtering and smoothing only; ``fit`` needs
-        time-invariant parameters). None: identity.
+        A. A leading time axis (length n_timesteps - 1 or n_timesteps, as in
+        pykalman) makes it time-varying; EM keeps time-varying values fixed
+        (it learns time-invariant parameters only). None: identity.
     observation_matrices : array-like of shape (n_dim_obs, n_dim_state), default=None
         H (pykalman's C). A leading time axis of length n_timesteps makes it
-        time-varying. None: ``eye(n_dim_obs, n_dim_state)``.
+        time-varying (fixed in EM). None: ``eye(n_dim_obs, n_dim_state)``.
     transition_covariance : array-like of shape (n_dim_state, n_dim_state), default=None
-        Q, symmetric positive definite. None: identity.
+        Q, symmetric positive definite. None: identity. The transition and
+        observation parameters below take a leading time axis as above.
     observation_covariance : array-like of shape (n_dim_obs, n_dim_obs), default=None
         R, symmetric positive definite. None: identity.
     transition_offsets : array-like of shape (n_dim_state,), default=None
@@ -274,7 +316,8 @@ class KalmanFilter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, EMMixin, B
     transition_matrices_, observation_matrices_, transition_covariance_, \
 observation_covariance_, transition_offsets_, observation_offsets_, \
 initial_state_mean_, initial_state_covariance_ : ndarray
-        Fitted (or fixed) parameters, time-invariant, full matrices.
+        Fitted (or fixed) parameters, full matrices (fixed time-varying
+        values keep their time axis, padded to one entry per row).
     n_dim_state_ : int
         State dimension.
     converged_, n_iter_, lower_bound_, lower_bound_history_, restarts_
@@ -420,9 +463,9 @@ initial_state_mean_, initial_state_covariance_ : ndarray
         """Constructor values checked, with pykalman's defaults for None.
 
         Returns a dict keyed by parameter name (no underscore). Time-varying
-        values keep their leading time axis; they are accepted only when
-        ``n_timesteps`` is given (filtering), with length n_timesteps (or
-        n_timesteps - 1 for the transition parameters).
+        values (a leading time axis of length n_timesteps, or n_timesteps - 1
+        for the transition parameters, padded here to n_timesteps) are
+        accepted only when ``n_timesteps`` is given.
         """
         if self.n_dim_obs is not None and self.n_dim_obs != n_dim_obs:
             raise ValueError(f"n_dim_obs={self.n_dim_obs} but X has {n_dim_obs} columns.")
@@ -460,10 +503,7 @@ initial_state_mean_, initial_state_covariance_ : ndarray
                 "initial_state_covariance",
             )
             if time_varying and n_timesteps is None:
-                raise ValueError(
-                    f"{name} has a leading time axis (shape {array.shape}); EM learns time-invariant "
-                    f"parameters only, so give {name} with shape {shape} to fit."
-                )
+                raise ValueError(f"{name} is time-varying (shape {array.shape}); give this step's value.")
             if time_varying:
                 ok_lengths = (n_timesteps,) if name.startswith("observation") else (n_timesteps - 1, n_timesteps)
                 if array.shape[1:] != shape or array.shape[0] not in ok_lengths:
@@ -471,6 +511,8 @@ initial_state_mean_, initial_state_covariance_ : ndarray
                         f"{name} must have shape {shape} or ({n_timesteps}, {', '.join(map(str, shape))}), "
                         f"got {array.shape}."
                     )
+                if array.shape[0] == n_timesteps - 1:  # pykalman's T - 1 transitions: pad the unused last
+                    array = np.concatenate([array, array[-1:]], axis=0)
             elif array.shape != shape:
                 raise ValueError(f"{name} must have shape {shape}, got {array.shape}.")
             if not np.all(np.isfinite(array)):
@@ -507,7 +549,8 @@ initial_state_mean_, initial_state_covariance_ : ndarray
         offsets = check_sequences(X.shape[0], lengths, sequence_ids)
         return _KalmanData(X, offsets, X.shape[0])
 
-    def _kernel_args(self, params, n_timesteps):
+    @staticmethod
+    def _kernel_args(params):
         """Parameters as the kernels take them: a leading time axis of length 1 or n_timesteps."""
         args = []
         for name in (
@@ -519,27 +562,22 @@ initial_state_mean_, initial_state_covariance_ : ndarray
             "observation_covariance",
         ):
             value = params[name]
-            if value.ndim == _BASE_NDIM[name]:
-                value = value[np.newaxis]
-            elif value.shape[0] == n_timesteps - 1:  # pykalman's T - 1 transitions: pad the unused last
-                value = np.concatenate([value, value[-1:]], axis=0)
-            args.append(value)
+            args.append(value[np.newaxis] if value.ndim == _BASE_NDIM[name] else value)
         args.append(params["initial_state_mean"])
         args.append(params["initial_state_covariance"])
         return args
 
     # ------------------------------------------------------------------ EM hooks
     def _initialize(self, data, random_state):
-        params = self._given_params(data.X.shape[1])
-        self._em_var_set()  # validates em_vars before any work
+        params = self._given_params(data.X.shape[1], data.X.shape[0])
+        learned = self._em_var_set()
         if self.n_init > 1:
-            learned = self._em_var_set()
-            n, m = params["transition_matrices"].shape[0], data.X.shape[1]
+            n, m = params["initial_state_mean"].shape[0], data.X.shape[1]
             for name in _PARAMS:  # a fixed order (not the set's), so every process draws the same
                 if name not in learned or getattr(self, name) is not None:
                     continue
                 if name in _COVARIANCES:
-                    size = params[name].shape[0]
+                    size = params[name].shape[-1]
                     params[name] = np.eye(size) * np.exp(random_state.uniform(np.log(0.1), np.log(10.0)))
                 elif name == "transition_matrices":
                     params[name] = np.eye(n) + 0.1 * random_state.standard_normal((n, n))
@@ -552,14 +590,14 @@ initial_state_mean_, initial_state_covariance_ : ndarray
             ("transition_covariance", self.transition_covariance_type),
             ("observation_covariance", self.observation_covariance_type),
         ):
-            if name in self._em_var_set():
+            if name in learned:
                 params[name] = _constrain(params[name], covariance_type)
         return {name + "_": value for name, value in params.items()}
 
     def _e_step(self, data, params):
         plain = {name: params[name + "_"] for name in _PARAMS}
         try:
-            result = kalman_smoother(data.X, data.offsets, *self._kernel_args(plain, data.X.shape[0]))
+            result = kalman_smoother(data.X, data.offsets, *self._kernel_args(plain))
         except np.linalg.LinAlgError as exc:
             raise NumericalFailure(
                 f"{exc}: the parameters became numerically degenerate; standardize X (e.g. StandardScaler) "
@@ -607,7 +645,7 @@ initial_state_mean_, initial_state_covariance_ : ndarray
         return {name + "_": value for name, value in new.items()}
 
     def _after_fit(self, data, params):
-        self.n_dim_state_ = params["transition_matrices_"].shape[0]
+        self.n_dim_state_ = params["initial_state_mean_"].shape[0]
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None, lengths=None, sequence_ids=None):
@@ -630,8 +668,15 @@ initial_state_mean_, initial_state_covariance_ : ndarray
         self : KalmanFilter
         """
         self._validate_params()
-        self._em_var_set()
+        learned = self._em_var_set()
         data = self._validate_fit_data(X, y, lengths=lengths, sequence_ids=sequence_ids)
+        given = self._given_params(data.X.shape[1], data.X.shape[0])
+        time_varying = sorted(name for name in learned if given[name].ndim > _BASE_NDIM[name])
+        if time_varying:
+            raise ValueError(
+                f"{time_varying} have a leading time axis, but EM learns time-invariant parameters only: "
+                "leave them out of em_vars (fixed time-varying values are fine) or give single values."
+            )
         if data.n_units < 2 and self.max_iter > 0 and self._em_var_set():
             raise ValueError("Found n_samples=1 time step: EM needs at least 2 to learn the parameters.")
         self._fit_em(data)
@@ -687,7 +732,7 @@ initial_state_mean_, initial_state_covariance_ : ndarray
         params = self._current_params(X.shape[1], X.shape[0])
         runner = kalman_smoother if smooth else kalman_filter
         try:
-            return runner(X, offsets, *self._kernel_args(params, X.shape[0])), offsets, params
+            return runner(X, offsets, *self._kernel_args(params)), offsets, params
         except np.linalg.LinAlgError as exc:
             raise ValueError(f"Kalman filtering failed: {exc}.") from None
 
@@ -874,7 +919,7 @@ observation_matrix, observation_offset, observation_covariance : array-like, def
             y = np.asarray(_as_masked_nan(np.ma.asarray(observation)), dtype=np.float64).reshape(1, -1)
         A, b, Q = params["transition_matrices"], params["transition_offsets"], params["transition_covariance"]
         predicted = dict(params, initial_state_mean=A @ mean + b, initial_state_covariance=A @ cov @ A.T + Q)
-        result = kalman_filter(y, [0, 1], *self._kernel_args(predicted, 1))
+        result = kalman_filter(y, [0, 1], *self._kernel_args(predicted))
         return result.filtered_means[0], result.filtered_covariances[0]
 
     def forecast(self, X, n_steps, lengths=None, sequence_ids=None):
@@ -898,6 +943,9 @@ observation_matrix, observation_offset, observation_covariance : array-like, def
         if not isinstance(n_steps, Integral) or n_steps < 1:
             raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}.")
         result, offsets, params = self._run(X, lengths, sequence_ids, smooth=False, require_fit=True)
+        for name in _PARAMS:
+            if params[name].ndim > _BASE_NDIM[name]:
+                raise ValueError(f"forecast needs time-invariant parameters; {name}_ is time-varying.")
         A, b, Q = params["transition_matrices"], params["transition_offsets"], params["transition_covariance"]
         H, d, R = params["observation_matrices"], params["observation_offsets"], params["observation_covariance"]
         means, covs = [], []
@@ -912,17 +960,18 @@ observation_matrix, observation_offset, observation_covariance : array-like, def
                 covs.append(0.5 * (obs_cov + obs_cov.T))
         return np.array(means), np.array(covs)
 
-    def sample(self, n_timesteps, initial_state=None, random_state=None):
+    def sample(self, n_timesteps, random_state=None, initial_state=None):
         """Draw one sequence of states and observations.
 
         Parameters
         ----------
         n_timesteps : int
             Length of the sequence.
-        initial_state : array-like of shape (n_dim_state,), default=None
-            First state; None draws it from N(mu_0, P_0).
         random_state : int, RandomState instance or None, default=None
             None uses the estimator's ``random_state``.
+        initial_state : array-like of shape (n_dim_state,), default=None
+            First state; None draws it from N(mu_0, P_0). (pykalman takes it
+            second: pass it by name.)
 
         Returns
         -------
@@ -945,7 +994,7 @@ observation_matrix, observation_offset, observation_covariance : array-like, def
             m = 1
         params = self._current_params(m, n_timesteps)
         rng = check_random_state(self.random_state if random_state is None else random_state)
-        args = self._kernel_args(params, n_timesteps)
+        args = self._kernel_args(params)
         A, b, Q, H, d, R, mu0, P0 = args
         n = mu0.shape[0]
 
@@ -957,7 +1006,10 @@ observation_matrix, observation_offset, observation_covariance : array-like, def
 
         states = np.zeros((n_timesteps, n))
         observations = np.zeros((n_timesteps, m))
-        states[0] = mu0 + draw(P0) if initial_state is None else np.asarray(initial_state, dtype=np.float64)
+        if initial_state is None:
+            states[0] = mu0 + draw(P0)
+        else:
+            states[0] = check_array_param(initial_state, "initial_state", (n,))
         for t in range(n_timesteps):
             if t > 0:
                 states[t] = at(A, t - 1) @ states[t - 1] + at(b, t - 1) + draw(at(Q, t - 1))
@@ -979,10 +1031,11 @@ def _sufficient_statistics(data, result, params):
     Observation side, over rows with at least one observed entry: expected
     observations (missing entries imputed from the observed ones of the same
     row), smoothed means and summed covariances, and for each partly observed
-    row the terms ``(G, P_t, N)`` of ``y_t | x_t, y_obs = G x_t + g + noise(N)``.
+    row ``(t, G, N)`` from ``y_t | x_t, y_obs = G x_t + g + noise(N)``.
     Transition side: means before/after each transition, summed covariances
     and lag-one cross-covariances. Initial side: first smoothed moments of
-    each sequence.
+    each sequence. The per-row covariances are kept (not copied) for fixed
+    time-varying matrices.
     """
     X, offsets = data.X, data.offsets
     means, covs, pairs = result.smoothed_means, result.smoothed_covariances, result.pairwise_covariances
@@ -994,47 +1047,58 @@ def _sufficient_statistics(data, result, params):
 
     missing = np.isnan(X)
     n_missing = missing.sum(axis=1)
-    observed_rows = n_missing < X.shape[1]
-    partial_rows = np.flatnonzero(observed_rows & (n_missing > 0))
+    observed_rows = np.flatnonzero(n_missing < X.shape[1])
+    partial_rows = np.flatnonzero((n_missing < X.shape[1]) & (n_missing > 0))
     expected_y = np.where(missing, 0.0, X)
     partial = []
     yx_correction = np.zeros((X.shape[1], means.shape[1]))
-    if partial_rows.size:
-        H, d, R = params["observation_matrices"], params["observation_offsets"], params["observation_covariance"]
-        for t in partial_rows:
-            miss = missing[t]
-            obs = ~miss
-            factor = linalg.cho_factor(R[np.ix_(obs, obs)], lower=True, check_finite=False)
-            gain = linalg.cho_solve(factor, R[np.ix_(obs, miss)], check_finite=False).T  # R_mo R_oo^{-1}
-            G = np.zeros_like(H)
-            G[miss] = H[miss] - gain @ H[obs]
-            g = np.where(miss, 0.0, X[t])
-            g[miss] = d[miss] + gain @ (X[t, obs] - d[obs])
-            N = np.zeros_like(R)
-            N[np.ix_(miss, miss)] = R[np.ix_(miss, miss)] - gain @ R[np.ix_(obs, miss)]
-            expected_y[t] = G @ means[t] + g
-            yx_correction += G @ covs[t]
-            partial.append((G, covs[t], N))
+    for t in partial_rows:
+        H, d, R = (
+            value[t] if value.ndim > base else value
+            for value, base in (
+                (params["observation_matrices"], 2),
+                (params["observation_offsets"], 1),
+                (params["observation_covariance"], 2),
+            )
+        )
+        miss = missing[t]
+        obs = ~miss
+        factor = linalg.cho_factor(R[np.ix_(obs, obs)], lower=True, check_finite=False)
+        gain = linalg.cho_solve(factor, R[np.ix_(obs, miss)], check_finite=False).T  # R_mo R_oo^{-1}
+        G = np.zeros_like(H)
+        G[miss] = H[miss] - gain @ H[obs]
+        g = np.where(miss, 0.0, X[t])
+        g[miss] = d[miss] + gain @ (X[t, obs] - d[obs])
+        N = np.zeros_like(R)
+        N[np.ix_(miss, miss)] = R[np.ix_(miss, miss)] - gain @ R[np.ix_(obs, miss)]
+        expected_y[t] = G @ means[t] + g
+        yx_correction += G @ covs[t]
+        partial.append((t, G, N))
 
     obs_means = means[observed_rows]
     obs_y = expected_y[observed_rows]
-    prev = ~is_last
-    nxt = ~is_first
+    prev_rows = np.flatnonzero(~is_last)
+    next_rows = np.flatnonzero(~is_first)
+    obs_P = covs[observed_rows].sum(axis=0)
     return {
-        "n_obs": int(observed_rows.sum()),
+        "covs": covs,
+        "pairs": pairs,
+        "obs_rows": observed_rows,
+        "prev_rows": prev_rows,
+        "next_rows": next_rows,
+        "n_obs": observed_rows.shape[0],
         "obs_y": obs_y,
         "obs_means": obs_means,
-        "obs_x": obs_means.sum(axis=0),
-        "obs_P": covs[observed_rows].sum(axis=0),
-        "obs_xx": covs[observed_rows].sum(axis=0) + obs_means.T @ obs_means,
+        "obs_P": obs_P,
+        "obs_xx": obs_P + obs_means.T @ obs_means,
         "obs_yx": obs_y.T @ obs_means + yx_correction,
         "partial": partial,
-        "n_trans": int(nxt.sum()),
-        "prev_means": means[prev],
-        "next_means": means[nxt],
-        "prev_P": covs[prev].sum(axis=0),
-        "next_P": covs[nxt].sum(axis=0),
-        "pair": pairs[nxt].sum(axis=0),
+        "n_trans": next_rows.shape[0],
+        "prev_means": means[prev_rows],
+        "next_means": means[next_rows],
+        "prev_P": covs[prev_rows].sum(axis=0),
+        "next_P": covs[next_rows].sum(axis=0),
+        "pair": pairs[next_rows].sum(axis=0),
         "first_means": means[first],
         "first_P": covs[first].sum(axis=0),
     }

@@ -81,8 +81,47 @@ def test_time_varying_observation_matrices_match_pykalman():
     for a, b in zip(ours.smooth(X), theirs.smooth(X)):
         np.testing.assert_allclose(a, b, atol=1e-8)
     assert ours.loglikelihood(X) == pytest.approx(theirs.loglikelihood(X), abs=1e-8)
-    with pytest.raises(ValueError, match="time-invariant"):
-        ours.fit(X)
+    # EM with the time-varying matrices fixed (pykalman's dynamic regression)
+    start = dict(params, transition_covariance=np.eye(2), observation_covariance=[[2.0]])
+    em_vars = ["transition_covariance", "observation_covariance", "initial_state_mean", "transition_offsets",
+               "observation_offsets"]
+    theirs = PyKalmanFilter(**start).em(X, n_iter=5, em_vars=em_vars)
+    ours = KalmanFilter(**start, em_vars=em_vars).em(X, n_iter=5)
+    for name in ("transition_covariance", "observation_covariance", "initial_state_mean", "transition_offsets",
+                 "observation_offsets"):
+        np.testing.assert_allclose(getattr(ours, name + "_"), getattr(theirs, name), rtol=1e-8, atol=1e-10,
+                                   err_msg=name)
+    assert ours.lower_bound_ == pytest.approx(theirs.loglikelihood(X) / T, abs=1e-10)
+    with pytest.raises(ValueError, match="EM learns time-invariant parameters only"):
+        KalmanFilter(**params, em_vars=["observation_matrices"]).fit(X)
+    with pytest.raises(ValueError, match="forecast needs time-invariant"):
+        ours.forecast(X, 2)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_em_with_fixed_time_varying_transitions_never_decreases():
+    """pykalman's T - 1 transition matrices, fixed, with partly missing rows and everything else learned."""
+    rng = np.random.RandomState(2)
+    T = 80
+    A = np.array([[[np.cos(w), -np.sin(w)], [np.sin(w), np.cos(w)]] for w in 0.1 + 0.05 * rng.rand(T - 1)])
+    A *= 0.97
+    params = dict(transition_matrices=A, observation_matrices=rng.standard_normal((3, 2)),
+                  transition_covariance=0.1 * np.eye(2), observation_covariance=0.5 * np.eye(3))
+    X = KalmanFilter(**params).sample(T, random_state=1)[1]
+    X[rng.rand(T, 3) < 0.15] = np.nan
+    em_vars = [name for name in PARAMS if name != "transition_matrices"]
+    model = KalmanFilter(transition_matrices=A, n_dim_obs=3, em_vars=em_vars, max_iter=20, tol=0.0).fit(X)
+    assert np.all(np.diff(model.lower_bound_history_) >= -1e-10)
+    assert model.transition_matrices_.shape == (T, 2, 2)  # padded to one entry per row
+    assert model.lower_bound_ == pytest.approx(model.score(X), rel=1e-12)
+    # the same updates as pykalman's on complete data
+    X = KalmanFilter(**params).sample(T, random_state=2)[1]
+    em_vars = ["transition_covariance", "transition_offsets", "observation_covariance"]
+    theirs = PyKalmanFilter(**params).em(X, n_iter=4, em_vars=em_vars)
+    ours = KalmanFilter(**params, em_vars=em_vars).em(X, n_iter=4)
+    for name in em_vars:
+        np.testing.assert_allclose(getattr(ours, name + "_"), getattr(theirs, name), rtol=1e-8, atol=1e-10,
+                                   err_msg=name)
 
 
 @pytest.mark.parametrize(
@@ -325,6 +364,10 @@ def test_sample_reproducible_and_shaped():
     assert states.shape == (25, 3) and obs.shape == (25, 4)
     np.testing.assert_array_equal(model.sample(25)[1], obs)
     assert not np.array_equal(model.sample(25, random_state=4)[1], obs)
+    start = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(model.sample(5, initial_state=start)[0][0], start)
+    with pytest.raises(ValueError, match=r"initial_state must have shape \(3,\)"):
+        model.sample(5, initial_state=[1.0])
 
 
 # --------------------------------------------------------------------------- validation
