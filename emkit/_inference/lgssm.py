@@ -23,7 +23,9 @@ Conventions (plain arrays only; float64, C-contiguous):
 - With time-invariant parameters the covariance recursion does not depend on
   the data: once the predicted covariance stops changing (relative change below
   ``STEADY_RTOL``) on fully observed rows, the filter reuses the steady-state
-  gain and covariances until a row with missing entries comes.
+  gain and covariances until a row with missing entries comes; and every
+  complete sequence copies the recursion (up to its steady state) from the
+  first one, so it is computed once whatever the number of sequences.
 
 The public functions are small Python wrappers that fix dtypes, check shapes
 once and return NamedTuples; the compiled functions hold only loops.
@@ -167,6 +169,7 @@ def _filter(X, offsets, A, b, Q, H, d, R, mu0, P0):
     """Kalman filter over all sequences; returns arrays and the failing row + 1 (0 if none)."""
     T, m = X.shape
     n = mu0.shape[0]
+    n_seq = offsets.shape[0] - 1
     pred_means = np.zeros((T, n))
     pred_covs = np.zeros((T, n, n))
     filt_means = np.zeros((T, n))
@@ -176,9 +179,25 @@ def _filter(X, offsets, A, b, Q, H, d, R, mu0, P0):
     time_invariant = A.shape[0] == 1 and b.shape[0] == 1 and Q.shape[0] == 1
     time_invariant = time_invariant and H.shape[0] == 1 and d.shape[0] == 1 and R.shape[0] == 1
 
+    # Template of the covariance recursion at each step of a complete sequence (time-invariant
+    # parameters): it is the same for every complete sequence, so it is computed once and copied.
+    # Steps 0..tmpl_len-1 are stored; tmpl_steady >= 0 is the step after which it stays constant.
+    max_len = 0
+    if time_invariant and n_seq > 1:
+        for s in range(n_seq):
+            max_len = max(max_len, offsets[s + 1] - offsets[s])
+    tmpl_pred = np.zeros((max_len, n, n))
+    tmpl_filt = np.zeros((max_len, n, n))
+    tmpl_gain = np.zeros((max_len, m, n))
+    tmpl_chol = np.zeros((max_len, m, m))
+    tmpl_logdet = np.zeros(max_len)
+    tmpl_flag = np.zeros(max_len, dtype=np.bool_)
+    tmpl_len = 0
+    tmpl_steady = -1
+
     idx = np.zeros(m, dtype=np.int64)
     Ho = np.zeros((m, n))
-    S = np.zeros((m, m))
+    S = np.zeros((m, m))  # innovation covariance, then its lower Cholesky factor
     PHt = np.zeros((n, m))
     Kt = np.zeros((m, n))  # K^T, shape (k, n)
     v = np.zeros(m)
@@ -189,40 +208,55 @@ def _filter(X, offsets, A, b, Q, H, d, R, mu0, P0):
     KR = np.zeros((n, m))
     Ro = np.zeros((m, m))
     AP = np.zeros((n, n))
-    logdet_steady = 0.0
+    logdet = 0.0
 
-    for s in range(offsets.shape[0] - 1):
+    for s in range(n_seq):
         t0 = offsets[s]
         t1 = offsets[s + 1]
+        complete = max_len > 0
+        if complete:
+            for t in range(t0, t1):
+                for j in range(m):
+                    if np.isnan(X[t, j]):
+                        complete = False
         is_steady = False
         have_prev = False  # previous step ran a full covariance update on a complete row
         for t in range(t0, t1):
+            step = t - t0
+            from_template = complete and step < tmpl_len
             # ---- predict
             if t == t0:
                 for i in range(n):
                     pred_means[t, i] = mu0[i]
-                    for j in range(n):
-                        pred_covs[t, i, j] = P0[i, j]
             else:
                 ta = (t - 1) if A.shape[0] > 1 else 0
                 tb = (t - 1) if b.shape[0] > 1 else 0
-                tq = (t - 1) if Q.shape[0] > 1 else 0
                 for i in range(n):
                     acc = b[tb, i]
                     for j in range(n):
                         acc += A[ta, i, j] * filt_means[t - 1, j]
                     pred_means[t, i] = acc
-                if is_steady:
-                    for i in range(n):
-                        for j in range(n):
-                            pred_covs[t, i, j] = pred_covs[t - 1, i, j]
-                else:
-                    _matmul(A[ta], filt_covs[t - 1], AP, n, n, n)
-                    _matmul_bt(AP, A[ta], tmp, n, n, n)
-                    for i in range(n):
-                        for j in range(n):
-                            pred_covs[t, i, j] = tmp[i, j] + Q[tq, i, j]
-                    _symmetrize_inplace(pred_covs[t], n)
+            if from_template:
+                for i in range(n):
+                    for j in range(n):
+                        pred_covs[t, i, j] = tmpl_pred[step, i, j]
+            elif t == t0:
+                for i in range(n):
+                    for j in range(n):
+                        pred_covs[t, i, j] = P0[i, j]
+            elif is_steady:
+                for i in range(n):
+                    for j in range(n):
+                        pred_covs[t, i, j] = pred_covs[t - 1, i, j]
+            else:
+                ta = (t - 1) if A.shape[0] > 1 else 0
+                tq = (t - 1) if Q.shape[0] > 1 else 0
+                _matmul(A[ta], filt_covs[t - 1], AP, n, n, n)
+                _matmul_bt(AP, A[ta], tmp, n, n, n)
+                for i in range(n):
+                    for j in range(n):
+                        pred_covs[t, i, j] = tmp[i, j] + Q[tq, i, j]
+                _symmetrize_inplace(pred_covs[t], n)
 
             # ---- observed entries of this row
             k = 0
@@ -251,13 +285,27 @@ def _filter(X, offsets, A, b, Q, H, d, R, mu0, P0):
                     acc -= H[th, r, j] * pred_means[t, j]
                 v[a] = acc
 
-            if is_steady:
+            if from_template:
+                # gain, Cholesky factor and covariances of the same step of an earlier complete sequence
+                steady[t] = tmpl_flag[step]
+                for i in range(n):
+                    for j in range(n):
+                        filt_covs[t, i, j] = tmpl_filt[step, i, j]
+                for a in range(m):
+                    for j in range(n):
+                        Kt[a, j] = tmpl_gain[step, a, j]
+                    for c in range(m):
+                        S[a, c] = tmpl_chol[step, a, c]
+                logdet = tmpl_logdet[step]
+                have_prev = True
+                if step == tmpl_steady:
+                    is_steady = True
+            elif is_steady:
                 # gain K, covariances and log|S| are the previous step's
                 steady[t] = True
                 for i in range(n):
                     for j in range(n):
                         filt_covs[t, i, j] = filt_covs[t - 1, i, j]
-                logdet = logdet_steady
             else:
                 if time_invariant and have_prev and t > t0:
                     # converged when the predicted covariance repeats to STEADY_RTOL
@@ -286,7 +334,6 @@ def _filter(X, offsets, A, b, Q, H, d, R, mu0, P0):
                 logdet = 0.0
                 for a in range(k):
                     logdet += 2.0 * np.log(S[a, a])
-                logdet_steady = logdet
                 # K^T = S^{-1} H_o P   (k, n)
                 for a in range(k):
                     for j in range(n):
@@ -315,13 +362,26 @@ def _filter(X, offsets, A, b, Q, H, d, R, mu0, P0):
                         filt_covs[t, i, j] = acc
                 _symmetrize_inplace(filt_covs[t], n)
                 have_prev = k == m
+                if complete and step == tmpl_len and tmpl_steady < 0:  # extend the template by this step
+                    for i in range(n):
+                        for j in range(n):
+                            tmpl_pred[step, i, j] = pred_covs[t, i, j]
+                            tmpl_filt[step, i, j] = filt_covs[t, i, j]
+                    for a in range(m):
+                        for j in range(n):
+                            tmpl_gain[step, a, j] = Kt[a, j]
+                        for c in range(m):
+                            tmpl_chol[step, a, c] = S[a, c]
+                    tmpl_logdet[step] = logdet
+                    tmpl_flag[step] = False
+                    tmpl_len += 1
+                    if is_steady:
+                        tmpl_steady = step
 
             # mean update and log-likelihood: w = S^{-1} v via the Cholesky factor in S
-            for a in range(k):
-                w[a] = v[a]
             maha = 0.0
             for a in range(k):  # forward solve L z = v, maha = |z|^2
-                acc = w[a]
+                acc = v[a]
                 for c in range(a):
                     acc -= S[a, c] * w[c]
                 w[a] = acc / S[a, a]

@@ -160,7 +160,8 @@ def test_compiled_equals_python():
     X = simulate(rng, 40, *params)
     X[7] = np.nan
     X[9, 1] = np.nan
-    args = lgssm._prepare(X, [0, 25, 40], *params)
+    X = np.vstack([X, simulate(rng, 30, *params)])
+    args = lgssm._prepare(X, [0, 25, 40, 52, 70], *params)  # complete sequences reuse the recursion
     compiled = lgssm._filter(*args)
     python = lgssm._filter.py_func(*args)
     for a, b in zip(compiled, python):
@@ -187,6 +188,28 @@ def test_steady_state_shortcut_is_exact():
     for name in ("filtered_means", "filtered_covariances", "smoothed_means", "smoothed_covariances",
                  "pairwise_covariances"):
         np.testing.assert_allclose(getattr(fast, name), getattr(slow, name), rtol=1e-9, atol=1e-11)
+
+
+def test_complete_sequences_share_one_covariance_recursion():
+    """Complete sequences copy the recursion of earlier ones; the result equals computing each afresh."""
+    rng = np.random.RandomState(6)
+    A, b, Q, H, d, R, mu0, P0 = random_model(rng, 3, 2)
+    lengths = [5, 60, 3, 80, 40, 7]
+    X = np.vstack([simulate(rng, L, A, b, Q, H, d, R, mu0, P0) for L in lengths])
+    X[70, 0] = np.nan  # the fourth sequence is incomplete: computed in full
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    fast = kalman_smoother(X, offsets, A, b, Q, H, d, R, mu0, P0)
+    T = len(X)
+    slow = kalman_smoother(X, offsets, *[np.repeat(a, T, axis=0) for a in (A, b, Q, H, d, R)], mu0, P0)
+    assert fast.log_likelihood == pytest.approx(slow.log_likelihood, rel=1e-12)
+    for name in ("predicted_covariances", "filtered_means", "filtered_covariances", "smoothed_means",
+                 "smoothed_covariances", "pairwise_covariances"):
+        np.testing.assert_allclose(getattr(fast, name), getattr(slow, name), rtol=1e-9, atol=1e-11, err_msg=name)
+    np.testing.assert_allclose(fast.step_log_likelihoods, slow.step_log_likelihoods, rtol=1e-10)
+    # the copies are exact: the same step of two complete sequences has bit-identical covariances
+    assert np.array_equal(fast.filtered_covariances[offsets[1]:offsets[1] + 5], fast.filtered_covariances[:5])
+    assert np.array_equal(fast.filtered_covariances[offsets[4]:offsets[4] + 40],
+                          fast.filtered_covariances[offsets[1]:offsets[1] + 40])
 
 
 def test_long_series_stays_symmetric_positive_definite():
