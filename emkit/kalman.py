@@ -677,7 +677,7 @@ initial_state_mean_, initial_state_covariance_ : ndarray
                 f"{time_varying} have a leading time axis, but EM learns time-invariant parameters only: "
                 "leave them out of em_vars (fixed time-varying values are fine) or give single values."
             )
-        if data.n_units < 2 and self.max_iter > 0 and self._em_var_set():
+        if data.n_units < 2 and self.max_iter > 0 and learned:
             raise ValueError("Found n_samples=1 time step: EM needs at least 2 to learn the parameters.")
         self._fit_em(data)
         return self
