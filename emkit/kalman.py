@@ -528,6 +528,22 @@ initial_state_mean_, initial_state_covariance_ : ndarray
     def _fitted_params(self):
         return {name + "_": getattr(self, name + "_").copy() for name in _PARAMS}
 
+    def _known_n_dim_obs(self, observation_matrix=None, observation=None):
+        """n_dim_obs without X: fitted, given, read off the observation parameters, else pykalman's 1."""
+        if hasattr(self, "n_features_in_"):
+            return self.n_features_in_
+        if self.n_dim_obs is not None:
+            return self.n_dim_obs
+        for value, axis in (
+            (observation_matrix, -2),
+            (self.observation_matrices, -2),
+            (self.observation_offsets, -1),
+            (self.observation_covariance, -1),
+        ):
+            if value is not None:
+                return np.shape(value)[axis]
+        return 1 if observation is None else np.size(observation)
+
     def _current_params(self, n_dim_obs, n_timesteps=None):
         """Fitted parameters when fitted, else the constructor's (pykalman's use without fit)."""
         if hasattr(self, "transition_matrices_"):
@@ -885,16 +901,7 @@ observation_matrix, observation_offset, observation_covariance : array-like, def
         mean : ndarray of shape (n_dim_state,)
         covariance : ndarray of shape (n_dim_state, n_dim_state)
         """
-        if hasattr(self, "n_features_in_"):
-            m = self.n_features_in_
-        elif observation_matrix is not None:
-            m = np.shape(observation_matrix)[0]
-        elif self.observation_matrices is not None:
-            m = np.shape(self.observation_matrices)[-2]
-        elif observation is not None:
-            m = np.size(observation)
-        else:
-            m = self.n_dim_obs or 1
+        m = self._known_n_dim_obs(observation_matrix, observation)
         params = self._current_params(m)
         overrides = {
             "transition_matrices": transition_matrix,
@@ -980,18 +987,7 @@ observation_matrix, observation_offset, observation_covariance : array-like, def
         """
         if not isinstance(n_timesteps, Integral) or n_timesteps < 1:
             raise ValueError(f"n_timesteps must be a positive integer, got {n_timesteps!r}.")
-        if hasattr(self, "n_features_in_"):
-            m = self.n_features_in_
-        elif self.n_dim_obs is not None:
-            m = self.n_dim_obs
-        elif self.observation_matrices is not None:
-            m = np.shape(self.observation_matrices)[-2]
-        elif self.observation_offsets is not None:
-            m = np.shape(self.observation_offsets)[-1]
-        elif self.observation_covariance is not None:
-            m = np.shape(self.observation_covariance)[-1]
-        else:
-            m = 1
+        m = self._known_n_dim_obs()
         params = self._current_params(m, n_timesteps)
         rng = check_random_state(self.random_state if random_state is None else random_state)
         args = self._kernel_args(params)

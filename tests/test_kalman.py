@@ -12,19 +12,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from emkit.kalman import KalmanFilter, _sufficient_statistics
 from emkit._inference.lgssm import kalman_smoother
-
-PARAMS = (
-    "transition_matrices",
-    "observation_matrices",
-    "transition_covariance",
-    "observation_covariance",
-    "transition_offsets",
-    "observation_offsets",
-    "initial_state_mean",
-    "initial_state_covariance",
-)
+from emkit.kalman import _PARAMS as PARAMS
+from emkit.kalman import KalmanFilter, _sufficient_statistics
 
 _spec = importlib.util.spec_from_file_location(
     "_lgssm_oracle", Path(__file__).parent / "inference" / "test_lgssm_kernels.py"
