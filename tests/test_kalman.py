@@ -10,7 +10,6 @@ from pykalman import KalmanFilter as PyKalmanFilter
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from emkit._inference.lgssm import kalman_smoother
 from emkit.kalman import _PARAMS as PARAMS
@@ -399,20 +398,3 @@ def test_does_not_modify_input_or_constructor_values():
     np.testing.assert_array_equal(X, X_copy)
     for name in PARAMS:
         np.testing.assert_array_equal(getattr(model, name), params[name])
-
-
-# --------------------------------------------------------------------------- scikit-learn
-EXPECTED_FAILURES = {
-    # a state-space model's output at a row depends on its neighbours, so it changes with subsets/order of rows
-    "check_methods_subset_invariance": "row t's state estimate depends on the other rows of the sequence",
-    "check_methods_sample_order_invariance": "a time series: reordering rows changes the model's output",
-}
-
-
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@parametrize_with_checks(
-    [KalmanFilter(max_iter=5), KalmanFilter(max_iter=5, n_init=2, em_vars="all", n_dim_state=2)],
-    expected_failed_checks=lambda est: EXPECTED_FAILURES,
-)
-def test_sklearn_checks(estimator, check):
-    check(estimator)
