@@ -155,10 +155,11 @@ class EMMixin:
 
     Shared constructor parameters (documented on each estimator): ``max_iter``,
     ``tol``, ``n_init``, ``random_state``, ``warm_start``, ``verbose``,
-    ``verbose_interval``, ``n_jobs``, ``keep_params_history``.
+    ``verbose_interval``, ``n_jobs``, ``keep_params_history``. The hooks a
+    model provides are described in the module docstring of :mod:`emkit.base`.
 
-    Fitted attributes set by the engine:
-
+    Attributes
+    ----------
     converged_ : bool
         Whether the winning restart met the stopping rule
         ``-eps <= change < tol``.
@@ -166,7 +167,7 @@ class EMMixin:
         Number of M-steps of the winning restart.
     lower_bound_ : float
         Per-unit objective of the returned parameters.
-    lower_bound_history_ : ndarray of shape (n_iter_,)
+    lower_bound_history_ : ndarray, one entry per iteration
         Per-unit objective after each M-step of the winning restart.
     restarts_ : list of dict
         One record per restart: ``seed``, ``objective``, ``n_iter``,
