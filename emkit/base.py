@@ -57,7 +57,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.parallel import Parallel, delayed
-from sklearn.utils.validation import check_is_fitted
 
 __all__ = ["EMMixin", "EMRun", "NumericalFailure", "RestartFailedWarning", "ObjectiveDecreaseWarning"]
 
@@ -278,11 +277,8 @@ class EMMixin:
         return best
 
     def _is_fitted_for_warm_start(self):
-        try:
-            check_is_fitted(self)
-        except Exception:
-            return False
-        return True
+        # lower_bound_ is set by the engine alone (n_features_in_ is already set by validation)
+        return hasattr(self, "lower_bound_")
 
     def _set_params_attrs(self, params):
         for key, value in params.items():

@@ -255,3 +255,31 @@ def test_all_restarts_failing_names_reg_covar(rng):
     with pytest.warns():
         with pytest.raises(ValueError, match="reg_covar"):
             GaussianMixture(1, reg_covar=0.0, random_state=0).fit(X)
+
+
+def test_warm_start_continues_from_the_fitted_parameters(mixture_data):
+    X = mixture_data[0]
+    start = _explicit_start(X, 3, "full")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warm = GaussianMixture(3, tol=0, max_iter=3, warm_start=True, **start).fit(X)
+        warm.fit(X)
+        straight = GaussianMixture(3, tol=0, max_iter=6, **start).fit(X)
+    np.testing.assert_allclose(warm.means_, straight.means_, rtol=1e-10)
+    np.testing.assert_allclose(warm.lower_bound_, straight.lower_bound_, rtol=1e-12)
+
+
+def test_verbose_prints_progress(mixture_data, capsys):
+    GaussianMixture(3, verbose=2, verbose_interval=1, random_state=0).fit(mixture_data[0])
+    out = capsys.readouterr().out
+    assert "Initialization 0" in out and "Iteration 1: objective" in out and "converged" in out
+
+
+def test_restarts_find_at_least_the_best_single_start(mixture_data):
+    X = mixture_data[0]
+    multi = GaussianMixture(3, init_params="random", n_init=5, random_state=2).fit(X)
+    assert len(multi.restarts_) == 5
+    assert multi.lower_bound_ == max(r["objective"] for r in multi.restarts_)
+    for seed in (0, 1, 2):
+        single = GaussianMixture(3, init_params="random", random_state=seed).fit(X)
+        assert multi.lower_bound_ >= single.lower_bound_ - 1e-3  # restarts do at least as well
