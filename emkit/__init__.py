@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from .kalman import KalmanFilter
 from .mixture import GaussianMixture
 
-__all__ = ["GaussianMixture", "__version__"]
+__all__ = ["GaussianMixture", "KalmanFilter", "__version__"]

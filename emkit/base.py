@@ -57,7 +57,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.parallel import Parallel, delayed
-from sklearn.utils.validation import check_is_fitted
 
 __all__ = ["EMMixin", "EMRun", "NumericalFailure", "RestartFailedWarning", "ObjectiveDecreaseWarning"]
 
@@ -155,10 +154,11 @@ class EMMixin:
 
     Shared constructor parameters (documented on each estimator): ``max_iter``,
     ``tol``, ``n_init``, ``random_state``, ``warm_start``, ``verbose``,
-    ``verbose_interval``, ``n_jobs``, ``keep_params_history``.
+    ``verbose_interval``, ``n_jobs``, ``keep_params_history``. The hooks a
+    model provides are described in the module docstring of :mod:`emkit.base`.
 
-    Fitted attributes set by the engine:
-
+    Attributes
+    ----------
     converged_ : bool
         Whether the winning restart met the stopping rule
         ``-eps <= change < tol``.
@@ -166,7 +166,7 @@ class EMMixin:
         Number of M-steps of the winning restart.
     lower_bound_ : float
         Per-unit objective of the returned parameters.
-    lower_bound_history_ : ndarray of shape (n_iter_,)
+    lower_bound_history_ : ndarray, one entry per iteration
         Per-unit objective after each M-step of the winning restart.
     restarts_ : list of dict
         One record per restart: ``seed``, ``objective``, ``n_iter``,
@@ -277,11 +277,8 @@ class EMMixin:
         return best
 
     def _is_fitted_for_warm_start(self):
-        try:
-            check_is_fitted(self)
-        except Exception:
-            return False
-        return True
+        # lower_bound_ is set by the engine alone (n_features_in_ is already set by validation)
+        return hasattr(self, "lower_bound_")
 
     def _set_params_attrs(self, params):
         for key, value in params.items():

@@ -119,13 +119,13 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
     lower_bound_ : float
         Objective (mean log-likelihood per sample, plus the log-prior per
         sample when priors are on) of the returned parameters.
-    lower_bound_history_ : ndarray of shape (n_iter_,)
+    lower_bound_history_ : ndarray, one entry per iteration
         The objective after each M-step of the winning restart.
     restarts_ : list of dict
         Seed, objective, iterations and convergence of every restart.
     n_features_in_ : int
         Number of features seen during ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of str, one entry per feature
         Names of features seen during ``fit`` (only when X has string
         column names).
 
@@ -422,7 +422,7 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         means = params["means_"]
         prec_chol = params["precisions_cholesky_"]
         log_weights = safe_log(params["weights_"])
-        step = gaussian.block_size(self.n_components, n_features)
+        step = gaussian.block_size(self.n_components, n_features, cov_type, X.dtype)
         stats = None
         total = 0.0
         for start in range(0, n_samples, step):

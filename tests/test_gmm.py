@@ -38,9 +38,9 @@ def _datasets():
 def test_same_parameters_as_sklearn_from_the_same_start(dataset, covariance_type):
     X, k = _datasets()[dataset]
     start = _explicit_start(X, k, covariance_type)
-    ours = GaussianMixture(k, covariance_type=covariance_type, tol=0, max_iter=15, **start).fit(X)
-    ref = SkGaussianMixture(k, covariance_type=covariance_type, tol=0, max_iter=15, **start).fit(X)
-    assert ours.n_iter_ == ref.n_iter_ == 15
+    ours = GaussianMixture(k, covariance_type=covariance_type, tol=0, max_iter=8, **start).fit(X)
+    ref = SkGaussianMixture(k, covariance_type=covariance_type, tol=0, max_iter=8, **start).fit(X)
+    assert ours.n_iter_ == ref.n_iter_ == 8
     for name in ["weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"]:
         np.testing.assert_allclose(getattr(ours, name), getattr(ref, name), rtol=1e-6, atol=1e-10, err_msg=name)
     # our lower bound belongs to the returned parameters: scikit-learn's score at them
@@ -255,3 +255,57 @@ def test_all_restarts_failing_names_reg_covar(rng):
     with pytest.warns():
         with pytest.raises(ValueError, match="reg_covar"):
             GaussianMixture(1, reg_covar=0.0, random_state=0).fit(X)
+
+
+def test_warm_start_continues_from_the_fitted_parameters(mixture_data):
+    X = mixture_data[0]
+    start = _explicit_start(X, 3, "full")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warm = GaussianMixture(3, tol=0, max_iter=3, warm_start=True, **start).fit(X)
+        warm.fit(X)
+        straight = GaussianMixture(3, tol=0, max_iter=6, **start).fit(X)
+    np.testing.assert_allclose(warm.means_, straight.means_, rtol=1e-10)
+    np.testing.assert_allclose(warm.lower_bound_, straight.lower_bound_, rtol=1e-12)
+
+
+def test_verbose_prints_progress(mixture_data, capsys):
+    GaussianMixture(3, verbose=2, verbose_interval=1, random_state=0).fit(mixture_data[0])
+    out = capsys.readouterr().out
+    assert "Initialization 0" in out and "Iteration 1: objective" in out and "converged" in out
+
+
+def test_restarts_find_at_least_the_best_single_start(mixture_data):
+    X = mixture_data[0]
+    multi = GaussianMixture(3, init_params="random", n_init=5, random_state=2).fit(X)
+    assert len(multi.restarts_) == 5
+    assert multi.lower_bound_ == max(r["objective"] for r in multi.restarts_)
+    for seed in (0, 1, 2):
+        single = GaussianMixture(3, init_params="random", random_state=seed).fit(X)
+        assert multi.lower_bound_ >= single.lower_bound_ - 1e-3  # restarts do at least as well
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra.numpy import arrays  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    X=arrays(np.float64, st.tuples(st.integers(6, 40), st.integers(1, 3)),
+             elements=st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)),
+    covariance_type=st.sampled_from(COVARIANCE_TYPES),
+    n_components=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_any_finite_data_gives_finite_parameters_and_no_decrease(X, covariance_type, n_components, seed):
+    """Whatever finite data (duplicates, constant columns, wild scales): finite fits or a clear error."""
+    model = GaussianMixture(n_components, covariance_type=covariance_type, init_params="random_from_data",
+                            max_iter=30, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("error", ObjectiveDecreaseWarning)
+        model.fit(X)
+    for name in ["weights_", "means_", "covariances_", "precisions_cholesky_"]:
+        assert np.all(np.isfinite(getattr(model, name))), name
+    assert np.all(np.isfinite(model.lower_bound_history_))
