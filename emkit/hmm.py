@@ -942,8 +942,9 @@ class CategoricalHMM(_BaseHMM):
     ----------
     startprob_ : ndarray of shape (n_components,)
     transmat_ : ndarray of shape (n_components, n_components)
-    emissionprob_ : ndarray of shape (n_components, n_symbols_)
+    emissionprob_ : ndarray of shape (n_components, n_symbols)
     n_symbols_ : int
+        Number of symbols used (``n_features`` if given, else inferred at fit).
     n_features_in_ : int
         Always 1: X is one column of symbols.
 
