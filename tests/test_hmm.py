@@ -479,9 +479,9 @@ _CATEGORICAL_FAILURES = {
     ]
 }
 _SKLEARN_CHECK_INSTANCES = [
-    GaussianHMM(2, max_iter=5, n_init=2),
-    CategoricalHMM(2, max_iter=5, n_init=2),
-    PoissonHMM(2, max_iter=5, n_init=2),
+    GaussianHMM(2, max_iter=5, n_init=2, random_state=0),
+    CategoricalHMM(2, max_iter=5, n_init=2, random_state=0),
+    PoissonHMM(2, max_iter=5, n_init=2, random_state=0),
 ]
 
 
