@@ -2,7 +2,15 @@
 
 __version__ = "0.1.0"
 
+from .hmm import CategoricalHMM, GaussianHMM, PoissonHMM
 from .kalman import KalmanFilter
 from .mixture import GaussianMixture
 
-__all__ = ["GaussianMixture", "KalmanFilter", "__version__"]
+__all__ = [
+    "GaussianMixture",
+    "GaussianHMM",
+    "CategoricalHMM",
+    "PoissonHMM",
+    "KalmanFilter",
+    "__version__",
+]

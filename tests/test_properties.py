@@ -14,7 +14,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
-from emkit import GaussianMixture, KalmanFilter
+from emkit import CategoricalHMM, GaussianHMM, GaussianMixture, KalmanFilter, PoissonHMM
 
 
 def _mixture_data():
@@ -29,6 +29,32 @@ def _series_data():
     return X, {"lengths": [120, 180]}
 
 
+def _hmm_states(rng, n):
+    z = np.zeros(n, dtype=int)
+    for t in range(1, n):
+        z[t] = z[t - 1] if rng.rand() < 0.9 else 1 - z[t - 1]
+    return z
+
+
+def _hmm_gaussian_data():
+    rng = np.random.RandomState(0)
+    z = _hmm_states(rng, 300)
+    return rng.normal(size=(300, 2)) + 3.0 * z[:, None], {"lengths": [100, 200]}
+
+
+def _hmm_categorical_data():
+    rng = np.random.RandomState(0)
+    z = _hmm_states(rng, 300)
+    B = np.array([[0.7, 0.2, 0.1], [0.1, 0.2, 0.7]])
+    return np.array([rng.choice(3, p=B[s]) for s in z])[:, None], {"lengths": [100, 200]}
+
+
+def _hmm_poisson_data():
+    rng = np.random.RandomState(0)
+    z = _hmm_states(rng, 300)
+    return rng.poisson(np.array([[1.0, 6.0], [7.0, 2.0]])[z]), {"lengths": [100, 200]}
+
+
 # (estimator, data factory, whether score(train) equals lower_bound_, whether stats are plain sums)
 CASES = {
     "GaussianMixture": (GaussianMixture(2, init_params="random", tol=1e-8, random_state=0), _mixture_data, True, True),
@@ -36,6 +62,12 @@ CASES = {
         GaussianMixture(2, covariance_type="diag", init_params="random", tol=1e-8, random_state=0),
         _mixture_data, True, True,
     ),
+    # priors off, so that score(train) is the objective
+    "GaussianHMM": (
+        GaussianHMM(2, covars_prior=0.0, max_iter=40, random_state=0, n_init=1), _hmm_gaussian_data, True, True,
+    ),
+    "CategoricalHMM": (CategoricalHMM(2, max_iter=40, random_state=0), _hmm_categorical_data, True, True),
+    "PoissonHMM": (PoissonHMM(2, max_iter=40, random_state=0), _hmm_poisson_data, True, True),
     "KalmanFilter": (KalmanFilter(n_dim_state=2, em_vars="all", max_iter=30, random_state=0), _series_data, True, False),
 }
 
@@ -93,8 +125,21 @@ def test_e_step_statistics_add_across_splits(name):
     model = _fit(clone(estimator).set_params(max_iter=2), X, kw)
     params = model._fitted_params()
     whole, total = model._e_step(model._validate_fit_data(X, **kw), params)
-    first, total1 = model._e_step(model._validate_fit_data(X[:100], **kw), params)
-    second, total2 = model._e_step(model._validate_fit_data(X[100:], **kw), params)
+    kw1 = {"lengths": [100]} if "lengths" in kw else {}  # the first sequence is 100 rows long
+    kw2 = {"lengths": [len(X) - 100]} if "lengths" in kw else {}
+    first, total1 = model._e_step(model._validate_fit_data(X[:100], **kw1), params)
+    second, total2 = model._e_step(model._validate_fit_data(X[100:], **kw2), params)
     np.testing.assert_allclose(total1 + total2, total, rtol=1e-12)
-    for a, b, c in zip(first, second, whole):
+    _assert_stats_add(first, second, whole)
+
+
+def _assert_stats_add(a, b, c):
+    if isinstance(c, tuple):
+        assert len(a) == len(b) == len(c)
+        for x, y, z in zip(a, b, c):
+            _assert_stats_add(x, y, z)
+    elif isinstance(c, dict):
+        for key in c:
+            _assert_stats_add(a[key], b[key], c[key])
+    elif c is not None:
         np.testing.assert_allclose(np.asarray(a) + np.asarray(b), np.asarray(c), rtol=1e-9, atol=1e-9)
