@@ -1,0 +1,331 @@
+"""Per-document variational updates for Latent Dirichlet Allocation.
+
+The kernels work on the plain arrays of a CSR document-term matrix
+(``indptr``, ``indices``, ``data``): document ``d`` holds the words
+``indices[indptr[d]:indptr[d + 1]]`` with counts ``data[indptr[d]:indptr[d + 1]]``.
+One compiled call loops over a range of documents, so there is no Python
+loop per document.
+
+Notation, for one document with word counts ``n_w``, ``K`` topics,
+``alpha`` the document-topic prior:
+
+- ``gamma`` (length ``K``): the variational Dirichlet parameters of the
+  document's topic mixture ``theta``;
+- ``elog_theta = E[log theta] = psi(gamma) - psi(sum(gamma))`` and
+  ``exp_theta = exp(elog_theta)``;
+- ``exp_beta[w, k] = exp(E[log beta_kw])`` (the topic-word matrix's
+  ``exp_dirichlet_component_``, transposed so that one word's ``K`` values are
+  contiguous);
+- ``norm_w = sum_k exp_theta[k] * exp_beta[w, k]``: the normaliser of the
+  optimal word-topic responsibilities ``phi_wk = exp_theta[k] exp_beta[w, k] / norm_w``;
+- the coordinate-ascent update ``gamma_k <- alpha + exp_theta[k] * sum_w exp_beta[w, k] n_w / norm_w``
+  (that is, ``alpha + sum_w n_w phi_wk``).
+
+Each document iterates that update from its starting ``gamma`` until the mean
+absolute change of ``gamma`` drops below ``tol`` (scikit-learn's
+``mean_change_tol``) or ``max_iter`` updates were made; converged documents
+stop early. The returned ``ratio`` (``n_w / norm_w`` per stored entry, with
+``exp_theta`` of the final ``gamma``) gives the expected topic-word counts as
+the sparse product ``sstats[k, w] = exp_beta[w, k] * sum_d exp_theta[d, k] ratio[d, w]``.
+
+The per-document ELBO, with ``phi`` optimal for the final ``gamma``, is::
+
+    sum_w n_w log(norm_w)
+      + sum_k [(alpha - gamma_k) elog_theta_k + lgamma(gamma_k) - lgamma(alpha)]
+      + lgamma(K alpha) - lgamma(sum_k gamma_k)
+
+``log(norm_w)`` falls back to a log-sum-exp over ``elog_theta + E[log beta]``
+when ``norm_w`` underflows.
+"""
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from ._jit import jit
+
+__all__ = ["DocumentUpdate", "update_documents", "digamma"]
+
+_TINY = 1e-300  # floor of norm_w inside the fixed-point updates (only hit on underflow)
+
+
+class DocumentUpdate(NamedTuple):
+    """Output of :func:`update_documents`.
+
+    Attributes
+    ----------
+    doc_topic : ndarray of shape (n_documents, n_components)
+        Final variational Dirichlet parameters ``gamma`` of each document.
+    exp_doc_topic : ndarray of shape (n_documents, n_components)
+        ``exp(E[log theta])`` at ``doc_topic``.
+    ratio : ndarray of shape (nnz,)
+        ``n_w / norm_w`` for every stored entry of the CSR matrix (aligned
+        with ``indices``), computed at the final ``doc_topic``.
+    elbo : ndarray of shape (n_documents,)
+        Per-document ELBO (the topic-word term excluded).
+    n_updates : ndarray of int64 of shape (n_documents,)
+        Number of fixed-point updates each document made.
+    """
+
+    doc_topic: np.ndarray
+    exp_doc_topic: np.ndarray
+    ratio: np.ndarray
+    elbo: np.ndarray
+    n_updates: np.ndarray
+
+
+@jit
+def digamma(x):
+    """``psi(x)`` for ``x >= 0`` (``-inf`` at 0), accurate to about 1e-14.
+
+    Shifts ``x`` up to at least 8 with ``psi(x) = psi(x + 1) - 1/x``, then
+    uses the asymptotic series through the ``x**-12`` term.
+    """
+    if x <= 0.0:
+        return -np.inf
+    shift = 0.0
+    while x < 8.0:
+        shift += 1.0 / x
+        x += 1.0
+    inv = 1.0 / x
+    inv2 = inv * inv
+    series = inv2 * (
+        1.0 / 12.0
+        - inv2 * (1.0 / 120.0 - inv2 * (1.0 / 252.0 - inv2 * (1.0 / 240.0 - inv2 * (1.0 / 132.0 - inv2 * 691.0 / 32760.0))))
+    )
+    return math.log(x) - 0.5 * inv - series - shift
+
+
+@jit
+def _dirichlet_expectation(gamma, elog_out, exp_out):
+    """``elog_out = psi(gamma) - psi(sum(gamma))``, ``exp_out = exp(elog_out)``."""
+    total = 0.0
+    for k in range(gamma.shape[0]):
+        total += gamma[k]
+    psi_total = digamma(total)
+    for k in range(gamma.shape[0]):
+        elog_out[k] = digamma(gamma[k]) - psi_total
+        exp_out[k] = math.exp(elog_out[k])
+
+
+@jit
+def _solve_document(
+    start, nnz, data, indices, beta_wk, beta_kw, elog_beta, alpha, gamma, max_iter, tol,
+    norm, r, acc, elog_theta, exp_theta, terms, ratio_out, lgamma_alpha, lgamma_sum_alpha,
+):
+    """Fixed-point updates of one document from ``gamma`` (updated in place).
+
+    Fills ``exp_theta``/``elog_theta`` (final) and ``ratio_out[:nnz]``;
+    returns ``(elbo, n_updates)``.
+    """
+    n_components = gamma.shape[0]
+    _dirichlet_expectation(gamma, elog_theta, exp_theta)
+    n_done = 0
+    for _ in range(max_iter):
+        # norm_w = sum_k exp_theta[k] exp_beta[w, k], vectorised over words
+        for j in range(nnz):
+            norm[j] = 0.0
+        for k in range(n_components):
+            e = exp_theta[k]
+            for j in range(nnz):
+                norm[j] += e * beta_kw[k, j]
+        for j in range(nnz):
+            r[j] = data[start + j] / max(norm[j], _TINY)
+        # acc_k = sum_w exp_beta[w, k] n_w / norm_w, vectorised over topics
+        for k in range(n_components):
+            acc[k] = 0.0
+        for j in range(nnz):
+            rj = r[j]
+            for k in range(n_components):
+                acc[k] += beta_wk[j, k] * rj
+        change = 0.0
+        for k in range(n_components):
+            new_value = alpha + exp_theta[k] * acc[k]
+            change += abs(new_value - gamma[k])
+            gamma[k] = new_value
+        _dirichlet_expectation(gamma, elog_theta, exp_theta)
+        n_done += 1
+        if change / n_components < tol:
+            break
+
+    # outputs at the final gamma: ratio, and the ELBO with phi optimal for it
+    word_term = 0.0
+    for j in range(nnz):
+        s = 0.0
+        for k in range(n_components):
+            s += exp_theta[k] * beta_wk[j, k]
+        count = data[start + j]
+        ratio_out[j] = count / max(s, _TINY)
+        if count != 0.0:
+            if s > 1e-280:
+                word_term += count * math.log(s)
+            else:  # underflow: log-sum-exp of elog_theta + E[log beta]
+                w = indices[start + j]
+                top = -np.inf
+                for k in range(n_components):
+                    terms[k] = elog_theta[k] + elog_beta[w, k]
+                    top = max(top, terms[k])
+                if top == -np.inf:
+                    word_term += -np.inf
+                else:
+                    acc_exp = 0.0
+                    for k in range(n_components):
+                        acc_exp += math.exp(terms[k] - top)
+                    word_term += count * (top + math.log(acc_exp))
+    total = 0.0
+    dirichlet_term = lgamma_sum_alpha
+    for k in range(n_components):
+        g = gamma[k]
+        total += g
+        if g != alpha:  # (alpha - g) * elog_theta is 0 (even when elog_theta is -inf at g = 0)
+            dirichlet_term += (alpha - g) * elog_theta[k] + math.lgamma(g) - lgamma_alpha
+    dirichlet_term -= math.lgamma(total)
+    return word_term + dirichlet_term, n_done
+
+
+@jit
+def _update_documents(
+    indptr, indices, data, exp_beta, elog_beta, alpha, doc_topic, first, last, max_iter, tol, also_from_ones,
+    exp_doc_topic, ratio, elbo, n_updates,
+):
+    """Update documents ``first..last-1`` in place (``doc_topic``) and fill the outputs.
+
+    ``exp_beta`` and ``elog_beta`` have shape (n_features, n_components). With
+    ``also_from_ones``, each document is solved both from its ``doc_topic``
+    row and from ``gamma = 1``; the solution with the higher ELBO is kept.
+    """
+    n_components = exp_beta.shape[1]
+    max_nnz = 0
+    for d in range(first, last):
+        max_nnz = max(max_nnz, indptr[d + 1] - indptr[d])
+    beta_wk = np.empty((max_nnz, n_components))  # the document's words, word-major
+    beta_kw = np.empty((n_components, max_nnz))  # the same, topic-major
+    norm = np.empty(max_nnz)
+    r = np.empty(max_nnz)
+    acc = np.empty(n_components)
+    terms = np.empty(n_components)
+    gamma = np.empty(n_components)
+    elog_theta = np.empty(n_components)
+    exp_theta = np.empty(n_components)
+    ratio_a = np.empty(max_nnz)
+    gamma_b = np.empty(n_components)
+    elog_theta_b = np.empty(n_components)
+    exp_theta_b = np.empty(n_components)
+    ratio_b = np.empty(max_nnz)
+    lgamma_alpha = math.lgamma(alpha)
+    lgamma_sum_alpha = math.lgamma(n_components * alpha)
+
+    for d in range(first, last):
+        start = indptr[d]
+        nnz = indptr[d + 1] - start
+        for j in range(nnz):
+            w = indices[start + j]
+            for k in range(n_components):
+                value = exp_beta[w, k]
+                beta_wk[j, k] = value
+                beta_kw[k, j] = value
+        for k in range(n_components):
+            gamma[k] = doc_topic[d, k]
+        elbo_a, done_a = _solve_document(
+            start, nnz, data, indices, beta_wk, beta_kw, elog_beta, alpha, gamma, max_iter, tol,
+            norm, r, acc, elog_theta, exp_theta, terms, ratio_a, lgamma_alpha, lgamma_sum_alpha,
+        )
+        use_b = False
+        done_b = 0
+        if also_from_ones:
+            for k in range(n_components):
+                gamma_b[k] = 1.0
+            elbo_b, done_b = _solve_document(
+                start, nnz, data, indices, beta_wk, beta_kw, elog_beta, alpha, gamma_b, max_iter, tol,
+                norm, r, acc, elog_theta_b, exp_theta_b, terms, ratio_b, lgamma_alpha, lgamma_sum_alpha,
+            )
+            use_b = elbo_b > elbo_a
+        if use_b:
+            for k in range(n_components):
+                doc_topic[d, k] = gamma_b[k]
+                exp_doc_topic[d, k] = exp_theta_b[k]
+            for j in range(nnz):
+                ratio[start + j] = ratio_b[j]
+            elbo[d] = elbo_b
+        else:
+            for k in range(n_components):
+                doc_topic[d, k] = gamma[k]
+                exp_doc_topic[d, k] = exp_theta[k]
+            for j in range(nnz):
+                ratio[start + j] = ratio_a[j]
+            elbo[d] = elbo_a
+        n_updates[d] = done_a + done_b
+
+
+def update_documents(
+    indptr, indices, data, exp_beta_t, elog_beta_t, alpha, doc_topic, max_iter, tol, also_from_ones=False, n_threads=1
+):
+    """Variational E-step for every document of a CSR matrix.
+
+    Parameters
+    ----------
+    indptr, indices, data : ndarray
+        The CSR arrays of the document-term count matrix of shape
+        (n_documents, n_features).
+    exp_beta_t : ndarray of shape (n_features, n_components)
+        ``exp(E[log beta])`` transposed (word-major).
+    elog_beta_t : ndarray of shape (n_features, n_components)
+        ``E[log beta]`` transposed (used only where ``norm_w`` underflows).
+    alpha : float
+        Document-topic prior.
+    doc_topic : ndarray of shape (n_documents, n_components)
+        Starting ``gamma`` of each document (not modified).
+    max_iter : int
+        Maximum number of fixed-point updates per document.
+    tol : float
+        A document stops when the mean absolute change of its ``gamma`` is
+        below ``tol``.
+    also_from_ones : bool, default=False
+        Also solve every document from ``gamma = 1`` (scikit-learn's start)
+        and keep, per document, the solution with the higher ELBO. The ELBO
+        is then at least that of the given start, so batch EM stays
+        monotone, while documents can still leave a poor assignment.
+    n_threads : int, default=1
+        Number of threads; each takes a contiguous range of documents. The
+        documents are independent, so the result does not depend on it.
+
+    Returns
+    -------
+    DocumentUpdate
+    """
+    indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+    indices = np.ascontiguousarray(indices, dtype=np.int64)
+    data = np.ascontiguousarray(data, dtype=np.float64)
+    exp_beta_t = np.ascontiguousarray(exp_beta_t, dtype=np.float64)
+    elog_beta_t = np.ascontiguousarray(elog_beta_t, dtype=np.float64)
+    doc_topic = np.array(doc_topic, dtype=np.float64, order="C", copy=True)
+    n_documents = indptr.shape[0] - 1
+    n_features, n_components = exp_beta_t.shape
+    if doc_topic.shape != (n_documents, n_components):
+        raise ValueError(f"doc_topic must have shape {(n_documents, n_components)}, got {doc_topic.shape}.")
+    if elog_beta_t.shape != exp_beta_t.shape:
+        raise ValueError("elog_beta_t and exp_beta_t must have the same shape.")
+    if indices.shape[0] != data.shape[0] or indptr[-1] != data.shape[0]:
+        raise ValueError("indptr, indices and data do not describe one CSR matrix.")
+    exp_doc_topic = np.empty_like(doc_topic)
+    ratio = np.empty_like(data)
+    elbo = np.empty(n_documents)
+    n_updates = np.zeros(n_documents, dtype=np.int64)
+    args = (exp_beta_t, elog_beta_t, float(alpha), doc_topic)
+    tail = (int(max_iter), float(tol), bool(also_from_ones), exp_doc_topic, ratio, elbo, n_updates)
+    n_threads = max(1, min(int(n_threads), n_documents))
+    if n_threads == 1:
+        _update_documents(indptr, indices, data, *args, 0, n_documents, *tail)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        bounds = np.linspace(0, n_documents, n_threads + 1).astype(np.int64)
+        with ThreadPoolExecutor(max_workers=n_threads) as pool:
+            futures = [
+                pool.submit(_update_documents, indptr, indices, data, *args, int(a), int(b), *tail)
+                for a, b in zip(bounds[:-1], bounds[1:])
+            ]
+            for future in futures:
+                future.result()
+    return DocumentUpdate(doc_topic, exp_doc_topic, ratio, elbo, n_updates)
