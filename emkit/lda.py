@@ -307,17 +307,30 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
 
     # ------------------------------------------------------------------ hooks
     def _initialize(self, data, random_state):
-        return _topic_word_params(self._starting_components(data.X.shape[1], random_state), 1)
+        params = _topic_word_params(self._starting_components(data.X.shape[1], random_state), 1)
+        params["_seed"] = int(random_state.randint(np.iinfo(np.int32).max))
+        return params
+
+    @staticmethod
+    def _fresh_starts(params, n_documents, n_components):
+        """scikit-learn's random document starts, ``Gamma(100, 0.01)``, seeded by the restart and the update count."""
+        rng = np.random.RandomState([params.get("_seed", 0), params["n_batch_iter_"]])
+        return rng.gamma(100.0, 0.01, (n_documents, n_components))
 
     def _e_step(self, data, params):
         doc_topic = params.get("_doc_topic")
         if doc_topic is None or doc_topic.shape != (data.n_units, params["components_"].shape[0]):
-            # the first E-step starts from ones, as scikit-learn's transform
-            return self._e_step_arrays(data, params, np.ones((data.n_units, params["components_"].shape[0])))
-        # later ones from the previous gamma and from ones, keeping the better per document
-        return self._e_step_arrays(data, params, doc_topic, also_from_ones=True)
+            # the first E-step starts from scikit-learn's random document values
+            return self._e_step_arrays(data, params, self._fresh_starts(params, data.n_units, params["components_"].shape[0]))
+        # later ones: scikit-learn's random restart of each document, kept unless the
+        # document's previous gamma (under the new topics) has a higher ELBO
+        fresh = self._fresh_starts(params, *doc_topic.shape)
+        floor = None
+        if "_previous_objective" in params:  # batch: the ELBO must not fall below the previous iteration's
+            floor = params["_previous_objective"] - self._log_prior(params)
+        return self._e_step_arrays(data, params, doc_topic, fresh_start=fresh, floor=floor)
 
-    def _e_step_arrays(self, data, params, doc_topic, rows=None, also_from_ones=False):
+    def _e_step_arrays(self, data, params, doc_topic, rows=None, fresh_start=None, floor=None):
         """E-step over all documents (or the row range ``rows``); returns (stats, total ELBO)."""
         indptr, indices, values = data.indptr, data.indices, data.data
         if rows is not None:
@@ -339,14 +352,16 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
             doc_topic,
             self.max_doc_update_iter,
             self.mean_change_tol,
-            also_from_ones=also_from_ones,
+            fresh_start=fresh_start,
+            floor=floor,
             n_threads=data.n_threads,
         )
         n_docs = indptr.shape[0] - 1
         ratio = sp.csr_matrix((result.ratio, indices, indptr), shape=(n_docs, exp_beta.shape[1]))
         sstats = np.asarray(ratio.T @ result.exp_doc_topic).T * exp_beta
-        stats = {"sstats": sstats, "doc_topic": result.doc_topic, "n_updates": result.n_updates}
-        return stats, float(np.sum(result.elbo))
+        total = float(np.sum(result.elbo))
+        stats = {"sstats": sstats, "doc_topic": result.doc_topic, "n_updates": result.n_updates, "elbo": total}
+        return stats, total
 
     def _log_prior(self, params):
         """The topic-word term ``E[log p(beta | eta)] - E[log q(beta | lambda)]`` of the ELBO."""
@@ -361,20 +376,26 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         if self.learning_method == "batch":
             new = _topic_word_params(data.topic_word_prior + stats["sstats"], params["n_batch_iter_"] + 1)
             new["_doc_topic"] = stats["doc_topic"]
+            new["_seed"] = params.get("_seed", 0)
+            new["_previous_objective"] = stats["elbo"] + self._log_prior(params)
             return new
         doc_topic = stats["doc_topic"].copy()
         new = self._online_pass(data, params, doc_topic, total_samples=data.n_units)
         new["_doc_topic"] = doc_topic
+        new["_seed"] = params.get("_seed", 0)
         return new
 
-    def _online_pass(self, data, params, doc_topic, total_samples):
+    def _online_pass(self, data, params, doc_topic, total_samples, seed=None):
         """Mini-batch updates over the documents in order; updates ``doc_topic`` in place."""
         components = params["components_"].copy()
         n_batch_iter = params["n_batch_iter_"]
         current = params
+        seed = params.get("_seed", 0) if seed is None else seed
         for batch in gen_batches(data.n_units, self.batch_size):
             first, last = batch.start, batch.stop
-            stats, _ = self._e_step_arrays(data, current, doc_topic[first:last], rows=(first, last))
+            current["_seed"] = seed
+            fresh = self._fresh_starts(current, last - first, components.shape[0])
+            stats, _ = self._e_step_arrays(data, current, doc_topic[first:last], rows=(first, last), fresh_start=fresh)
             doc_topic[first:last] = stats["doc_topic"]
             weight = (self.learning_offset + n_batch_iter) ** (-self.learning_decay)
             components *= 1.0 - weight
@@ -465,8 +486,10 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
             self.n_iter_ = 0
         else:
             params = self._fitted_params()
-        doc_topic = np.ones((data.n_units, self.n_components))
-        params = self._online_pass(data, params, doc_topic, total_samples=self.total_samples)
+        # no previous solution: start each document from scikit-learn's random values
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        doc_topic = self._fresh_starts({"_seed": seed, "n_batch_iter_": 0}, data.n_units, self.n_components)
+        params = self._online_pass(data, params, doc_topic, total_samples=self.total_samples, seed=seed)
         self._set_params_attrs(params)
         return self
 

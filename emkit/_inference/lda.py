@@ -45,7 +45,7 @@ import numpy as np
 
 from ._jit import jit
 
-__all__ = ["DocumentUpdate", "update_documents", "digamma"]
+__all__ = ["DocumentUpdate", "update_documents", "select_fresh", "digamma"]
 
 _TINY = 1e-300  # floor of norm_w inside the fixed-point updates (only hit on underflow)
 
@@ -66,6 +66,8 @@ class DocumentUpdate(NamedTuple):
         Per-document ELBO (the topic-word term excluded).
     n_updates : ndarray of int64 of shape (n_documents,)
         Number of fixed-point updates each document made.
+    from_fresh : ndarray of bool of shape (n_documents,)
+        Which documents kept the solution from ``fresh_start``.
     """
 
     doc_topic: np.ndarray
@@ -73,6 +75,7 @@ class DocumentUpdate(NamedTuple):
     ratio: np.ndarray
     elbo: np.ndarray
     n_updates: np.ndarray
+    from_fresh: np.ndarray
 
 
 @jit
@@ -186,14 +189,14 @@ def _solve_document(
 
 @jit
 def _update_documents(
-    indptr, indices, data, exp_beta, elog_beta, alpha, doc_topic, first, last, max_iter, tol, also_from_ones,
+    indptr, indices, data, exp_beta, elog_beta, alpha, doc_topic, selected, first, last, max_iter, tol,
     exp_doc_topic, ratio, elbo, n_updates,
 ):
-    """Update documents ``first..last-1`` in place (``doc_topic``) and fill the outputs.
+    """Solve documents ``first..last-1`` whose ``selected`` flag is set, from their ``doc_topic`` row.
 
-    ``exp_beta`` and ``elog_beta`` have shape (n_features, n_components). With
-    ``also_from_ones``, each document is solved both from its ``doc_topic``
-    row and from ``gamma = 1``; the solution with the higher ELBO is kept.
+    ``doc_topic`` is updated in place; the other outputs are filled for the
+    selected documents only. ``exp_beta`` and ``elog_beta`` have shape
+    (n_features, n_components).
     """
     n_components = exp_beta.shape[1]
     max_nnz = 0
@@ -208,15 +211,12 @@ def _update_documents(
     gamma = np.empty(n_components)
     elog_theta = np.empty(n_components)
     exp_theta = np.empty(n_components)
-    ratio_a = np.empty(max_nnz)
-    gamma_b = np.empty(n_components)
-    elog_theta_b = np.empty(n_components)
-    exp_theta_b = np.empty(n_components)
-    ratio_b = np.empty(max_nnz)
     lgamma_alpha = math.lgamma(alpha)
     lgamma_sum_alpha = math.lgamma(n_components * alpha)
 
     for d in range(first, last):
+        if not selected[d]:
+            continue
         start = indptr[d]
         nnz = indptr[d + 1] - start
         for j in range(nnz):
@@ -227,39 +227,18 @@ def _update_documents(
                 beta_kw[k, j] = value
         for k in range(n_components):
             gamma[k] = doc_topic[d, k]
-        elbo_a, done_a = _solve_document(
+        elbo[d], n_updates[d] = _solve_document(
             start, nnz, data, indices, beta_wk, beta_kw, elog_beta, alpha, gamma, max_iter, tol,
-            norm, r, acc, elog_theta, exp_theta, terms, ratio_a, lgamma_alpha, lgamma_sum_alpha,
+            norm, r, acc, elog_theta, exp_theta, terms, ratio[start:], lgamma_alpha, lgamma_sum_alpha,
         )
-        use_b = False
-        done_b = 0
-        if also_from_ones:
-            for k in range(n_components):
-                gamma_b[k] = 1.0
-            elbo_b, done_b = _solve_document(
-                start, nnz, data, indices, beta_wk, beta_kw, elog_beta, alpha, gamma_b, max_iter, tol,
-                norm, r, acc, elog_theta_b, exp_theta_b, terms, ratio_b, lgamma_alpha, lgamma_sum_alpha,
-            )
-            use_b = elbo_b > elbo_a
-        if use_b:
-            for k in range(n_components):
-                doc_topic[d, k] = gamma_b[k]
-                exp_doc_topic[d, k] = exp_theta_b[k]
-            for j in range(nnz):
-                ratio[start + j] = ratio_b[j]
-            elbo[d] = elbo_b
-        else:
-            for k in range(n_components):
-                doc_topic[d, k] = gamma[k]
-                exp_doc_topic[d, k] = exp_theta[k]
-            for j in range(nnz):
-                ratio[start + j] = ratio_a[j]
-            elbo[d] = elbo_a
-        n_updates[d] = done_a + done_b
+        for k in range(n_components):
+            doc_topic[d, k] = gamma[k]
+            exp_doc_topic[d, k] = exp_theta[k]
 
 
 def update_documents(
-    indptr, indices, data, exp_beta_t, elog_beta_t, alpha, doc_topic, max_iter, tol, also_from_ones=False, n_threads=1
+    indptr, indices, data, exp_beta_t, elog_beta_t, alpha, doc_topic, max_iter, tol, fresh_start=None, floor=None,
+    n_threads=1,
 ):
     """Variational E-step for every document of a CSR matrix.
 
@@ -275,17 +254,26 @@ def update_documents(
     alpha : float
         Document-topic prior.
     doc_topic : ndarray of shape (n_documents, n_components)
-        Starting ``gamma`` of each document (not modified).
+        Starting (previous) ``gamma`` of each document (not modified).
     max_iter : int
         Maximum number of fixed-point updates per document.
     tol : float
         A document stops when the mean absolute change of its ``gamma`` is
         below ``tol``.
-    also_from_ones : bool, default=False
-        Also solve every document from ``gamma = 1`` (scikit-learn's start)
-        and keep, per document, the solution with the higher ELBO. The ELBO
-        is then at least that of the given start, so batch EM stays
-        monotone, while documents can still leave a poor assignment.
+    fresh_start : ndarray of shape (n_documents, n_components), default=None
+        When given, every document is also solved from its ``fresh_start``
+        row (scikit-learn restarts each document from random ``Gamma(100,
+        0.01)`` values at every iteration). Fresh solutions are kept as long
+        as the total ELBO stays at least its value at ``doc_topic`` (the
+        previous solution, under the new topics; see :func:`select_fresh`);
+        the other documents are solved from their ``doc_topic`` row. Batch EM
+        therefore stays monotone while documents can still leave a poor
+        earlier assignment, which warm starts alone would keep.
+    floor : float, default=None
+        With ``fresh_start``: the total ELBO the documents must keep. None
+        means the total at ``doc_topic``; a lower floor (batch EM passes the
+        previous iteration's objective minus the new topic-word term) lets
+        more documents keep their fresh solution.
     n_threads : int, default=1
         Number of threads; each takes a contiguous range of documents. The
         documents are independent, so the result does not depend on it.
@@ -308,12 +296,75 @@ def update_documents(
         raise ValueError("elog_beta_t and exp_beta_t must have the same shape.")
     if indices.shape[0] != data.shape[0] or indptr[-1] != data.shape[0]:
         raise ValueError("indptr, indices and data do not describe one CSR matrix.")
-    exp_doc_topic = np.empty_like(doc_topic)
-    ratio = np.empty_like(data)
-    elbo = np.empty(n_documents)
+    if fresh_start is None:
+        return _run(indptr, indices, data, exp_beta_t, elog_beta_t, alpha, doc_topic, max_iter, tol, None, n_threads)
+
+    fresh_start = np.array(fresh_start, dtype=np.float64, order="C", copy=True)
+    if fresh_start.shape != doc_topic.shape:
+        raise ValueError(f"fresh_start must have shape {doc_topic.shape}, got {fresh_start.shape}.")
+    common = (indptr, indices, data, exp_beta_t, elog_beta_t, alpha)
+    # ELBO of each document at its previous gamma (under the new topics): the floor to keep
+    baseline = _run(*common, doc_topic.copy(), 0, tol, None, n_threads)
+    fresh = _run(*common, fresh_start, max_iter, tol, None, n_threads)
+    slack = 0.0
+    if floor is not None:
+        # allow the documents' total to drop from the baseline to the floor (with a margin for round-off)
+        total = float(np.sum(baseline.elbo))
+        slack = max(0.0, (total - floor) - 1e-9 * max(1.0, abs(total)))
+    keep = select_fresh(fresh.elbo - baseline.elbo, slack)
+    if np.all(keep):
+        return fresh._replace(from_fresh=keep)
+    warm = _run(*common, doc_topic, max_iter, tol, ~keep, n_threads)
+    per_entry = np.repeat(keep, np.diff(indptr))
+    return DocumentUpdate(
+        doc_topic=np.where(keep[:, None], fresh.doc_topic, warm.doc_topic),
+        exp_doc_topic=np.where(keep[:, None], fresh.exp_doc_topic, warm.exp_doc_topic),
+        ratio=np.where(per_entry, fresh.ratio, warm.ratio),
+        elbo=np.where(keep, fresh.elbo, warm.elbo),
+        n_updates=baseline.n_updates + fresh.n_updates + warm.n_updates,
+        from_fresh=keep,
+    )
+
+
+def select_fresh(gain, slack=0.0):
+    """Which documents may keep their fresh solution without lowering the total ELBO below a floor.
+
+    ``gain[d]`` is the fresh solution's ELBO minus the ELBO at the previous
+    gamma. Every document with a non-negative gain is kept; the others are
+    added, smallest loss first, as long as the kept documents' total gain
+    stays at least ``-slack``. The rest are solved from their previous gamma
+    (which can only raise their ELBO above the baseline).
+
+    Parameters
+    ----------
+    gain : ndarray of shape (n_documents,)
+    slack : float, default=0.0
+        How far (>= 0) the total may fall below the baseline.
+
+    Returns
+    -------
+    keep : ndarray of bool of shape (n_documents,)
+    """
+    keep = gain >= 0
+    surplus = float(np.sum(gain[keep])) + slack
+    losers = np.flatnonzero(~keep)
+    if losers.size:
+        order = losers[np.argsort(-gain[losers], kind="stable")]
+        cumulative = np.cumsum(-gain[order])
+        keep[order[cumulative <= surplus]] = True
+    return keep
+
+
+def _run(indptr, indices, data, exp_beta_t, elog_beta_t, alpha, doc_topic, max_iter, tol, selected, n_threads):
+    n_documents = indptr.shape[0] - 1
+    if selected is None:
+        selected = np.ones(n_documents, dtype=np.bool_)
+    exp_doc_topic = np.zeros_like(doc_topic)
+    ratio = np.zeros_like(data)
+    elbo = np.zeros(n_documents)
     n_updates = np.zeros(n_documents, dtype=np.int64)
-    args = (exp_beta_t, elog_beta_t, float(alpha), doc_topic)
-    tail = (int(max_iter), float(tol), bool(also_from_ones), exp_doc_topic, ratio, elbo, n_updates)
+    args = (exp_beta_t, elog_beta_t, float(alpha), doc_topic, selected)
+    tail = (int(max_iter), float(tol), exp_doc_topic, ratio, elbo, n_updates)
     n_threads = max(1, min(int(n_threads), n_documents))
     if n_threads == 1:
         _update_documents(indptr, indices, data, *args, 0, n_documents, *tail)
@@ -328,4 +379,4 @@ def update_documents(
             ]
             for future in futures:
                 future.result()
-    return DocumentUpdate(doc_topic, exp_doc_topic, ratio, elbo, n_updates)
+    return DocumentUpdate(doc_topic, exp_doc_topic, ratio, elbo, n_updates, np.zeros(n_documents, dtype=np.bool_))
