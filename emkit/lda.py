@@ -261,8 +261,8 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         shape = getattr(X, "shape", None)
         if shape is not None and len(shape) == 2 and shape[1] == 0:
             raise ValueError(
-                f"{whom}: X has an empty vocabulary (0 features, shape={tuple(shape)}); "
-                "LDA needs at least one word column."
+                f"{whom}: X has an empty vocabulary: 0 feature(s) (shape={tuple(shape)}) while a minimum "
+                "of 1 is required (LDA needs at least one word column)."
             )
         X = validate_data(self, X, reset=reset, accept_sparse="csr", dtype=np.float64)
         check_non_negative(X, whom)  # "Negative values in data passed to ..."
