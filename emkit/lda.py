@@ -178,10 +178,12 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
     >>> rng = np.random.RandomState(0)
     >>> topics = np.array([[8, 8, 8, 1, 1, 1], [1, 1, 1, 8, 8, 8]]) / 27
     >>> X = np.vstack([rng.multinomial(40, topics[i % 2]) for i in range(20)])
-    >>> lda = LatentDirichletAllocation(n_components=2, random_state=0).fit(X)
-    >>> lda.transform(X[:2]).round(2)
-    array([[0.01, 0.99],
-           [0.99, 0.01]])
+    >>> lda = LatentDirichletAllocation(n_components=2, max_iter=30, random_state=0).fit(X)
+    >>> sorted(sorted(topic) for topic in lda.top_words(["a", "b", "c", "d", "e", "f"], n_top=3))
+    [['a', 'b', 'c'], ['d', 'e', 'f']]
+    >>> mixtures = lda.transform(X[:4])
+    >>> mixtures.shape, bool(np.allclose(mixtures.sum(axis=1), 1))
+    ((4, 2), True)
     >>> bool(np.all(np.diff(lda.lower_bound_history_) >= 0))
     True
     """
