@@ -391,7 +391,7 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         """Mini-batch updates over the documents in order; updates ``doc_topic`` in place."""
         components = params["components_"].copy()
         n_batch_iter = params["n_batch_iter_"]
-        current = params
+        current = dict(params)
         seed = params.get("_seed", 0) if seed is None else seed
         for batch in gen_batches(data.n_units, self.batch_size):
             first, last = batch.start, batch.stop

@@ -155,9 +155,13 @@ def _solve_document(
     # outputs at the final gamma: ratio, and the ELBO with phi optimal for it
     word_term = 0.0
     for j in range(nnz):
-        s = 0.0
-        for k in range(n_components):
-            s += exp_theta[k] * beta_wk[j, k]
+        norm[j] = 0.0
+    for k in range(n_components):
+        e = exp_theta[k]
+        for j in range(nnz):
+            norm[j] += e * beta_kw[k, j]
+    for j in range(nnz):
+        s = norm[j]
         count = data[start + j]
         ratio_out[j] = count / max(s, _TINY)
         if count != 0.0:
