@@ -324,8 +324,9 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         if doc_topic is None or doc_topic.shape != (data.n_units, params["components_"].shape[0]):
             # the first E-step starts from scikit-learn's random document values
             return self._e_step_arrays(data, params, self._fresh_starts(params, data.n_units, params["components_"].shape[0]))
-        # later ones: scikit-learn's random restart of each document, kept unless the
-        # document's previous gamma (under the new topics) has a higher ELBO
+        # later ones: scikit-learn's random restart of each document, kept as long as the
+        # total ELBO stays at or above the floor (batch: the previous iteration's objective);
+        # the other documents continue from their previous gamma
         fresh = self._fresh_starts(params, *doc_topic.shape)
         floor = None
         if "_previous_objective" in params:  # batch: the ELBO must not fall below the previous iteration's
@@ -409,7 +410,7 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
     def _is_converged(self, iteration, change, eps, value=None):
         """scikit-learn's rule: ``max_iter`` passes; with ``evaluate_every > 0``, perplexity change < ``perp_tol``."""
         if self.evaluate_every > 0 and iteration % self.evaluate_every == 0 and value is not None:
-            perplexity = math.exp(-value * self._docs_per_word)
+            perplexity = math.exp(min(-value * self._docs_per_word, 700.0))
             previous = self._last_perplexity if iteration > self.evaluate_every else None
             self._last_perplexity = perplexity
             if previous is not None and abs(previous - perplexity) < self.perp_tol:

@@ -15,6 +15,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from emkit import lda as lda_module
 from emkit._inference import lda as kernels
 from emkit.base import ObjectiveDecreaseWarning, stopping_tolerance
 from emkit.lda import LatentDirichletAllocation, _dirichlet_expectation_rows
@@ -185,17 +186,18 @@ def test_batch_fit_equals_sklearn_draw_for_draw(corpus, start, sparse):
     stream = np.random.RandomState(0)
     stream.gamma(100.0, 0.01, start.shape)  # scikit-learn's own (replaced) starting topics
     kept = []
-    original_select = kernels.select_fresh
+    original_update = lda_module.update_documents
 
-    def select(gain, slack=0.0):
-        keep = original_select(gain, slack)
-        kept.append(keep.all())
-        return keep
+    def update(*args, **kwargs):
+        result = original_update(*args, **kwargs)
+        if kwargs.get("fresh_start") is not None:  # every E-step after the first
+            kept.append(bool(result.from_fresh.all()))
+        return result
 
     ours = LatentDirichletAllocation(N_TOPICS, max_iter=n_iter, components_init=start, random_state=0)
     with mock.patch.object(
         LatentDirichletAllocation, "_fresh_starts", staticmethod(lambda p, n, k: stream.gamma(100.0, 0.01, (n, k)))
-    ), mock.patch.object(kernels, "select_fresh", select):
+    ), mock.patch.object(lda_module, "update_documents", update):
         ours.fit(X_train)
     assert len(kept) == n_iter and all(kept)
     assert ours.n_batch_iter_ == sk.n_batch_iter_ == n_iter + 1

@@ -265,19 +265,21 @@ def update_documents(
         A document stops when the mean absolute change of its ``gamma`` is
         below ``tol``.
     fresh_start : ndarray of shape (n_documents, n_components), default=None
-        When given, every document is also solved from its ``fresh_start``
-        row (scikit-learn restarts each document from random ``Gamma(100,
-        0.01)`` values at every iteration). Fresh solutions are kept as long
-        as the total ELBO stays at least its value at ``doc_topic`` (the
-        previous solution, under the new topics; see :func:`select_fresh`);
-        the other documents are solved from their ``doc_topic`` row. Batch EM
-        therefore stays monotone while documents can still leave a poor
-        earlier assignment, which warm starts alone would keep.
+        When given, every document is solved from its ``fresh_start`` row
+        (scikit-learn restarts each document from random ``Gamma(100, 0.01)``
+        values at every iteration). If the total ELBO of these solutions is
+        below ``floor``, the ELBO of every document at its ``doc_topic`` row
+        (the previous solution, under the new topics) is computed, and
+        documents whose restart lost the most are solved from their
+        ``doc_topic`` row instead, until the total is back above the floor
+        (see :func:`select_fresh`). Batch EM therefore stays monotone while
+        documents can still leave a poor earlier assignment, which warm
+        starts alone would keep.
     floor : float, default=None
-        With ``fresh_start``: the total ELBO the documents must keep. None
-        means the total at ``doc_topic``; a lower floor (batch EM passes the
-        previous iteration's objective minus the new topic-word term) lets
-        more documents keep their fresh solution.
+        With ``fresh_start``: the total ELBO the documents must reach. Batch
+        EM passes the previous iteration's objective minus the new
+        topic-word term, which the previous solutions always reach. None
+        means the total at ``doc_topic`` (each restart is then checked).
     n_threads : int, default=1
         Number of threads; each takes a contiguous range of documents. The
         documents are independent, so the result does not depend on it.
@@ -307,17 +309,20 @@ def update_documents(
     if fresh_start.shape != doc_topic.shape:
         raise ValueError(f"fresh_start must have shape {doc_topic.shape}, got {fresh_start.shape}.")
     common = (indptr, indices, data, exp_beta_t, elog_beta_t, alpha)
-    # ELBO of each document at its previous gamma (under the new topics): the floor to keep
-    baseline = _run(*common, doc_topic.copy(), 0, tol, None, n_threads)
     fresh = _run(*common, fresh_start, max_iter, tol, None, n_threads)
+    fresh = fresh._replace(from_fresh=np.ones(n_documents, dtype=np.bool_))
+    margin = 1e-9 * max(1.0, abs(float(np.sum(fresh.elbo))))  # round-off allowance, on the safe side
+    if floor is not None and float(np.sum(fresh.elbo)) >= floor + margin:
+        return fresh  # the usual case: every document keeps its restart
+    # ELBO of each document at its previous gamma (under the new topics): never below the floor
+    baseline = _run(*common, doc_topic.copy(), 0, tol, None, n_threads)
     slack = 0.0
     if floor is not None:
-        # allow the documents' total to drop from the baseline to the floor (with a margin for round-off)
-        total = float(np.sum(baseline.elbo))
-        slack = max(0.0, (total - floor) - 1e-9 * max(1.0, abs(total)))
+        # allow the documents' total to drop from the baseline to the floor
+        slack = max(0.0, float(np.sum(baseline.elbo)) - floor - margin)
     keep = select_fresh(fresh.elbo - baseline.elbo, slack)
     if np.all(keep):
-        return fresh._replace(from_fresh=keep)
+        return fresh
     warm = _run(*common, doc_topic, max_iter, tol, ~keep, n_threads)
     per_entry = np.repeat(keep, np.diff(indptr))
     return DocumentUpdate(
