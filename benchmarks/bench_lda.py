@@ -124,8 +124,8 @@ def main():
 
     runners = []
     for n_jobs in args.n_jobs:
-        runners.append((f"emkit   n_jobs={n_jobs}", lambda n_jobs=n_jobs, s=0: fit_emkit(X, init, args.n_iter, n_jobs, s)))
-        runners.append((f"sklearn n_jobs={n_jobs}", lambda n_jobs=n_jobs, s=0: fit_sklearn(X, init, args.n_iter, n_jobs, s)))
+        runners.append((f"emkit   n_jobs={n_jobs}", lambda j=n_jobs, s=0: fit_emkit(X, init, args.n_iter, j, s)))
+        runners.append((f"sklearn n_jobs={n_jobs}", lambda j=n_jobs, s=0: fit_sklearn(X, init, args.n_iter, j, s)))
     if not args.no_gensim:
         from gensim.matutils import Sparse2Corpus
 
@@ -140,14 +140,18 @@ def main():
             components = run(s=repeat)
             times[name].append(time.perf_counter() - start)
             perplexities[name].append(heldout_perplexity(components, X_test))
-            print(f"  repeat {repeat}: {name}: {times[name][-1]:.2f} s, held-out perplexity {perplexities[name][-1]:.1f}")
+            print(
+                f"  repeat {repeat}: {name}: {times[name][-1]:.2f} s, "
+                f"held-out perplexity {perplexities[name][-1]:.1f}"
+            )
 
     print("\nmedians (time, time per iteration, held-out perplexity):")
     median = {name: float(np.median(t)) for name, t in times.items()}
     for name in times:
         print(
             f"  {name}: {median[name]:.2f} s ({median[name] / args.n_iter:.3f} s/iteration), "
-            f"perplexity {np.median(perplexities[name]):.1f} (runs: {', '.join(f'{p:.1f}' for p in perplexities[name])})"
+            f"perplexity {np.median(perplexities[name]):.1f} "
+            f"(runs: {', '.join(f'{p:.1f}' for p in perplexities[name])})"
         )
     print("\nspeed-up of emkit (other's median time / emkit's median time, same n_jobs):")
     for n_jobs in args.n_jobs:

@@ -323,7 +323,8 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         doc_topic = params.get("_doc_topic")
         if doc_topic is None or doc_topic.shape != (data.n_units, params["components_"].shape[0]):
             # the first E-step starts from scikit-learn's random document values
-            return self._e_step_arrays(data, params, self._fresh_starts(params, data.n_units, params["components_"].shape[0]))
+            start = self._fresh_starts(params, data.n_units, params["components_"].shape[0])
+            return self._e_step_arrays(data, params, start)
         # later ones: scikit-learn's random restart of each document, kept as long as the
         # total ELBO stays at or above the floor (batch: the previous iteration's objective);
         # the other documents continue from their previous gamma

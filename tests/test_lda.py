@@ -163,7 +163,9 @@ def test_transform_score_perplexity_equal_sklearn_for_fixed_components(corpus, s
         np.testing.assert_allclose(ours.transform(X, normalize=False), sk.transform(X, normalize=False), rtol=1e-7)
         np.testing.assert_allclose(ours.score(X), sk.score(X), rtol=1e-9)
         np.testing.assert_allclose(ours.perplexity(X), sk.perplexity(X), rtol=1e-9)
-        np.testing.assert_allclose(ours.perplexity(X, sub_sampling=True), sk.perplexity(X, sub_sampling=True), rtol=1e-9)
+        np.testing.assert_allclose(
+            ours.perplexity(X, sub_sampling=True), sk.perplexity(X, sub_sampling=True), rtol=1e-9
+        )
 
 
 @pytest.mark.parametrize("sparse", [False, True])

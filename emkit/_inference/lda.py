@@ -93,10 +93,12 @@ def digamma(x):
         x += 1.0
     inv = 1.0 / x
     inv2 = inv * inv
-    series = inv2 * (
-        1.0 / 12.0
-        - inv2 * (1.0 / 120.0 - inv2 * (1.0 / 252.0 - inv2 * (1.0 / 240.0 - inv2 * (1.0 / 132.0 - inv2 * 691.0 / 32760.0))))
-    )
+    # 1/(12 x^2) - 1/(120 x^4) + 1/(252 x^6) - 1/(240 x^8) + 1/(132 x^10) - 691/(32760 x^12)
+    series = 1.0 / 132.0 - inv2 * (691.0 / 32760.0)
+    series = 1.0 / 240.0 - inv2 * series
+    series = 1.0 / 252.0 - inv2 * series
+    series = 1.0 / 120.0 - inv2 * series
+    series = inv2 * (1.0 / 12.0 - inv2 * series)
     return math.log(x) - 0.5 * inv - series - shift
 
 
