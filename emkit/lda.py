@@ -188,6 +188,10 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
     True
     """
 
+    # fit's E-steps skip negligible topics between full updates (see emkit._inference.lda);
+    # transform, score and perplexity run scikit-learn's updates exactly
+    _prune = True
+
     _parameter_constraints: dict = {
         **{k: v for k, v in EMMixin._em_parameter_constraints.items() if k not in ("tol", "verbose_interval")},
         "n_components": [Interval(Integral, 0, None, closed="neither")],
@@ -334,8 +338,10 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
             floor = params["_previous_objective"] - self._log_prior(params)
         return self._e_step_arrays(data, params, doc_topic, fresh_start=fresh, floor=floor)
 
-    def _e_step_arrays(self, data, params, doc_topic, rows=None, fresh_start=None, floor=None):
+    def _e_step_arrays(self, data, params, doc_topic, rows=None, fresh_start=None, floor=None, prune=None):
         """E-step over all documents (or the row range ``rows``); returns (stats, total ELBO)."""
+        if prune is None:
+            prune = self._prune
         indptr, indices, values = data.indptr, data.indices, data.data
         if rows is not None:
             first, last = rows
@@ -358,6 +364,7 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
             self.mean_change_tol,
             fresh_start=fresh_start,
             floor=floor,
+            prune=prune,
             n_threads=data.n_threads,
         )
         n_docs = indptr.shape[0] - 1
@@ -502,7 +509,7 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         X = self._check_counts(X, reset=False, whom=f"{type(self).__name__}.{whom}")
         data = self._make_data(X, effective_n_jobs(self.n_jobs))
         params = self._fitted_params()
-        stats, total = self._e_step_arrays(data, params, np.ones((data.n_units, self.n_components)))
+        stats, total = self._e_step_arrays(data, params, np.ones((data.n_units, self.n_components)), prune=False)
         return data, params, stats, total
 
     def transform(self, X, *, normalize=True):

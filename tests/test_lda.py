@@ -10,6 +10,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.special import digamma as scipy_digamma
 from sklearn.decomposition import LatentDirichletAllocation as SklearnLDA
 from sklearn.decomposition import _lda as sklearn_lda_module
+from sklearn.base import clone
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -80,7 +81,8 @@ def _kernel_inputs(rng, n_docs=12, n_words=15, n_topics=3):
     return X, np.exp(elog), elog
 
 
-def test_kernel_compiled_equals_python():
+@pytest.mark.parametrize("prune", [False, True])
+def test_kernel_compiled_equals_python(prune):
     rng = np.random.RandomState(0)
     X, exp_beta, elog = _kernel_inputs(rng)
     n_docs, n_topics = X.shape[0], exp_beta.shape[0]
@@ -90,7 +92,8 @@ def test_kernel_compiled_equals_python():
         out = (np.zeros((n_docs, n_topics)), np.zeros(X.nnz), np.zeros(n_docs), np.zeros(n_docs, dtype=np.int64))
         function(
             X.indptr.astype(np.int64), X.indices.astype(np.int64), X.data, np.ascontiguousarray(exp_beta.T),
-            np.ascontiguousarray(elog.T), 0.2, doc_topic, np.ones(n_docs, dtype=np.bool_), 0, n_docs, 50, 1e-6, *out,
+            np.ascontiguousarray(elog.T), 0.2, doc_topic, np.ones(n_docs, dtype=np.bool_), 0, n_docs, 50, 1e-6, prune,
+            *out,
         )
         outs.append((doc_topic,) + out)
     for compiled, python in zip(*outs):
@@ -169,17 +172,22 @@ def test_transform_score_perplexity_equal_sklearn_for_fixed_components(corpus, s
 
 
 @pytest.mark.parametrize("sparse", [False, True])
-def test_batch_fit_equals_sklearn_draw_for_draw(corpus, start, sparse):
+@pytest.mark.parametrize("prune", [False, True])
+def test_batch_fit_equals_sklearn_draw_for_draw(corpus, start, sparse, prune):
     """Same start and the same random document starts as scikit-learn: the same fit, to round-off.
 
     scikit-learn restarts every document from ``Gamma(100, 0.01)`` draws of its
     ``random_state_`` at every iteration; feeding emkit the same draws makes the
     two runs identical as long as emkit's floor (which keeps a document's
     previous solution when the ELBO would otherwise drop) never binds, which
-    the test also checks.
+    the test also checks. That is with ``_prune`` off; fit's default (documents
+    skip topics with less than 1e-9 of the largest weight between full updates,
+    and confirm convergence on a full update, which sometimes takes one update
+    more) stays within 0.1%.
     """
     X_train, X_test, _ = corpus
     X_train = sp.csr_matrix(X_train) if sparse else X_train
+    exact = 1e-6 if not prune else 1e-3
     n_iter = 10
     sk, patch = sklearn_from(start, max_iter=n_iter, random_state=0)
     with patch:
@@ -199,15 +207,17 @@ def test_batch_fit_equals_sklearn_draw_for_draw(corpus, start, sparse):
     ours = LatentDirichletAllocation(N_TOPICS, max_iter=n_iter, components_init=start, random_state=0)
     with mock.patch.object(
         LatentDirichletAllocation, "_fresh_starts", staticmethod(lambda p, n, k: stream.gamma(100.0, 0.01, (n, k)))
-    ), mock.patch.object(lda_module, "update_documents", update):
+    ), mock.patch.object(lda_module, "update_documents", update), mock.patch.object(
+        LatentDirichletAllocation, "_prune", prune
+    ):
         ours.fit(X_train)
     assert len(kept) == n_iter and all(kept)
     assert ours.n_batch_iter_ == sk.n_batch_iter_ == n_iter + 1
-    np.testing.assert_allclose(ours.components_, sk.components_, rtol=1e-6)
+    np.testing.assert_allclose(ours.components_, sk.components_, rtol=exact, atol=exact)
     # scikit-learn's bound_ re-infers the documents from ones, as emkit's perplexity does
-    np.testing.assert_allclose(ours.perplexity(X_train), sk.bound_, rtol=1e-7)
-    np.testing.assert_allclose(ours.perplexity(X_test), sk.perplexity(X_test), rtol=1e-7)
-    np.testing.assert_allclose(ours.transform(X_test), sk.transform(X_test), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(ours.perplexity(X_train), sk.bound_, rtol=exact / 10)
+    np.testing.assert_allclose(ours.perplexity(X_test), sk.perplexity(X_test), rtol=exact / 10)
+    np.testing.assert_allclose(ours.transform(X_test), sk.transform(X_test), rtol=exact * 10, atol=exact / 10)
     # emkit's own bound_ uses the final E-step's solutions: never worse than the re-inferred ones by much
     np.testing.assert_allclose(ours.bound_, sk.bound_, rtol=2e-3)
 
@@ -271,22 +281,32 @@ def test_batch_elbo_never_decreases(corpus):
         np.testing.assert_allclose(lda.score(X_train), lda.lower_bound_ * X_train.shape[0], rtol=1e-3)
 
 
-def test_floor_is_what_keeps_the_elbo_monotone(corpus, start):
-    """Without the floor (every document takes its fresh restart, as scikit-learn) the ELBO can drop."""
+def test_floor_keeps_the_elbo_when_restarts_fall_short(corpus):
+    """Restarts that fall short of the previous solutions are partly replaced by them; without that, the ELBO drops."""
     X_train, _, _ = corpus
-    lda = LatentDirichletAllocation(N_TOPICS, max_iter=25, components_init=start, random_state=0, mean_change_tol=0.5)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ObjectiveDecreaseWarning)
-        lda.fit(X_train)
+    fitted = LatentDirichletAllocation(N_TOPICS, max_iter=20, random_state=0).fit(X_train)
+    short = clone(fitted).set_params(max_doc_update_iter=1)  # one update per restart: far from converged
+    data = short._validate_fit_data(X_train)
+    params = fitted._fitted_params()
+    previous, previous_total = fitted._e_step_arrays(data, params, fitted.transform(X_train, normalize=False))
+    params.update(_doc_topic=previous["doc_topic"], _seed=0)
+    params["_previous_objective"] = previous_total + short._log_prior(params)
+
+    results = []
+    original = lda_module.update_documents
+
+    def spy(*args, **kwargs):
+        results.append(original(*args, **kwargs))
+        return results[-1]
+
+    with mock.patch.object(lda_module, "update_documents", spy):
+        stats, total = short._e_step(data, params)
+    assert total >= previous_total - 1e-9 * abs(previous_total)
+    from_fresh = results[0].from_fresh
+    assert not from_fresh.all()  # documents whose restart fell short went on from their previous gamma
     with mock.patch.object(kernels, "select_fresh", lambda gain, slack=0.0: np.ones(gain.shape, dtype=bool)):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            unguarded = LatentDirichletAllocation(
-                N_TOPICS, max_iter=25, components_init=start, random_state=0, mean_change_tol=0.5
-            ).fit(X_train)
-    drops = np.diff(unguarded.lower_bound_history_) < -stopping_tolerance(unguarded.lower_bound_)
-    assert drops.any() == any(issubclass(w.category, ObjectiveDecreaseWarning) for w in caught)
-    assert drops.any()
+        _, unguarded_total = short._e_step(data, params)
+    assert unguarded_total < previous_total - 1.0
 
 
 def test_restarts_deterministic_across_n_jobs(corpus):

@@ -48,6 +48,8 @@ from ._jit import jit
 __all__ = ["DocumentUpdate", "update_documents", "select_fresh", "digamma"]
 
 _TINY = 1e-300  # floor of norm_w inside the fixed-point updates (only hit on underflow)
+_PRUNE = 1e-9  # topics with exp_theta below this fraction of the largest skip the in-between updates
+_FULL_EVERY = 8  # with pruning, every 8th update is over all topics
 
 
 class DocumentUpdate(NamedTuple):
@@ -115,44 +117,118 @@ def _dirichlet_expectation(gamma, elog_out, exp_out):
 
 
 @jit
+def _dirichlet_expectation_pruned(gamma, alpha, psi_alpha, elog_out, exp_out):
+    """:func:`_dirichlet_expectation` reusing ``psi(alpha)`` for the entries equal to ``alpha``."""
+    total = 0.0
+    for k in range(gamma.shape[0]):
+        total += gamma[k]
+    psi_total = digamma(total)
+    elog_alpha = psi_alpha - psi_total
+    exp_alpha = math.exp(elog_alpha)
+    for k in range(gamma.shape[0]):
+        if gamma[k] == alpha:
+            elog_out[k] = elog_alpha
+            exp_out[k] = exp_alpha
+        else:
+            elog_out[k] = digamma(gamma[k]) - psi_total
+            exp_out[k] = math.exp(elog_out[k])
+
+
+@jit
 def _solve_document(
-    start, nnz, data, indices, beta_wk, beta_kw, elog_beta, alpha, gamma, max_iter, tol,
-    norm, r, acc, elog_theta, exp_theta, terms, ratio_out, lgamma_alpha, lgamma_sum_alpha,
+    start, nnz, data, indices, beta_wk, beta_kw, elog_beta, alpha, gamma, max_iter, tol, prune,
+    norm, r, acc, elog_theta, exp_theta, terms, active, ratio_out, psi_alpha, lgamma_alpha, lgamma_sum_alpha,
 ):
     """Fixed-point updates of one document from ``gamma`` (updated in place).
 
-    Fills ``exp_theta``/``elog_theta`` (final) and ``ratio_out[:nnz]``;
-    returns ``(elbo, n_updates)``.
+    Stops after the first update that changes ``gamma`` by less than ``tol``
+    on average, or after ``max_iter`` updates. With ``prune``, topics whose
+    ``exp_theta`` is below ``_PRUNE`` times the largest are left out of the
+    updates between full updates (their ``gamma`` is set to ``alpha``); a full
+    update runs every ``_FULL_EVERY`` updates and before stopping, so the
+    stopping rule is always checked on an exact update. Fills ``exp_theta``
+    and ``elog_theta`` (final) and ``ratio_out[:nnz]``; returns
+    ``(elbo, n_updates)``.
     """
     n_components = gamma.shape[0]
     _dirichlet_expectation(gamma, elog_theta, exp_theta)
     n_done = 0
-    for _ in range(max_iter):
-        # norm_w = sum_k exp_theta[k] exp_beta[w, k], vectorised over words
+    n_active = n_components
+    need_full = True
+    while n_done < max_iter:
+        full = need_full or not prune or n_done % _FULL_EVERY == 0
         for j in range(nnz):
             norm[j] = 0.0
-        for k in range(n_components):
-            e = exp_theta[k]
-            for j in range(nnz):
-                norm[j] += e * beta_kw[k, j]
-        for j in range(nnz):
-            r[j] = data[start + j] / max(norm[j], _TINY)
-        # acc_k = sum_w exp_beta[w, k] n_w / norm_w, vectorised over topics
-        for k in range(n_components):
-            acc[k] = 0.0
-        for j in range(nnz):
-            rj = r[j]
+        if full:
+            # norm_w = sum_k exp_theta[k] exp_beta[w, k], vectorised over words
             for k in range(n_components):
-                acc[k] += beta_wk[j, k] * rj
-        change = 0.0
-        for k in range(n_components):
-            new_value = alpha + exp_theta[k] * acc[k]
-            change += abs(new_value - gamma[k])
-            gamma[k] = new_value
-        _dirichlet_expectation(gamma, elog_theta, exp_theta)
+                e = exp_theta[k]
+                for j in range(nnz):
+                    norm[j] += e * beta_kw[k, j]
+            for j in range(nnz):
+                r[j] = data[start + j] / max(norm[j], _TINY)
+            # acc_k = sum_w exp_beta[w, k] n_w / norm_w, vectorised over topics
+            for k in range(n_components):
+                acc[k] = 0.0
+            for j in range(nnz):
+                rj = r[j]
+                for k in range(n_components):
+                    acc[k] += beta_wk[j, k] * rj
+            change = 0.0
+            for k in range(n_components):
+                new_value = alpha + exp_theta[k] * acc[k]
+                change += abs(new_value - gamma[k])
+                gamma[k] = new_value
+            _dirichlet_expectation(gamma, elog_theta, exp_theta)
+        else:
+            # the same update over the active topics only
+            for a in range(n_active):
+                k = active[a]
+                e = exp_theta[k]
+                for j in range(nnz):
+                    norm[j] += e * beta_kw[k, j]
+            for j in range(nnz):
+                r[j] = data[start + j] / max(norm[j], _TINY)
+            for k in range(n_components):
+                terms[k] = alpha
+            for a in range(n_active):
+                k = active[a]
+                s0 = 0.0
+                s1 = 0.0
+                s2 = 0.0
+                s3 = 0.0
+                j = 0
+                while j + 4 <= nnz:
+                    s0 += beta_kw[k, j] * r[j]
+                    s1 += beta_kw[k, j + 1] * r[j + 1]
+                    s2 += beta_kw[k, j + 2] * r[j + 2]
+                    s3 += beta_kw[k, j + 3] * r[j + 3]
+                    j += 4
+                while j < nnz:
+                    s0 += beta_kw[k, j] * r[j]
+                    j += 1
+                terms[k] = alpha + exp_theta[k] * ((s0 + s1) + (s2 + s3))
+            change = 0.0
+            for k in range(n_components):
+                change += abs(terms[k] - gamma[k])
+                gamma[k] = terms[k]
+            _dirichlet_expectation_pruned(gamma, alpha, psi_alpha, elog_theta, exp_theta)
         n_done += 1
         if change / n_components < tol:
-            break
+            if full:
+                break
+            need_full = True  # confirm on an exact update
+            continue
+        need_full = False
+        if full and prune:
+            largest = 0.0
+            for k in range(n_components):
+                largest = max(largest, exp_theta[k])
+            n_active = 0
+            for k in range(n_components):
+                if exp_theta[k] >= _PRUNE * largest:
+                    active[n_active] = k
+                    n_active += 1
 
     # outputs at the final gamma: ratio, and the ELBO with phi optimal for it
     word_term = 0.0
@@ -195,7 +271,7 @@ def _solve_document(
 
 @jit
 def _update_documents(
-    indptr, indices, data, exp_beta, elog_beta, alpha, doc_topic, selected, first, last, max_iter, tol,
+    indptr, indices, data, exp_beta, elog_beta, alpha, doc_topic, selected, first, last, max_iter, tol, prune,
     exp_doc_topic, ratio, elbo, n_updates,
 ):
     """Solve documents ``first..last-1`` whose ``selected`` flag is set, from their ``doc_topic`` row.
@@ -214,9 +290,11 @@ def _update_documents(
     r = np.empty(max_nnz)
     acc = np.empty(n_components)
     terms = np.empty(n_components)
+    active = np.empty(n_components, dtype=np.int64)
     gamma = np.empty(n_components)
     elog_theta = np.empty(n_components)
     exp_theta = np.empty(n_components)
+    psi_alpha = digamma(alpha)
     lgamma_alpha = math.lgamma(alpha)
     lgamma_sum_alpha = math.lgamma(n_components * alpha)
 
@@ -234,8 +312,9 @@ def _update_documents(
         for k in range(n_components):
             gamma[k] = doc_topic[d, k]
         elbo[d], n_updates[d] = _solve_document(
-            start, nnz, data, indices, beta_wk, beta_kw, elog_beta, alpha, gamma, max_iter, tol,
-            norm, r, acc, elog_theta, exp_theta, terms, ratio[start:], lgamma_alpha, lgamma_sum_alpha,
+            start, nnz, data, indices, beta_wk, beta_kw, elog_beta, alpha, gamma, max_iter, tol, prune,
+            norm, r, acc, elog_theta, exp_theta, terms, active, ratio[start:], psi_alpha, lgamma_alpha,
+            lgamma_sum_alpha,
         )
         for k in range(n_components):
             doc_topic[d, k] = gamma[k]
@@ -244,7 +323,7 @@ def _update_documents(
 
 def update_documents(
     indptr, indices, data, exp_beta_t, elog_beta_t, alpha, doc_topic, max_iter, tol, fresh_start=None, floor=None,
-    n_threads=1,
+    prune=False, n_threads=1,
 ):
     """Variational E-step for every document of a CSR matrix.
 
@@ -282,6 +361,12 @@ def update_documents(
         EM passes the previous iteration's objective minus the new
         topic-word term, which the previous solutions always reach. None
         means the total at ``doc_topic`` (each restart is then checked).
+    prune : bool, default=False
+        Leave topics whose ``exp(E[log theta])`` is below 1e-9 of the
+        document's largest out of the updates between full updates (every
+        8th, and the one that stops). Changes ``gamma`` by about that
+        fraction and makes the updates of concentrated documents several
+        times cheaper.
     n_threads : int, default=1
         Number of threads; each takes a contiguous range of documents. The
         documents are independent, so the result does not depend on it.
@@ -305,19 +390,21 @@ def update_documents(
     if indices.shape[0] != data.shape[0] or indptr[-1] != data.shape[0]:
         raise ValueError("indptr, indices and data do not describe one CSR matrix.")
     if fresh_start is None:
-        return _run(indptr, indices, data, exp_beta_t, elog_beta_t, alpha, doc_topic, max_iter, tol, None, n_threads)
+        return _run(
+            indptr, indices, data, exp_beta_t, elog_beta_t, alpha, doc_topic, max_iter, tol, None, prune, n_threads
+        )
 
     fresh_start = np.array(fresh_start, dtype=np.float64, order="C", copy=True)
     if fresh_start.shape != doc_topic.shape:
         raise ValueError(f"fresh_start must have shape {doc_topic.shape}, got {fresh_start.shape}.")
     common = (indptr, indices, data, exp_beta_t, elog_beta_t, alpha)
-    fresh = _run(*common, fresh_start, max_iter, tol, None, n_threads)
+    fresh = _run(*common, fresh_start, max_iter, tol, None, prune, n_threads)
     fresh = fresh._replace(from_fresh=np.ones(n_documents, dtype=np.bool_))
     margin = 1e-9 * max(1.0, abs(float(np.sum(fresh.elbo))))  # round-off allowance, on the safe side
     if floor is not None and float(np.sum(fresh.elbo)) >= floor + margin:
         return fresh  # the usual case: every document keeps its restart
     # ELBO of each document at its previous gamma (under the new topics): never below the floor
-    baseline = _run(*common, doc_topic.copy(), 0, tol, None, n_threads)
+    baseline = _run(*common, doc_topic.copy(), 0, tol, None, False, n_threads)
     slack = 0.0
     if floor is not None:
         # allow the documents' total to drop from the baseline to the floor
@@ -325,7 +412,7 @@ def update_documents(
     keep = select_fresh(fresh.elbo - baseline.elbo, slack)
     if np.all(keep):
         return fresh
-    warm = _run(*common, doc_topic, max_iter, tol, ~keep, n_threads)
+    warm = _run(*common, doc_topic, max_iter, tol, ~keep, prune, n_threads)
     per_entry = np.repeat(keep, np.diff(indptr))
     return DocumentUpdate(
         doc_topic=np.where(keep[:, None], fresh.doc_topic, warm.doc_topic),
@@ -366,7 +453,9 @@ def select_fresh(gain, slack=0.0):
     return keep
 
 
-def _run(indptr, indices, data, exp_beta_t, elog_beta_t, alpha, doc_topic, max_iter, tol, selected, n_threads):
+def _run(
+    indptr, indices, data, exp_beta_t, elog_beta_t, alpha, doc_topic, max_iter, tol, selected, prune, n_threads
+):
     n_documents = indptr.shape[0] - 1
     if selected is None:
         selected = np.ones(n_documents, dtype=np.bool_)
@@ -375,7 +464,7 @@ def _run(indptr, indices, data, exp_beta_t, elog_beta_t, alpha, doc_topic, max_i
     elbo = np.zeros(n_documents)
     n_updates = np.zeros(n_documents, dtype=np.int64)
     args = (exp_beta_t, elog_beta_t, float(alpha), doc_topic, selected)
-    tail = (int(max_iter), float(tol), exp_doc_topic, ratio, elbo, n_updates)
+    tail = (int(max_iter), float(tol), bool(prune), exp_doc_topic, ratio, elbo, n_updates)
     n_threads = max(1, min(int(n_threads), n_documents))
     if n_threads == 1:
         _update_documents(indptr, indices, data, *args, 0, n_documents, *tail)
