@@ -181,7 +181,7 @@ def test_batch_fit_equals_sklearn_draw_for_draw(corpus, start, sparse, prune):
     two runs identical as long as emkit's floor (which keeps a document's
     previous solution when the ELBO would otherwise drop) never binds, which
     the test also checks. That is with ``_prune`` off; fit's default (documents
-    skip topics with less than 1e-9 of the largest weight between full updates,
+    skip topics with less than 1e-6 of the largest weight between full updates,
     and confirm convergence on a full update, which sometimes takes one update
     more) stays within 0.1%.
     """

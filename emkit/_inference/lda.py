@@ -48,7 +48,7 @@ from ._jit import jit
 __all__ = ["DocumentUpdate", "update_documents", "select_fresh", "digamma"]
 
 _TINY = 1e-300  # floor of norm_w inside the fixed-point updates (only hit on underflow)
-_PRUNE = 1e-9  # topics with exp_theta below this fraction of the largest skip the in-between updates
+_PRUNE = 1e-6  # topics with exp_theta below this fraction of the largest skip the in-between updates
 _FULL_EVERY = 8  # with pruning, every 8th update is over all topics
 
 
@@ -145,8 +145,9 @@ def _solve_document(
     on average, or after ``max_iter`` updates. With ``prune``, topics whose
     ``exp_theta`` is below ``_PRUNE`` times the largest are left out of the
     updates between full updates (their ``gamma`` is set to ``alpha``); a full
-    update runs every ``_FULL_EVERY`` updates and before stopping, so the
-    stopping rule is always checked on an exact update. Fills ``exp_theta``
+    update runs every ``_FULL_EVERY`` updates, whenever more than half of the
+    topics are active, and before stopping, so the stopping rule is always
+    checked on an exact update. Fills ``exp_theta``
     and ``elog_theta`` (final) and ``ratio_out[:nnz]``; returns
     ``(elbo, n_updates)``.
     """
@@ -156,7 +157,8 @@ def _solve_document(
     n_active = n_components
     need_full = True
     while n_done < max_iter:
-        full = need_full or not prune or n_done % _FULL_EVERY == 0
+        # a full update when asked, periodically, or when most topics are active anyway
+        full = need_full or not prune or n_done % _FULL_EVERY == 0 or 2 * n_active > n_components
         for j in range(nnz):
             norm[j] = 0.0
         if full:
@@ -220,15 +222,24 @@ def _solve_document(
             need_full = True  # confirm on an exact update
             continue
         need_full = False
-        if full and prune:
+        if prune:  # after a full update any topic may be active; after a partial one, only fewer
             largest = 0.0
             for k in range(n_components):
                 largest = max(largest, exp_theta[k])
-            n_active = 0
-            for k in range(n_components):
-                if exp_theta[k] >= _PRUNE * largest:
-                    active[n_active] = k
-                    n_active += 1
+            if full:
+                n_active = 0
+                for k in range(n_components):
+                    if exp_theta[k] >= _PRUNE * largest:
+                        active[n_active] = k
+                        n_active += 1
+            else:
+                kept = 0
+                for a in range(n_active):
+                    k = active[a]
+                    if exp_theta[k] >= _PRUNE * largest:
+                        active[kept] = k
+                        kept += 1
+                n_active = kept
 
     # outputs at the final gamma: ratio, and the ELBO with phi optimal for it
     word_term = 0.0
@@ -362,7 +373,7 @@ def update_documents(
         topic-word term, which the previous solutions always reach. None
         means the total at ``doc_topic`` (each restart is then checked).
     prune : bool, default=False
-        Leave topics whose ``exp(E[log theta])`` is below 1e-9 of the
+        Leave topics whose ``exp(E[log theta])`` is below 1e-6 of the
         document's largest out of the updates between full updates (every
         8th, and the one that stops). Changes ``gamma`` by about that
         fraction and makes the updates of concentrated documents several
