@@ -2,4 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from .kalman import KalmanFilter
+from .mixture import GaussianMixture
+
+__all__ = ["GaussianMixture", "KalmanFilter", "__version__"]

@@ -71,7 +71,7 @@ def check_y_unsupervised(y, n_samples):
     """
     if y is None:
         return
-    n_y = len(y) if hasattr(y, "__len__") else None
+    n_y = np.asarray(y).shape[0] if np.ndim(y) > 0 else None
     if n_y != n_samples:
         raise ValueError(
             f"y has {n_y} entries but X has {n_samples} rows. y is ignored by this unsupervised "

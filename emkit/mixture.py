@@ -1,0 +1,611 @@
+"""Gaussian mixture models fitted by EM (maximum likelihood or MAP)."""
+
+from numbers import Integral, Real
+from typing import NamedTuple
+
+import numpy as np
+from scipy.special import logsumexp
+from sklearn.base import BaseEstimator, DensityMixin, _fit_context
+from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.utils import check_random_state
+
+from ._densities import gaussian
+from ._inference.mixture import normalize_log_rows
+from ._math import safe_log
+from ._validation import (
+    Interval,
+    StrOptions,
+    check_array_param,
+    check_is_fitted,
+    check_sample_weight,
+    validate_data,
+)
+from .base import EMMixin, NumericalFailure
+
+__all__ = ["GaussianMixture"]
+
+
+class _MixtureData(NamedTuple):
+    X: np.ndarray
+    sample_weight: np.ndarray  # None when unweighted
+    n_units: float
+
+
+class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
+    """Gaussian mixture model fitted by EM: a drop-in for scikit-learn's ``GaussianMixture``.
+
+    Same constructor names, defaults and fitted attributes as
+    :class:`sklearn.mixture.GaussianMixture`, plus parallel restarts
+    (``n_jobs``), weighted fitting (``fit(X, sample_weight=...)``), MAP
+    estimation with conjugate priors, an honest stopping rule and the
+    objective's history.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        Each component's covariance: its own full matrix, one matrix shared
+        by all, a diagonal, or a single variance.
+    tol : float, default=1e-3
+        Converged when the per-sample objective increases by less than
+        ``tol`` (and did not decrease beyond round-off).
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every covariance after each M-step, so that
+        covariances stay positive definite.
+    max_iter : int, default=100
+        Maximum number of M-steps per restart.
+    n_init : int, default=1
+        Number of restarts; the one with the highest objective wins.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
+        How the starting responsibilities are drawn.
+    weights_init : array-like of shape (n_components,), default=None
+        Starting mixing weights.
+    means_init : array-like of shape (n_components, n_features), default=None
+        Starting means.
+    precisions_init : array-like, default=None
+        Starting precision matrices (inverse covariances), shaped like
+        ``covariances_`` for ``covariance_type``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the restarts (one seed per restart is drawn up front).
+    warm_start : bool, default=False
+        Continue from the fitted parameters on the next ``fit`` (one restart).
+    verbose : int, default=0
+        Print progress (1: restarts, 2: also the objective every
+        ``verbose_interval`` iterations).
+    verbose_interval : int, default=10
+        Iterations between progress lines.
+    n_jobs : int, default=None
+        Restarts run in parallel through joblib; ``None`` means 1.
+        The result does not depend on it.
+    keep_params_history : bool, default=False
+        Keep the parameters after every iteration in ``params_history_``.
+    weights_prior : float or array-like of shape (n_components,), default=None
+        Dirichlet concentration on the mixing weights; ``None`` (or 1) is
+        a flat prior. The MAP weights are
+        ``(N_k + alpha_k - 1) / (N + sum(alpha) - K)``.
+    means_prior : array-like of shape (n_features,) or (n_components, n_features), default=None
+        Prior mean ``m0`` of the component means (0 when None).
+    means_weight : float or array-like of shape (n_components,), default=None
+        Pseudo-count ``kappa`` of the mean prior; ``None`` or 0 switches it off.
+    covars_prior : float or array-like, default=None
+        Scale ``Psi`` of the (inverse-Wishart / inverse-gamma) covariance
+        prior: a scalar (times identity), a (D, D) matrix for full/tied or a
+        (D,) / (K, D) array for diag. ``None`` switches it off.
+    covars_weight : float, default=None
+        Degrees of freedom ``nu`` of the covariance prior (hmmlearn's
+        convention: the denominator gains ``max(nu - D, 0)`` for full/tied,
+        ``max(nu - 1, 0)`` for diag/spherical). ``None``: no extra count.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+        Mixing weights.
+    means_ : ndarray of shape (n_components, n_features)
+        Component means.
+    covariances_ : ndarray
+        (n_components, n_features, n_features) if full, (n_features,
+        n_features) if tied, (n_components, n_features) if diag,
+        (n_components,) if spherical.
+    precisions_ : ndarray
+        Inverses of ``covariances_``, same shape.
+    precisions_cholesky_ : ndarray
+        Cholesky factors of the precisions, same shape (scikit-learn's
+        convention).
+    converged_ : bool
+        Whether the winning restart converged.
+    n_iter_ : int
+        M-steps done by the winning restart.
+    lower_bound_ : float
+        Objective (mean log-likelihood per sample, plus the log-prior per
+        sample when priors are on) of the returned parameters.
+    lower_bound_history_ : ndarray, one entry per iteration
+        The objective after each M-step of the winning restart.
+    restarts_ : list of dict
+        Seed, objective, iterations and convergence of every restart.
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of str, one entry per feature
+        Names of features seen during ``fit`` (only when X has string
+        column names).
+
+    See Also
+    --------
+    sklearn.mixture.GaussianMixture : the estimator this one replaces.
+
+    Notes
+    -----
+    Differences from scikit-learn: ``lower_bound_`` belongs to the returned
+    parameters (scikit-learn's belongs to the parameters before its last
+    M-step); convergence requires ``-eps <= change < tol``, so a decrease is
+    reported instead of passing as convergence; a restart that fails
+    numerically is dropped instead of aborting the fit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from emkit import GaussianMixture
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+    >>> gm = GaussianMixture(n_components=2, random_state=0).fit(X)
+    >>> np.round(np.sort(gm.means_[:, 0]), 3)
+    array([ 1., 10.])
+    >>> gm.predict([[0, 0], [12, 3]]) != gm.predict([[12, 3], [0, 0]])
+    array([ True,  True])
+    """
+
+    _parameter_constraints = {
+        **EMMixin._em_parameter_constraints,
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "covariance_type": [StrOptions(set(gaussian.COVARIANCE_TYPES))],
+        "reg_covar": [Interval(Real, 0.0, None, closed="left")],
+        "init_params": [StrOptions({"kmeans", "random", "random_from_data", "k-means++"})],
+        "weights_init": ["array-like", None],
+        "means_init": ["array-like", None],
+        "precisions_init": ["array-like", None],
+        "weights_prior": [Interval(Real, 0.0, None, closed="neither"), "array-like", None],
+        "means_prior": ["array-like", None],
+        "means_weight": [Interval(Real, 0.0, None, closed="left"), "array-like", None],
+        "covars_prior": [Interval(Real, 0.0, None, closed="left"), "array-like", None],
+        "covars_weight": [Interval(Real, 0.0, None, closed="left"), None],
+    }
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        n_jobs=None,
+        keep_params_history=False,
+        weights_prior=None,
+        means_prior=None,
+        means_weight=None,
+        covars_prior=None,
+        covars_weight=None,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.n_jobs = n_jobs
+        self.keep_params_history = keep_params_history
+        self.weights_prior = weights_prior
+        self.means_prior = means_prior
+        self.means_weight = means_weight
+        self.covars_prior = covars_prior
+        self.covars_weight = covars_weight
+
+    # ------------------------------------------------------------------ fitting
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, sample_weight=None):
+        """Estimate the parameters by EM (``n_init`` restarts, the best kept).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data; float32 input is computed in float32.
+        y : Ignored
+            Not used, present for API consistency.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each sample; integer weights give the
+            same fit as repeating rows.
+
+        Returns
+        -------
+        self : GaussianMixture
+            The fitted estimator.
+        """
+        data = self._validate_fit_data(X, sample_weight=sample_weight)
+        self._fit_em(data)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return the most probable component of every training sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        return self.fit(X, sample_weight=sample_weight).predict(X)
+
+    def _validate_fit_data(self, X, y=None, sample_weight=None):
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        if X.shape[0] < self.n_components:
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
+                f"n_samples = {X.shape[0]}"
+            )
+        sample_weight = check_sample_weight(sample_weight, X)
+        n_units = float(X.shape[0]) if sample_weight is None else float(sample_weight.sum())
+        self._check_init_and_priors(X.shape[1])
+        return _MixtureData(X, sample_weight, n_units)
+
+    def _check_init_and_priors(self, n_features):
+        n_components = self.n_components
+        if self.weights_init is not None:
+            weights = check_array_param(self.weights_init, "weights_init", (n_components,))
+            if np.any(weights < 0) or np.any(weights > 1):
+                raise ValueError("weights_init must lie in [0, 1].")
+            if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-6):
+                raise ValueError(f"weights_init must sum to 1, got {weights.sum():.8f}.")
+        if self.means_init is not None:
+            check_array_param(self.means_init, "means_init", (n_components, n_features))
+        if self.precisions_init is not None:
+            shape = _covariance_shape(self.covariance_type, n_components, n_features)
+            precisions = check_array_param(self.precisions_init, "precisions_init", shape)
+            if self.covariance_type in ("full", "tied"):
+                mats = precisions if self.covariance_type == "full" else precisions[np.newaxis]
+                if not np.allclose(mats, np.swapaxes(mats, -1, -2), atol=1e-10 * max(1.0, np.abs(mats).max())):
+                    raise ValueError("precisions_init must be symmetric.")
+            try:
+                gaussian.covariances_from_precisions(precisions, self.covariance_type)
+            except np.linalg.LinAlgError as exc:
+                raise ValueError(f"precisions_init must be positive definite: {exc}.") from None
+        if self.weights_prior is not None:
+            alpha = np.broadcast_to(np.asarray(self.weights_prior, dtype=np.float64), (n_components,))
+            if np.any(alpha <= 0) or not np.all(np.isfinite(alpha)):
+                raise ValueError("weights_prior must be positive and finite.")
+        if self.means_prior is not None:
+            prior = np.asarray(self.means_prior, dtype=np.float64)
+            if prior.shape not in ((n_features,), (n_components, n_features), ()):
+                raise ValueError(
+                    f"means_prior must have shape ({n_features},) or ({n_components}, {n_features}), "
+                    f"got {prior.shape}."
+                )
+        if self.means_weight is not None:
+            weight = np.asarray(self.means_weight, dtype=np.float64)
+            if weight.shape not in ((), (n_components,)) or np.any(weight < 0):
+                raise ValueError(f"means_weight must be a non-negative float or of shape ({n_components},).")
+        if self.covars_prior is not None:
+            prior = np.asarray(self.covars_prior, dtype=np.float64)
+            if self.covariance_type in ("full", "tied"):
+                allowed = ((), (n_features, n_features))
+            elif self.covariance_type == "diag":
+                allowed = ((), (n_features,), (n_components, n_features))
+            else:
+                allowed = ((), (n_components,))
+            if prior.shape not in allowed or np.any(~np.isfinite(prior)):
+                raise ValueError(f"covars_prior for covariance_type={self.covariance_type!r} must have a shape in {allowed}.")
+            if prior.ndim == 2 and self.covariance_type in ("full", "tied"):
+                try:
+                    np.linalg.cholesky(prior)
+                except np.linalg.LinAlgError:
+                    raise ValueError("covars_prior must be a positive-definite matrix.") from None
+            elif np.any(prior < 0):
+                raise ValueError("covars_prior must be non-negative.")
+
+    # ------------------------------------------------------------------ priors
+    def _prior_kwargs(self, n_features):
+        covars_prior = 0.0 if self.covars_prior is None else np.asarray(self.covars_prior, dtype=np.float64)
+        if self.covariance_type == "spherical" and np.ndim(covars_prior) == 1:
+            covars_prior = np.repeat(covars_prior[:, np.newaxis], n_features, axis=1)
+        return {
+            "means_prior": 0.0 if self.means_prior is None else np.asarray(self.means_prior, dtype=np.float64),
+            "means_weight": 0.0 if self.means_weight is None else np.asarray(self.means_weight, dtype=np.float64),
+            "covars_prior": covars_prior,
+            "covars_weight": self.covars_weight,
+        }
+
+    def _log_prior(self, params):
+        total = 0.0
+        if self.weights_prior is not None:
+            alpha = np.broadcast_to(np.asarray(self.weights_prior, dtype=np.float64), (self.n_components,))
+            with np.errstate(invalid="ignore"):
+                terms = (alpha - 1.0) * safe_log(params["weights_"].astype(np.float64))
+            total += float(np.sum(np.where(alpha == 1.0, 0.0, terms)))
+        if self.means_weight is not None or self.covars_prior is not None or self.covars_weight is not None:
+            total += gaussian.log_prior(
+                params["means_"],
+                params["covariances_"],
+                self.covariance_type,
+                **self._prior_kwargs(params["means_"].shape[1]),
+            )
+        return total
+
+    # ------------------------------------------------------------------ EM hooks
+    def _initialize(self, data, random_state):
+        X = data.X
+        n_samples = X.shape[0]
+        n_components = self.n_components
+        given_all = self.weights_init is not None and self.means_init is not None and self.precisions_init is not None
+        if given_all:
+            resp = None
+        elif self.init_params == "kmeans":
+            labels = (
+                KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
+                .fit(X, sample_weight=data.sample_weight)
+                .labels_
+            )
+            resp = np.zeros((n_samples, n_components), dtype=X.dtype)
+            resp[np.arange(n_samples), labels] = 1
+        elif self.init_params == "random":
+            resp = random_state.uniform(size=(n_samples, n_components)).astype(X.dtype, copy=False)
+            resp /= resp.sum(axis=1)[:, np.newaxis]
+        elif self.init_params == "random_from_data":
+            resp = np.zeros((n_samples, n_components), dtype=X.dtype)
+            indices = random_state.choice(n_samples, size=n_components, replace=False)
+            resp[indices, np.arange(n_components)] = 1
+        else:  # k-means++
+            resp = np.zeros((n_samples, n_components), dtype=X.dtype)
+            _, indices = kmeans_plusplus(
+                X, n_components, random_state=random_state, sample_weight=data.sample_weight
+            )
+            resp[indices, np.arange(n_components)] = 1
+
+        dtype = X.dtype
+        if resp is not None:
+            weighted = resp if data.sample_weight is None else resp * data.sample_weight[:, np.newaxis]
+            # centre the moments on the data's mean: the start is then as accurate as later steps
+            center = np.tile(np.average(X, axis=0, weights=data.sample_weight), (n_components, 1))
+            stats = gaussian.accumulate(X, weighted, center, self.covariance_type)
+            means, covariances = gaussian.m_step(
+                stats, center, self.covariance_type, reg_covar=self.reg_covar, **self._prior_kwargs(X.shape[1])
+            )
+            nk = stats.post + 10 * np.finfo(np.float64).eps
+            weights = nk / nk.sum()
+        if self.weights_init is not None:
+            weights = np.asarray(self.weights_init, dtype=np.float64)
+        if self.means_init is not None:
+            means = np.asarray(self.means_init, dtype=np.float64)
+        if self.precisions_init is not None:
+            covariances = gaussian.covariances_from_precisions(
+                np.asarray(self.precisions_init, dtype=np.float64), self.covariance_type
+            )
+        return self._pack(weights, means, covariances, dtype)
+
+    def _pack(self, weights, means, covariances, dtype):
+        try:
+            prec_chol = gaussian.precisions_cholesky(covariances, self.covariance_type)
+        except np.linalg.LinAlgError as exc:
+            raise NumericalFailure(
+                f"Fitting the mixture model failed because some components have ill-defined empirical "
+                f"covariance ({exc}). Increase reg_covar, lower n_components, or scale the input data."
+            ) from None
+        return {
+            "weights_": weights.astype(dtype),
+            "means_": means.astype(dtype),
+            "covariances_": covariances.astype(dtype),
+            "precisions_cholesky_": prec_chol.astype(dtype),
+        }
+
+    def _e_step(self, data, params):
+        X = data.X
+        n_samples, n_features = X.shape
+        cov_type = self.covariance_type
+        means = params["means_"]
+        prec_chol = params["precisions_cholesky_"]
+        log_weights = safe_log(params["weights_"])
+        step = gaussian.block_size(self.n_components, n_features)
+        stats = None
+        total = 0.0
+        for start in range(0, n_samples, step):
+            Xb = X[start : start + step]
+            log_prob = gaussian.log_likelihood(Xb, means, prec_chol, cov_type)
+            log_prob += log_weights
+            log_norm = normalize_log_rows(log_prob)  # log_prob now holds the responsibilities
+            if data.sample_weight is not None:
+                wb = data.sample_weight[start : start + step]
+                total += float(np.dot(wb, log_norm))
+                log_prob *= wb[:, np.newaxis]
+            else:
+                total += float(np.sum(log_norm))
+            block_stats = gaussian.accumulate(Xb, log_prob, means, cov_type)
+            stats = block_stats if stats is None else gaussian.add_stats(stats, block_stats)
+        return stats, total
+
+    def _m_step(self, data, stats, params):
+        means_old = params["means_"].astype(np.float64)
+        means, covariances = gaussian.m_step(
+            stats,
+            means_old,
+            self.covariance_type,
+            reg_covar=self.reg_covar,
+            **self._prior_kwargs(means_old.shape[1]),
+        )
+        nk = stats.post + 10 * np.finfo(np.float64).eps
+        n_features = means_old.shape[1]
+        extra = 0.0
+        if self.covars_weight is not None:
+            extra = max(self.covars_weight - (n_features if self.covariance_type in ("full", "tied") else 1), 0.0)
+        slack = gaussian.regularization_slack(covariances, self.covariance_type, self.reg_covar, nk + extra, n_features)
+        if self.weights_prior is None:
+            weights = nk / nk.sum()
+        else:
+            alpha = np.broadcast_to(np.asarray(self.weights_prior, dtype=np.float64), nk.shape)
+            weights = np.maximum(nk + alpha - 1.0, 0.0)
+            weights /= weights.sum()
+        params = self._pack(weights, means, covariances, data.X.dtype)
+        params["_objective_slack"] = slack
+        return params
+
+    def _objective_dtype(self, data):
+        return data.X.dtype
+
+    def _fitted_params(self):
+        return {
+            "weights_": self.weights_,
+            "means_": self.means_,
+            "covariances_": self.covariances_,
+            "precisions_cholesky_": self.precisions_cholesky_,
+        }
+
+    def _after_fit(self, data, params):
+        self.precisions_ = gaussian.precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
+
+    # ------------------------------------------------------------------ inference
+    def _estimate_weighted_log_prob(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        log_prob = gaussian.log_likelihood(X, self.means_, self.precisions_cholesky_, self.covariance_type)
+        log_prob += safe_log(self.weights_)
+        return log_prob
+
+    def score_samples(self, X):
+        """Log-density of every sample under the fitted mixture.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_prob : ndarray of shape (n_samples,)
+            ``log p(x_n)``.
+        """
+        return logsumexp(self._estimate_weighted_log_prob(X), axis=1)
+
+    def score(self, X, y=None):
+        """Mean log-likelihood per sample (higher is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        log_likelihood : float
+        """
+        return float(np.mean(self.score_samples(X)))
+
+    def predict_proba(self, X):
+        """Posterior probability of each component for each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        resp : ndarray of shape (n_samples, n_components)
+            ``p(z_n = k | x_n)``.
+        """
+        log_prob = np.ascontiguousarray(self._estimate_weighted_log_prob(X))
+        normalize_log_rows(log_prob)
+        return log_prob
+
+    def predict(self, X):
+        """Most probable component of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        return self._estimate_weighted_log_prob(X).argmax(axis=1)
+
+    def sample(self, n_samples=1, random_state=None):
+        """Draw samples from the fitted mixture.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+        random_state : int, RandomState instance or None, default=None
+            None uses the estimator's ``random_state``.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        labels : ndarray of shape (n_samples,)
+            The component each sample was drawn from (sorted, as in
+            scikit-learn).
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, Integral) or n_samples < 1:
+            raise ValueError(f"Invalid value for 'n_samples': {n_samples}. It must be a positive integer.")
+        rng = check_random_state(self.random_state if random_state is None else random_state)
+        counts = rng.multinomial(n_samples, self.weights_.astype(np.float64) / self.weights_.sum())
+        labels = np.repeat(np.arange(self.n_components), counts)
+        X = gaussian.sample(self.means_, self.covariances_, self.covariance_type, labels, rng)
+        return X, labels
+
+    def _n_parameters(self):
+        n_features = self.means_.shape[1]
+        return gaussian.n_parameters(self.n_components, n_features, self.covariance_type) + self.n_components - 1
+
+    def bic(self, X):
+        """Bayesian information criterion on X (lower is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        bic : float
+        """
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return -2 * self.score(X) * X.shape[0] + self._n_parameters() * np.log(X.shape[0])
+
+    def aic(self, X):
+        """Akaike information criterion on X (lower is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        aic : float
+        """
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+
+
+def _covariance_shape(covariance_type, n_components, n_features):
+    return {
+        "full": (n_components, n_features, n_features),
+        "tied": (n_features, n_features),
+        "diag": (n_components, n_features),
+        "spherical": (n_components,),
+    }[covariance_type]
