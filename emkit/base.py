@@ -28,9 +28,8 @@ The hooks (none of ``_initialize``, ``_e_step`` or ``_m_step`` writes to
     The current fitted attributes as a params dict (for warm start).
 ``_after_fit(data, params)``
     Optional: set model-specific derived attributes after the winner is set.
-``_is_converged(iteration, change, eps, value=None) -> bool``
-    Optional: the stopping rule (default ``change < tol``); ``value`` is the
-    current per-unit objective (LDA's ``perp_tol`` rule needs it).
+``_is_converged(iteration, change, eps) -> bool``
+    Optional: the stopping rule (default ``change < tol``).
 ``_objective_dtype(data)``
     Optional: dtype whose eps sets the round-off allowance (default float64).
 
@@ -199,7 +198,7 @@ class EMMixin:
     def _objective_dtype(self, data):
         return np.float64
 
-    def _is_converged(self, iteration, change, eps, value=None):
+    def _is_converged(self, iteration, change, eps):
         """Stopping rule, asked only when ``change >= -eps`` (no decrease beyond round-off).
 
         The default is emkit's ``change < tol``; a model whose peer uses another
@@ -340,7 +339,7 @@ class EMMixin:
                             "points at numerical trouble (e.g. too small reg_covar / min_covar).",
                             ObjectiveDecreaseWarning,
                         )
-                    elif self._is_converged(iteration, change, eps, value=value):
+                    elif self._is_converged(iteration, change, eps):
                         run.converged = True
                         break
                 if verbose:

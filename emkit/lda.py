@@ -158,13 +158,13 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         ends the fit; ``n_iter_ < max_iter`` shows that ``perp_tol`` stopped it.
     lower_bound_ : float
         ELBO per document of the returned parameters.
-    lower_bound_history_ : ndarray of shape (n_iter_,)
+    lower_bound_history_ : ndarray, one entry per iteration
         ELBO per document after each pass (never decreasing in batch mode).
     restarts_ : list of dict
         One record per restart (seed, objective, n_iter, converged, error).
     n_features_in_ : int
         Number of words in the vocabulary.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of str, one entry per word
         Vocabulary, when X had string column names.
 
     See Also
@@ -334,7 +334,8 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         # the other documents continue from their previous gamma
         fresh = self._fresh_starts(params, *doc_topic.shape)
         floor = None
-        if "_previous_objective" in params:  # batch: the ELBO must not fall below the previous iteration's
+        if self.learning_method == "batch" and "_previous_objective" in params:
+            # batch: the ELBO must not fall below the previous iteration's
             floor = params["_previous_objective"] - self._log_prior(params)
         return self._e_step_arrays(data, params, doc_topic, fresh_start=fresh, floor=floor)
 
@@ -376,6 +377,10 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
 
     def _log_prior(self, params):
         """The topic-word term ``E[log p(beta | eta)] - E[log q(beta | lambda)]`` of the ELBO."""
+        if hasattr(self, "_stopping_state"):
+            # the engine evaluates the objective right before asking _is_converged; keep the previous
+            # iteration's total (carried in params by the M-step) for the perp_tol rule
+            self._stopping_state["previous_total"] = params.get("_previous_objective")
         _, eta = self._priors()
         elog = params.get("_elog_component")
         if elog is None:
@@ -394,6 +399,7 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         new = self._online_pass(data, params, doc_topic, total_samples=data.n_units)
         new["_doc_topic"] = doc_topic
         new["_seed"] = params.get("_seed", 0)
+        new["_previous_objective"] = stats["elbo"] + self._log_prior(params)
         return new
 
     def _online_pass(self, data, params, doc_topic, total_samples, seed=None):
@@ -415,14 +421,23 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
             current = _topic_word_params(components.copy(), n_batch_iter)
         return current
 
-    def _is_converged(self, iteration, change, eps, value=None):
-        """scikit-learn's rule: ``max_iter`` passes; with ``evaluate_every > 0``, perplexity change < ``perp_tol``."""
-        if self.evaluate_every > 0 and iteration % self.evaluate_every == 0 and value is not None:
-            perplexity = math.exp(min(-value * self._docs_per_word, 700.0))
-            previous = self._last_perplexity if iteration > self.evaluate_every else None
-            self._last_perplexity = perplexity
-            if previous is not None and abs(previous - perplexity) < self.perp_tol:
-                return True
+    def _is_converged(self, iteration, change, eps):
+        """scikit-learn's rule: ``max_iter`` passes; with ``evaluate_every > 0``, perplexity change < ``perp_tol``.
+
+        The perplexity is ``exp(-total ELBO / n_words)`` of the current
+        parameters: the previous iteration's total (which the M-step carries in
+        the parameters) plus ``change`` per document.
+        """
+        state = getattr(self, "_stopping_state", None)
+        if self.evaluate_every > 0 and iteration % self.evaluate_every == 0 and state is not None:
+            previous_total = state.get("previous_total")
+            if previous_total is not None:
+                total = previous_total + change * state["n_documents"]
+                perplexity = math.exp(min(-total / state["n_words"], 700.0))
+                last = state.get("last_perplexity") if iteration > self.evaluate_every else None
+                state["last_perplexity"] = perplexity
+                if last is not None and abs(last - perplexity) < self.perp_tol:
+                    return True
         return iteration >= self.max_iter
 
     def _fitted_params(self):
@@ -451,7 +466,8 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         """
         self._validate_params()
         data = self._validate_fit_data(X, y)
-        self._docs_per_word = data.n_units / data.n_words
+        # scratch for the perp_tol rule (each restart, in this process or a worker, has its own copy)
+        self._stopping_state = {"n_documents": data.n_units, "n_words": data.n_words}
         try:
             if self.learning_method == "online":
                 # stochastic updates: the ELBO may go down between passes; that is not a bug
@@ -461,9 +477,7 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
             else:
                 self._fit_em(data)
         finally:
-            del self._docs_per_word
-            if hasattr(self, "_last_perplexity"):
-                del self._last_perplexity
+            del self._stopping_state
         return self
 
     def partial_fit(self, X, y=None):
