@@ -422,7 +422,7 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         means = params["means_"]
         prec_chol = params["precisions_cholesky_"]
         log_weights = safe_log(params["weights_"])
-        step = gaussian.block_size(self.n_components, n_features)
+        step = gaussian.block_size(self.n_components, n_features, cov_type, X.dtype)
         stats = None
         total = 0.0
         for start in range(0, n_samples, step):

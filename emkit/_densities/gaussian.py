@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import linalg
 
+from .._inference.mixture import pair_products
 from .._math import symmetrize
 
 __all__ = [
@@ -71,9 +72,20 @@ class GaussianStats(NamedTuple):
     second: np.ndarray
 
 
-def block_size(n_components, n_features):
-    """Rows per block: keeps a (rows, K, D) temporary near 2 MB."""
-    return int(max(64, _BLOCK_ELEMENTS // max(1, n_components * n_features)))
+def block_size(n_components, n_features, covariance_type="diag", dtype=np.float64):
+    """Rows per block, so that a block's largest temporary stays near 2 MB.
+
+    That temporary is (rows, K*D) for full covariances in float32 (one whitened
+    copy per component), (rows, D*(D+1)/2 + K) for full covariances in float64
+    (pair features and log-densities), and (rows, K + D) otherwise.
+    """
+    if covariance_type == "full" and np.dtype(dtype) != np.float64:
+        width = n_components * n_features
+    elif covariance_type in ("full", "tied"):
+        width = n_features * (n_features + 1) // 2 + n_components
+    else:
+        width = n_components + n_features
+    return int(max(64, _BLOCK_ELEMENTS // max(1, width)))
 
 
 def _check_type(covariance_type):
@@ -191,7 +203,7 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None):
     if out is None:
         out = np.empty((n_samples, n_components), dtype=dtype)
     const = _log_det_chol(prec_chol, covariance_type, n_components, n_features) - 0.5 * n_features * _LOG_2PI
-    step = block_size(n_components, n_features)
+    step = block_size(n_components, n_features, covariance_type, X.dtype)
     if covariance_type in ("diag", "spherical"):
         prec = prec_chol**2
         if covariance_type == "spherical":
@@ -220,7 +232,30 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None):
             block *= 0.5
             block += const
         return out
-    # full: one GEMM whitens a block under all K components at once, a second one
+    if X.dtype == np.float64:
+        # float64: (x-g)^T P_k (x-g) - 2 (x-g)^T P_k (mu_k-g) + (mu_k-g)^T P_k (mu_k-g), where the
+        # quadratic terms of all components are one product of the pair features of x - g with
+        # the packed upper triangles of the P_k. It writes (m, K) instead of (m, K*D) per block.
+        # g, the middle of the means, keeps the terms small (a few of float64's 16 digits lost
+        # where components lie many standard deviations apart).
+        g = means.mean(axis=0)
+        offset = means - g
+        precisions = precisions_from_cholesky(prec_chol, "full")
+        rows, cols = np.triu_indices(n_features)
+        quad = np.ascontiguousarray((precisions[:, rows, cols] * np.where(rows == cols, 1.0, 2.0)).T)  # (T, K)
+        lin = np.ascontiguousarray((-2.0 * np.einsum("kij,kj->ki", precisions, offset)).T)  # (D, K)
+        const = const - 0.5 * np.einsum("ki,kij,kj->k", offset, precisions, offset)
+        pairs = np.empty((min(step, n_samples), quad.shape[0]))
+        for start in range(0, n_samples, step):
+            Xg = X[start : start + step] - g
+            features = pair_products(Xg, out=pairs[: Xg.shape[0]])
+            block = out[start : start + step]
+            np.matmul(features, quad, out=block)
+            block += Xg @ lin
+            block *= -0.5
+            block += const
+        return out
+    # float32: one GEMM whitens a block under all K components at once, a second one
     # (against a 0/1 matrix that sums each component's D columns) gives the squared norms
     stacked = np.ascontiguousarray(np.transpose(prec_chol, (1, 0, 2)).reshape(n_features, n_components * n_features))
     shift = np.einsum("kd,kde->ke", means, prec_chol).reshape(-1)
@@ -259,7 +294,7 @@ def accumulate(X, posteriors, center, covariance_type):
     n_components = center.shape[0]
     post = np.zeros(n_components)
     first = np.zeros((n_components, n_features))
-    step = block_size(n_components, n_features)
+    step = block_size(n_components, n_features, covariance_type, X.dtype)
     if covariance_type in ("diag", "spherical"):
         # moments about one reference point g, moved to each c_k afterwards:
         # sum r (x - c)^2 = sum r (x - g)^2 - 2 (c - g) sum r (x - g) + N (c - g)^2
@@ -279,16 +314,21 @@ def accumulate(X, posteriors, center, covariance_type):
         # float64: moments about one reference point g from one GEMM per block, moved to
         # each c_k afterwards. The shift loses about log10(|c_k - g|^2 / variance) digits
         # of float64's sixteen: harmless here, and twice as fast as centring per component.
+        # The upper triangles of all K scatter matrices are one product of the rows' pair
+        # features with the posteriors.
         g = center.mean(axis=0)
-        cross = np.zeros((n_features, n_components * n_features))
+        rows, cols = np.triu_indices(n_features)
+        packed = np.zeros((rows.shape[0], n_components))
+        pairs = np.empty((min(step, n_samples), rows.shape[0]))
         for start in range(0, n_samples, step):
             Xg = X[start : start + step] - g
             rb = posteriors[start : start + step]
             post += rb.sum(axis=0)
             first += rb.T @ Xg
-            weighted = (rb[:, :, np.newaxis] * Xg[:, np.newaxis, :]).reshape(Xg.shape[0], -1)
-            cross += Xg.T @ weighted
-        second = np.transpose(cross.reshape(n_features, n_components, n_features), (1, 0, 2))
+            packed += pair_products(Xg, out=pairs[: Xg.shape[0]]).T @ rb
+        second = np.empty((n_components, n_features, n_features))
+        second[:, rows, cols] = packed.T
+        second[:, cols, rows] = packed.T
         delta = center - g
         fd = np.einsum("ki,kj->kij", first, delta)
         second = second - fd - np.swapaxes(fd, 1, 2) + post[:, None, None] * np.einsum("ki,kj->kij", delta, delta)

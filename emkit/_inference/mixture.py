@@ -57,3 +57,40 @@ def normalize_log_rows(log_prob):
     log_norm = np.empty(log_prob.shape[0], dtype=np.float64)
     _normalize_log_rows(log_prob, log_norm)
     return log_norm
+
+
+@jit
+def _pair_products(X, rows, cols, out):
+    n_rows = X.shape[0]
+    n_pairs = rows.shape[0]
+    for r in range(n_rows):
+        x = X[r]
+        o = out[r]
+        for t in range(n_pairs):
+            o[t] = x[rows[t]] * x[cols[t]]
+
+
+def pair_products(X, out=None):
+    """Products of every pair of columns ``i <= j`` of each row (the upper triangle of ``x x^T``).
+
+    With these features a quadratic form ``x^T A x`` is a matrix product, so the
+    Mahalanobis terms and the second moments of all components come from one
+    GEMM each (inner dimension ``D (D + 1) / 2``) instead of ``K`` whitening products.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features), float64, C-contiguous
+    out : ndarray of shape (n_rows, n_features * (n_features + 1) // 2), optional
+
+    Returns
+    -------
+    products : ndarray of shape (n_rows, n_features * (n_features + 1) // 2)
+        Column ``t`` holds ``X[:, i_t] * X[:, j_t]`` for ``(i_t, j_t)`` in
+        ``numpy.triu_indices(n_features)`` order.
+    """
+    n_features = X.shape[1]
+    rows, cols = np.triu_indices(n_features)
+    if out is None:
+        out = np.empty((X.shape[0], rows.shape[0]), dtype=np.float64)
+    _pair_products(np.ascontiguousarray(X, dtype=np.float64), rows.astype(np.int64), cols.astype(np.int64), out)
+    return out
