@@ -382,6 +382,9 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
             # iteration's total (carried in params by the M-step) for the perp_tol rule
             self._stopping_state["previous_total"] = params.get("_previous_objective")
         _, eta = self._priors()
+        cached = params.get("_topic_term")
+        if cached is not None and cached[0] == eta:
+            return cached[1]
         elog = params.get("_elog_component")
         if elog is None:
             elog = _dirichlet_expectation_rows(params["components_"])
@@ -391,6 +394,8 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         """Batch: ``lambda = eta + sum_d n_dw phi_dwk``; online: one pass of mini-batch updates."""
         if self.learning_method == "batch":
             new = _topic_word_params(data.topic_word_prior + stats["sstats"], params["n_batch_iter_"] + 1)
+            # the topic-word term is asked for twice per iteration (floor, objective): compute it once
+            new["_topic_term"] = (data.topic_word_prior, self._log_prior(new))
             new["_doc_topic"] = stats["doc_topic"]
             new["_seed"] = params.get("_seed", 0)
             new["_previous_objective"] = stats["elbo"] + self._log_prior(params)
