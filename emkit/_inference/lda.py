@@ -1,0 +1,493 @@
+"""Per-document variational updates for Latent Dirichlet Allocation.
+
+The kernels work on the plain arrays of a CSR document-term matrix
+(``indptr``, ``indices``, ``data``): document ``d`` holds the words
+``indices[indptr[d]:indptr[d + 1]]`` with counts ``data[indptr[d]:indptr[d + 1]]``.
+One compiled call loops over a range of documents, so there is no Python
+loop per document.
+
+Notation, for one document with word counts ``n_w``, ``K`` topics,
+``alpha`` the document-topic prior:
+
+- ``gamma`` (length ``K``): the variational Dirichlet parameters of the
+  document's topic mixture ``theta``;
+- ``elog_theta = E[log theta] = psi(gamma) - psi(sum(gamma))`` and
+  ``exp_theta = exp(elog_theta)``;
+- ``exp_beta[w, k] = exp(E[log beta_kw])`` (the topic-word matrix's
+  ``exp_dirichlet_component_``, transposed so that one word's ``K`` values are
+  contiguous);
+- ``norm_w = sum_k exp_theta[k] * exp_beta[w, k]``: the normaliser of the
+  optimal word-topic responsibilities ``phi_wk = exp_theta[k] exp_beta[w, k] / norm_w``;
+- the coordinate-ascent update ``gamma_k <- alpha + exp_theta[k] * sum_w exp_beta[w, k] n_w / norm_w``
+  (that is, ``alpha + sum_w n_w phi_wk``).
+
+Each document iterates that update from its starting ``gamma`` until the mean
+absolute change of ``gamma`` drops below ``tol`` (scikit-learn's
+``mean_change_tol``) or ``max_iter`` updates were made; converged documents
+stop early. The returned ``ratio`` (``n_w / norm_w`` per stored entry, with
+``exp_theta`` of the final ``gamma``) gives the expected topic-word counts as
+the sparse product ``sstats[k, w] = exp_beta[w, k] * sum_d exp_theta[d, k] ratio[d, w]``.
+
+The per-document ELBO, with ``phi`` optimal for the final ``gamma``, is::
+
+    sum_w n_w log(norm_w)
+      + sum_k [(alpha - gamma_k) elog_theta_k + lgamma(gamma_k) - lgamma(alpha)]
+      + lgamma(K alpha) - lgamma(sum_k gamma_k)
+
+``log(norm_w)`` falls back to a log-sum-exp over ``elog_theta + E[log beta]``
+when ``norm_w`` underflows.
+"""
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from ._jit import jit
+
+__all__ = ["DocumentUpdate", "update_documents", "select_fresh", "digamma"]
+
+_TINY = 1e-300  # floor of norm_w inside the fixed-point updates (only hit on underflow)
+_PRUNE = 1e-6  # topics with exp_theta below this fraction of the largest skip the in-between updates
+_FULL_EVERY = 8  # with pruning, every 8th update is over all topics
+
+
+class DocumentUpdate(NamedTuple):
+    """Output of :func:`update_documents`.
+
+    Attributes
+    ----------
+    doc_topic : ndarray of shape (n_documents, n_components)
+        Final variational Dirichlet parameters ``gamma`` of each document.
+    exp_doc_topic : ndarray of shape (n_documents, n_components)
+        ``exp(E[log theta])`` at ``doc_topic``.
+    ratio : ndarray of shape (nnz,)
+        ``n_w / norm_w`` for every stored entry of the CSR matrix (aligned
+        with ``indices``), computed at the final ``doc_topic``.
+    elbo : ndarray of shape (n_documents,)
+        Per-document ELBO (the topic-word term excluded).
+    n_updates : ndarray of int64 of shape (n_documents,)
+        Number of fixed-point updates each document made.
+    from_fresh : ndarray of bool of shape (n_documents,)
+        Which documents kept the solution from ``fresh_start``.
+    """
+
+    doc_topic: np.ndarray
+    exp_doc_topic: np.ndarray
+    ratio: np.ndarray
+    elbo: np.ndarray
+    n_updates: np.ndarray
+    from_fresh: np.ndarray
+
+
+@jit
+def digamma(x):
+    """``psi(x)`` for ``x >= 0`` (``-inf`` at 0), accurate to about 1e-14.
+
+    Shifts ``x`` up to at least 8 with ``psi(x) = psi(x + 1) - 1/x``, then
+    uses the asymptotic series through the ``x**-12`` term.
+    """
+    if x <= 0.0:
+        return -np.inf
+    shift = 0.0
+    while x < 8.0:
+        shift += 1.0 / x
+        x += 1.0
+    inv = 1.0 / x
+    inv2 = inv * inv
+    # 1/(12 x^2) - 1/(120 x^4) + 1/(252 x^6) - 1/(240 x^8) + 1/(132 x^10) - 691/(32760 x^12)
+    series = 1.0 / 132.0 - inv2 * (691.0 / 32760.0)
+    series = 1.0 / 240.0 - inv2 * series
+    series = 1.0 / 252.0 - inv2 * series
+    series = 1.0 / 120.0 - inv2 * series
+    series = inv2 * (1.0 / 12.0 - inv2 * series)
+    return math.log(x) - 0.5 * inv - series - shift
+
+
+@jit
+def _dirichlet_expectation(gamma, elog_out, exp_out):
+    """``elog_out = psi(gamma) - psi(sum(gamma))``, ``exp_out = exp(elog_out)``."""
+    total = 0.0
+    for k in range(gamma.shape[0]):
+        total += gamma[k]
+    psi_total = digamma(total)
+    for k in range(gamma.shape[0]):
+        elog_out[k] = digamma(gamma[k]) - psi_total
+        exp_out[k] = math.exp(elog_out[k])
+
+
+@jit
+def _dirichlet_expectation_pruned(gamma, alpha, psi_alpha, elog_out, exp_out):
+    """:func:`_dirichlet_expectation` reusing ``psi(alpha)`` for the entries equal to ``alpha``."""
+    total = 0.0
+    for k in range(gamma.shape[0]):
+        total += gamma[k]
+    psi_total = digamma(total)
+    elog_alpha = psi_alpha - psi_total
+    exp_alpha = math.exp(elog_alpha)
+    for k in range(gamma.shape[0]):
+        if gamma[k] == alpha:
+            elog_out[k] = elog_alpha
+            exp_out[k] = exp_alpha
+        else:
+            elog_out[k] = digamma(gamma[k]) - psi_total
+            exp_out[k] = math.exp(elog_out[k])
+
+
+@jit
+def _solve_document(
+    start, nnz, data, indices, beta_wk, beta_kw, elog_beta, alpha, gamma, max_iter, tol, prune,
+    norm, r, acc, elog_theta, exp_theta, terms, active, ratio_out, psi_alpha, lgamma_alpha, lgamma_sum_alpha,
+):
+    """Fixed-point updates of one document from ``gamma`` (updated in place).
+
+    Stops after the first update that changes ``gamma`` by less than ``tol``
+    on average, or after ``max_iter`` updates. With ``prune``, topics whose
+    ``exp_theta`` is below ``_PRUNE`` times the largest are left out of the
+    updates between full updates (their ``gamma`` is set to ``alpha``); a full
+    update runs every ``_FULL_EVERY`` updates, whenever more than half of the
+    topics are active, and before stopping, so the stopping rule is always
+    checked on an exact update. Fills ``exp_theta``
+    and ``elog_theta`` (final) and ``ratio_out[:nnz]``; returns
+    ``(elbo, n_updates)``.
+    """
+    n_components = gamma.shape[0]
+    _dirichlet_expectation(gamma, elog_theta, exp_theta)
+    n_done = 0
+    n_active = n_components
+    need_full = True
+    while n_done < max_iter:
+        # a full update when asked, periodically, or when most topics are active anyway
+        full = need_full or not prune or n_done % _FULL_EVERY == 0 or 2 * n_active > n_components
+        for j in range(nnz):
+            norm[j] = 0.0
+        if full:
+            # norm_w = sum_k exp_theta[k] exp_beta[w, k], vectorised over words
+            for k in range(n_components):
+                e = exp_theta[k]
+                for j in range(nnz):
+                    norm[j] += e * beta_kw[k, j]
+            for j in range(nnz):
+                r[j] = data[start + j] / max(norm[j], _TINY)
+            # acc_k = sum_w exp_beta[w, k] n_w / norm_w, vectorised over topics
+            for k in range(n_components):
+                acc[k] = 0.0
+            for j in range(nnz):
+                rj = r[j]
+                for k in range(n_components):
+                    acc[k] += beta_wk[j, k] * rj
+            change = 0.0
+            for k in range(n_components):
+                new_value = alpha + exp_theta[k] * acc[k]
+                change += abs(new_value - gamma[k])
+                gamma[k] = new_value
+            _dirichlet_expectation(gamma, elog_theta, exp_theta)
+        else:
+            # the same update over the active topics only
+            for a in range(n_active):
+                k = active[a]
+                e = exp_theta[k]
+                for j in range(nnz):
+                    norm[j] += e * beta_kw[k, j]
+            for j in range(nnz):
+                r[j] = data[start + j] / max(norm[j], _TINY)
+            for k in range(n_components):
+                terms[k] = alpha
+            for a in range(n_active):
+                k = active[a]
+                s0 = 0.0
+                s1 = 0.0
+                s2 = 0.0
+                s3 = 0.0
+                j = 0
+                while j + 4 <= nnz:
+                    s0 += beta_kw[k, j] * r[j]
+                    s1 += beta_kw[k, j + 1] * r[j + 1]
+                    s2 += beta_kw[k, j + 2] * r[j + 2]
+                    s3 += beta_kw[k, j + 3] * r[j + 3]
+                    j += 4
+                while j < nnz:
+                    s0 += beta_kw[k, j] * r[j]
+                    j += 1
+                terms[k] = alpha + exp_theta[k] * ((s0 + s1) + (s2 + s3))
+            change = 0.0
+            for k in range(n_components):
+                change += abs(terms[k] - gamma[k])
+                gamma[k] = terms[k]
+            _dirichlet_expectation_pruned(gamma, alpha, psi_alpha, elog_theta, exp_theta)
+        n_done += 1
+        if change / n_components < tol:
+            if full:
+                break
+            need_full = True  # confirm on an exact update
+            continue
+        need_full = False
+        if prune:  # after a full update any topic may be active; after a partial one, only fewer
+            largest = 0.0
+            for k in range(n_components):
+                largest = max(largest, exp_theta[k])
+            if full:
+                n_active = 0
+                for k in range(n_components):
+                    if exp_theta[k] >= _PRUNE * largest:
+                        active[n_active] = k
+                        n_active += 1
+            else:
+                kept = 0
+                for a in range(n_active):
+                    k = active[a]
+                    if exp_theta[k] >= _PRUNE * largest:
+                        active[kept] = k
+                        kept += 1
+                n_active = kept
+
+    # outputs at the final gamma: ratio, and the ELBO with phi optimal for it
+    word_term = 0.0
+    for j in range(nnz):
+        norm[j] = 0.0
+    for k in range(n_components):
+        e = exp_theta[k]
+        for j in range(nnz):
+            norm[j] += e * beta_kw[k, j]
+    for j in range(nnz):
+        s = norm[j]
+        count = data[start + j]
+        ratio_out[j] = count / max(s, _TINY)
+        if count != 0.0:
+            if s > 1e-280:
+                word_term += count * math.log(s)
+            else:  # underflow: log-sum-exp of elog_theta + E[log beta]
+                w = indices[start + j]
+                top = -np.inf
+                for k in range(n_components):
+                    terms[k] = elog_theta[k] + elog_beta[w, k]
+                    top = max(top, terms[k])
+                if top == -np.inf:
+                    word_term += -np.inf
+                else:
+                    acc_exp = 0.0
+                    for k in range(n_components):
+                        acc_exp += math.exp(terms[k] - top)
+                    word_term += count * (top + math.log(acc_exp))
+    total = 0.0
+    dirichlet_term = lgamma_sum_alpha
+    for k in range(n_components):
+        g = gamma[k]
+        total += g
+        if g != alpha:  # (alpha - g) * elog_theta is 0 (even when elog_theta is -inf at g = 0)
+            dirichlet_term += (alpha - g) * elog_theta[k] + math.lgamma(g) - lgamma_alpha
+    dirichlet_term -= math.lgamma(total)
+    return word_term + dirichlet_term, n_done
+
+
+@jit
+def _update_documents(
+    indptr, indices, data, exp_beta, elog_beta, alpha, doc_topic, selected, first, last, max_iter, tol, prune,
+    exp_doc_topic, ratio, elbo, n_updates,
+):
+    """Solve documents ``first..last-1`` whose ``selected`` flag is set, from their ``doc_topic`` row.
+
+    ``doc_topic`` is updated in place; the other outputs are filled for the
+    selected documents only. ``exp_beta`` and ``elog_beta`` have shape
+    (n_features, n_components).
+    """
+    n_components = exp_beta.shape[1]
+    max_nnz = 0
+    for d in range(first, last):
+        max_nnz = max(max_nnz, indptr[d + 1] - indptr[d])
+    beta_wk = np.empty((max_nnz, n_components))  # the document's words, word-major
+    beta_kw = np.empty((n_components, max_nnz))  # the same, topic-major
+    norm = np.empty(max_nnz)
+    r = np.empty(max_nnz)
+    acc = np.empty(n_components)
+    terms = np.empty(n_components)
+    active = np.empty(n_components, dtype=np.int64)
+    gamma = np.empty(n_components)
+    elog_theta = np.empty(n_components)
+    exp_theta = np.empty(n_components)
+    psi_alpha = digamma(alpha)
+    lgamma_alpha = math.lgamma(alpha)
+    lgamma_sum_alpha = math.lgamma(n_components * alpha)
+
+    for d in range(first, last):
+        if not selected[d]:
+            continue
+        start = indptr[d]
+        nnz = indptr[d + 1] - start
+        for j in range(nnz):
+            w = indices[start + j]
+            for k in range(n_components):
+                value = exp_beta[w, k]
+                beta_wk[j, k] = value
+                beta_kw[k, j] = value
+        for k in range(n_components):
+            gamma[k] = doc_topic[d, k]
+        elbo[d], n_updates[d] = _solve_document(
+            start, nnz, data, indices, beta_wk, beta_kw, elog_beta, alpha, gamma, max_iter, tol, prune,
+            norm, r, acc, elog_theta, exp_theta, terms, active, ratio[start:], psi_alpha, lgamma_alpha,
+            lgamma_sum_alpha,
+        )
+        for k in range(n_components):
+            doc_topic[d, k] = gamma[k]
+            exp_doc_topic[d, k] = exp_theta[k]
+
+
+def update_documents(
+    indptr, indices, data, exp_beta_t, elog_beta_t, alpha, doc_topic, max_iter, tol, fresh_start=None, floor=None,
+    prune=False, n_threads=1,
+):
+    """Variational E-step for every document of a CSR matrix.
+
+    Parameters
+    ----------
+    indptr, indices, data : ndarray
+        The CSR arrays of the document-term count matrix of shape
+        (n_documents, n_features).
+    exp_beta_t : ndarray of shape (n_features, n_components)
+        ``exp(E[log beta])`` transposed (word-major).
+    elog_beta_t : ndarray of shape (n_features, n_components)
+        ``E[log beta]`` transposed (used only where ``norm_w`` underflows).
+    alpha : float
+        Document-topic prior.
+    doc_topic : ndarray of shape (n_documents, n_components)
+        Starting (previous) ``gamma`` of each document (not modified).
+    max_iter : int
+        Maximum number of fixed-point updates per document.
+    tol : float
+        A document stops when the mean absolute change of its ``gamma`` is
+        below ``tol``.
+    fresh_start : ndarray of shape (n_documents, n_components), default=None
+        When given, every document is solved from its ``fresh_start`` row
+        (scikit-learn restarts each document from random ``Gamma(100, 0.01)``
+        values at every iteration). If the total ELBO of these solutions is
+        below ``floor``, the ELBO of every document at its ``doc_topic`` row
+        (the previous solution, under the new topics) is computed, and
+        documents whose restart lost the most are solved from their
+        ``doc_topic`` row instead, until the total is back above the floor
+        (see :func:`select_fresh`). Batch EM therefore stays monotone while
+        documents can still leave a poor earlier assignment, which warm
+        starts alone would keep.
+    floor : float, default=None
+        With ``fresh_start``: the total ELBO the documents must reach. Batch
+        EM passes the previous iteration's objective minus the new
+        topic-word term, which the previous solutions always reach. None
+        means the total at ``doc_topic`` (each restart is then checked).
+    prune : bool, default=False
+        Leave topics whose ``exp(E[log theta])`` is below 1e-6 of the
+        document's largest out of the updates between full updates (every
+        8th, and the one that stops). Changes ``gamma`` by about that
+        fraction and makes the updates of concentrated documents several
+        times cheaper.
+    n_threads : int, default=1
+        Number of threads; each takes a contiguous range of documents. The
+        documents are independent, so the result does not depend on it.
+
+    Returns
+    -------
+    DocumentUpdate
+    """
+    indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+    indices = np.ascontiguousarray(indices, dtype=np.int64)
+    data = np.ascontiguousarray(data, dtype=np.float64)
+    exp_beta_t = np.ascontiguousarray(exp_beta_t, dtype=np.float64)
+    elog_beta_t = np.ascontiguousarray(elog_beta_t, dtype=np.float64)
+    doc_topic = np.array(doc_topic, dtype=np.float64, order="C", copy=True)
+    n_documents = indptr.shape[0] - 1
+    n_features, n_components = exp_beta_t.shape
+    if doc_topic.shape != (n_documents, n_components):
+        raise ValueError(f"doc_topic must have shape {(n_documents, n_components)}, got {doc_topic.shape}.")
+    if elog_beta_t.shape != exp_beta_t.shape:
+        raise ValueError("elog_beta_t and exp_beta_t must have the same shape.")
+    if indices.shape[0] != data.shape[0] or indptr[-1] != data.shape[0]:
+        raise ValueError("indptr, indices and data do not describe one CSR matrix.")
+    if fresh_start is None:
+        return _run(
+            indptr, indices, data, exp_beta_t, elog_beta_t, alpha, doc_topic, max_iter, tol, None, prune, n_threads
+        )
+
+    fresh_start = np.array(fresh_start, dtype=np.float64, order="C", copy=True)
+    if fresh_start.shape != doc_topic.shape:
+        raise ValueError(f"fresh_start must have shape {doc_topic.shape}, got {fresh_start.shape}.")
+    common = (indptr, indices, data, exp_beta_t, elog_beta_t, alpha)
+    fresh = _run(*common, fresh_start, max_iter, tol, None, prune, n_threads)
+    fresh = fresh._replace(from_fresh=np.ones(n_documents, dtype=np.bool_))
+    margin = 1e-9 * max(1.0, abs(float(np.sum(fresh.elbo))))  # round-off allowance, on the safe side
+    if floor is not None and float(np.sum(fresh.elbo)) >= floor + margin:
+        return fresh  # the usual case: every document keeps its restart
+    # ELBO of each document at its previous gamma (under the new topics): never below the floor
+    baseline = _run(*common, doc_topic.copy(), 0, tol, None, False, n_threads)
+    slack = 0.0
+    if floor is not None:
+        # allow the documents' total to drop from the baseline to the floor
+        slack = max(0.0, float(np.sum(baseline.elbo)) - floor - margin)
+    keep = select_fresh(fresh.elbo - baseline.elbo, slack)
+    if np.all(keep):
+        return fresh
+    warm = _run(*common, doc_topic, max_iter, tol, ~keep, prune, n_threads)
+    per_entry = np.repeat(keep, np.diff(indptr))
+    return DocumentUpdate(
+        doc_topic=np.where(keep[:, None], fresh.doc_topic, warm.doc_topic),
+        exp_doc_topic=np.where(keep[:, None], fresh.exp_doc_topic, warm.exp_doc_topic),
+        ratio=np.where(per_entry, fresh.ratio, warm.ratio),
+        elbo=np.where(keep, fresh.elbo, warm.elbo),
+        n_updates=baseline.n_updates + fresh.n_updates + warm.n_updates,
+        from_fresh=keep,
+    )
+
+
+def select_fresh(gain, slack=0.0):
+    """Which documents may keep their fresh solution without lowering the total ELBO below a floor.
+
+    ``gain[d]`` is the fresh solution's ELBO minus the ELBO at the previous
+    gamma. Every document with a non-negative gain is kept; the others are
+    added, smallest loss first, as long as the kept documents' total gain
+    stays at least ``-slack``. The rest are solved from their previous gamma
+    (which can only raise their ELBO above the baseline).
+
+    Parameters
+    ----------
+    gain : ndarray of shape (n_documents,)
+    slack : float, default=0.0
+        How far (>= 0) the total may fall below the baseline.
+
+    Returns
+    -------
+    keep : ndarray of bool of shape (n_documents,)
+    """
+    keep = gain >= 0
+    surplus = float(np.sum(gain[keep])) + slack
+    losers = np.flatnonzero(~keep)
+    if losers.size:
+        order = losers[np.argsort(-gain[losers], kind="stable")]
+        cumulative = np.cumsum(-gain[order])
+        keep[order[cumulative <= surplus]] = True
+    return keep
+
+
+def _run(
+    indptr, indices, data, exp_beta_t, elog_beta_t, alpha, doc_topic, max_iter, tol, selected, prune, n_threads
+):
+    n_documents = indptr.shape[0] - 1
+    if selected is None:
+        selected = np.ones(n_documents, dtype=np.bool_)
+    exp_doc_topic = np.zeros_like(doc_topic)
+    ratio = np.zeros_like(data)
+    elbo = np.zeros(n_documents)
+    n_updates = np.zeros(n_documents, dtype=np.int64)
+    args = (exp_beta_t, elog_beta_t, float(alpha), doc_topic, selected)
+    tail = (int(max_iter), float(tol), bool(prune), exp_doc_topic, ratio, elbo, n_updates)
+    n_threads = max(1, min(int(n_threads), n_documents))
+    if n_threads == 1:
+        _update_documents(indptr, indices, data, *args, 0, n_documents, *tail)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        bounds = np.linspace(0, n_documents, n_threads + 1).astype(np.int64)
+        with ThreadPoolExecutor(max_workers=n_threads) as pool:
+            futures = [
+                pool.submit(_update_documents, indptr, indices, data, *args, int(a), int(b), *tail)
+                for a, b in zip(bounds[:-1], bounds[1:])
+            ]
+            for future in futures:
+                future.result()
+    return DocumentUpdate(doc_topic, exp_doc_topic, ratio, elbo, n_updates, np.zeros(n_documents, dtype=np.bool_))

@@ -1,0 +1,656 @@
+"""Latent Dirichlet Allocation fitted by variational EM on emkit's engine."""
+
+import math
+import warnings
+from numbers import Integral, Real
+from typing import NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+from joblib import effective_n_jobs
+from scipy.special import digamma, gammaln
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils import check_random_state, gen_batches
+from sklearn.utils.validation import check_non_negative
+
+from ._inference.lda import update_documents
+from ._validation import Interval, StrOptions, check_array_param, check_is_fitted, validate_data
+from .base import EMMixin, ObjectiveDecreaseWarning
+
+__all__ = ["LatentDirichletAllocation"]
+
+
+class _LDAData(NamedTuple):
+    X: sp.csr_matrix
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+    n_units: int  # documents
+    n_words: float
+    doc_topic_prior: float
+    topic_word_prior: float
+    n_threads: int
+
+
+def _dirichlet_expectation_rows(a):
+    """``E[log x]`` row-wise for ``x ~ Dirichlet(a[i])`` (``-inf`` where ``a`` is 0)."""
+    with np.errstate(divide="ignore"):
+        return digamma(a) - digamma(a.sum(axis=1, keepdims=True))
+
+
+def _topic_word_params(components, n_batch_iter):
+    """Parameter dict for a topic-word matrix ``lambda`` (``components_``)."""
+    elog = _dirichlet_expectation_rows(components)
+    return {
+        "components_": components,
+        "exp_dirichlet_component_": np.exp(elog),
+        "n_batch_iter_": int(n_batch_iter),
+        "_elog_component": elog,
+    }
+
+
+def _dirichlet_term(prior, params, elog):
+    """``E[log p(x | prior)] - E[log q(x | params)]`` summed over rows (symmetric Dirichlet prior)."""
+    n_rows, dim = params.shape
+    diff = prior - params
+    with np.errstate(invalid="ignore"):
+        cross = np.where(diff == 0.0, 0.0, diff * elog)
+    return float(
+        np.sum(cross)
+        + np.sum(gammaln(params))
+        - params.size * gammaln(prior)
+        + n_rows * gammaln(prior * dim)
+        - np.sum(gammaln(params.sum(axis=1)))
+    )
+
+
+class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Latent Dirichlet Allocation fitted by variational EM.
+
+    A drop-in replacement for :class:`sklearn.decomposition.LatentDirichletAllocation`
+    (same constructor names and defaults, same fitted attributes and methods)
+    that runs on emkit's EM engine: restarts (``n_init``) in parallel,
+    ``lower_bound_history_``, ``components_init``, ``warm_start``. The
+    E-step is a compiled per-document kernel; each document's variational
+    parameters are carried from one iteration to the next, so documents that
+    have settled stop after one or two updates.
+
+    The E-step infers each document's variational Dirichlet parameters
+    ``gamma`` (its topic mixture) by coordinate ascent; the M-step sets the
+    topic-word parameters ``lambda = topic_word_prior + sum_d n_dw phi_dwk``
+    (batch) or moves them towards that value one mini-batch at a time with
+    step ``(learning_offset + n_batch_iter_) ** -learning_decay`` (online).
+
+    Parameters
+    ----------
+    n_components : int, default=10
+        Number of topics.
+    doc_topic_prior : float, default=None
+        Prior ``alpha`` of the document-topic distributions; None means
+        ``1 / n_components``.
+    topic_word_prior : float, default=None
+        Prior ``eta`` of the topic-word distributions; None means
+        ``1 / n_components``.
+    learning_method : {'batch', 'online'}, default='batch'
+        'batch': every iteration uses all documents (the ELBO never decreases).
+        'online': every iteration is a pass of mini-batch updates.
+    learning_decay : float, default=0.7
+        Exponent of the online step size (``kappa``), in (0.5, 1] for
+        asymptotic convergence.
+    learning_offset : float, default=10.0
+        Online step-size offset (``tau_0``), at least 1.
+    max_iter : int, default=10
+        Number of passes over the data (M-steps).
+    batch_size : int, default=128
+        Documents per mini-batch (online learning and :meth:`partial_fit`).
+    evaluate_every : int, default=-1
+        When positive, the perplexity on the training data is checked every
+        ``evaluate_every`` iterations and fitting stops once it changes by
+        less than ``perp_tol``. The perplexity is that of emkit's objective
+        (no extra E-step is run for it).
+    total_samples : float, default=1e6
+        Total number of documents, used by :meth:`partial_fit` only.
+    perp_tol : float, default=0.1
+        Perplexity tolerance of the ``evaluate_every`` rule.
+    mean_change_tol : float, default=1e-3
+        A document's updates stop when the mean absolute change of its
+        ``gamma`` falls below this.
+    max_doc_update_iter : int, default=100
+        Maximum number of updates of one document per E-step.
+    n_jobs : int, default=None
+        With ``n_init > 1``: restarts run in parallel processes. Otherwise:
+        the E-step splits the documents over this many threads. The results
+        do not depend on ``n_jobs``.
+    verbose : int, default=0
+        Verbosity of the engine.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the restarts' random topic-word matrices.
+    n_init : int, default=1
+        Number of restarts; the one with the highest final ELBO is kept.
+    components_init : array-like of shape (n_components, n_features), default=None
+        Starting topic-word matrix ``lambda`` (positive). When given, every
+        restart starts from it. None means scikit-learn's random start,
+        ``Gamma(100, 0.01)`` entries.
+    warm_start : bool, default=False
+        Start from the fitted ``components_`` (one restart).
+    keep_params_history : bool, default=False
+        Keep the parameters after every iteration in ``params_history_``.
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components, n_features)
+        Variational topic-word parameters ``lambda``; normalise each row for the
+        topics' word distributions.
+    exp_dirichlet_component_ : ndarray of shape (n_components, n_features)
+        ``exp(E[log beta])`` at ``components_``.
+    n_batch_iter_ : int
+        Number of topic-word updates made plus one (scikit-learn's count).
+    bound_ : float
+        Perplexity of the training data at the returned parameters.
+    doc_topic_prior_ : float
+        The prior ``alpha`` used.
+    topic_word_prior_ : float
+        The prior ``eta`` used.
+    n_iter_ : int
+        Number of passes (M-steps) made.
+    converged_ : bool
+        True: scikit-learn's rule (``max_iter`` passes, or ``perp_tol``) always
+        ends the fit; ``n_iter_ < max_iter`` shows that ``perp_tol`` stopped it.
+    lower_bound_ : float
+        ELBO per document of the returned parameters.
+    lower_bound_history_ : ndarray, one entry per iteration
+        ELBO per document after each pass (never decreasing in batch mode).
+    restarts_ : list of dict
+        One record per restart (seed, objective, n_iter, converged, error).
+    n_features_in_ : int
+        Number of words in the vocabulary.
+    feature_names_in_ : ndarray of str, one entry per word
+        Vocabulary, when X had string column names.
+
+    See Also
+    --------
+    sklearn.decomposition.LatentDirichletAllocation : The estimator this replaces.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from emkit.lda import LatentDirichletAllocation
+    >>> rng = np.random.RandomState(0)
+    >>> topics = np.array([[8, 8, 8, 1, 1, 1], [1, 1, 1, 8, 8, 8]]) / 27
+    >>> X = np.vstack([rng.multinomial(40, topics[i % 2]) for i in range(20)])
+    >>> lda = LatentDirichletAllocation(n_components=2, max_iter=30, random_state=0).fit(X)
+    >>> sorted(sorted(topic) for topic in lda.top_words(["a", "b", "c", "d", "e", "f"], n_top=3))
+    [['a', 'b', 'c'], ['d', 'e', 'f']]
+    >>> mixtures = lda.transform(X[:4])
+    >>> mixtures.shape, bool(np.allclose(mixtures.sum(axis=1), 1))
+    ((4, 2), True)
+    >>> bool(np.all(np.diff(lda.lower_bound_history_) >= 0))
+    True
+    """
+
+    # fit's E-steps skip negligible topics between full updates (see emkit._inference.lda);
+    # transform, score and perplexity run scikit-learn's updates exactly
+    _prune = True
+
+    _parameter_constraints: dict = {
+        **{k: v for k, v in EMMixin._em_parameter_constraints.items() if k not in ("tol", "verbose_interval")},
+        "n_components": [Interval(Integral, 0, None, closed="neither")],
+        "doc_topic_prior": [None, Interval(Real, 0, 1, closed="both")],
+        "topic_word_prior": [None, Interval(Real, 0, 1, closed="both")],
+        "learning_method": [StrOptions({"batch", "online"})],
+        "learning_decay": [Interval(Real, 0, 1, closed="both")],
+        "learning_offset": [Interval(Real, 1.0, None, closed="left")],
+        "batch_size": [Interval(Integral, 0, None, closed="neither")],
+        "evaluate_every": [Interval(Integral, None, None, closed="neither")],
+        "total_samples": [Interval(Real, 0, None, closed="neither")],
+        "perp_tol": [Interval(Real, 0, None, closed="left")],
+        "mean_change_tol": [Interval(Real, 0, None, closed="left")],
+        "max_doc_update_iter": [Interval(Integral, 0, None, closed="left")],
+        "components_init": ["array-like", None],
+    }
+
+    def __init__(
+        self,
+        n_components=10,
+        *,
+        doc_topic_prior=None,
+        topic_word_prior=None,
+        learning_method="batch",
+        learning_decay=0.7,
+        learning_offset=10.0,
+        max_iter=10,
+        batch_size=128,
+        evaluate_every=-1,
+        total_samples=1e6,
+        perp_tol=1e-1,
+        mean_change_tol=1e-3,
+        max_doc_update_iter=100,
+        n_jobs=None,
+        verbose=0,
+        random_state=None,
+        n_init=1,
+        components_init=None,
+        warm_start=False,
+        keep_params_history=False,
+    ):
+        self.n_components = n_components
+        self.doc_topic_prior = doc_topic_prior
+        self.topic_word_prior = topic_word_prior
+        self.learning_method = learning_method
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.evaluate_every = evaluate_every
+        self.total_samples = total_samples
+        self.perp_tol = perp_tol
+        self.mean_change_tol = mean_change_tol
+        self.max_doc_update_iter = max_doc_update_iter
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+        self.random_state = random_state
+        self.n_init = n_init
+        self.components_init = components_init
+        self.warm_start = warm_start
+        self.keep_params_history = keep_params_history
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float64"]
+        return tags
+
+    # ------------------------------------------------------------- validation
+    def _check_counts(self, X, reset, whom):
+        """Validate a document-term count matrix and return it as float64 CSR."""
+        shape = getattr(X, "shape", None)
+        if shape is not None and len(shape) == 2 and shape[1] == 0:
+            raise ValueError(
+                f"{whom}: X has an empty vocabulary: 0 feature(s) (shape={tuple(shape)}) while a minimum "
+                "of 1 is required (LDA needs at least one word column)."
+            )
+        X = validate_data(self, X, reset=reset, accept_sparse="csr", dtype=np.float64)
+        check_non_negative(X, whom)  # "Negative values in data passed to ..."
+        if not sp.issparse(X):
+            X = sp.csr_matrix(X)
+        return X
+
+    def _priors(self):
+        alpha = 1.0 / self.n_components if self.doc_topic_prior is None else float(self.doc_topic_prior)
+        eta = 1.0 / self.n_components if self.topic_word_prior is None else float(self.topic_word_prior)
+        return alpha, eta
+
+    def _make_data(self, X, n_threads):
+        alpha, eta = self._priors()
+        return _LDAData(
+            X=X,
+            indptr=np.asarray(X.indptr, dtype=np.int64),
+            indices=np.asarray(X.indices, dtype=np.int64),
+            data=np.asarray(X.data, dtype=np.float64),
+            n_units=X.shape[0],
+            n_words=float(X.data.sum()),
+            doc_topic_prior=alpha,
+            topic_word_prior=eta,
+            n_threads=n_threads,
+        )
+
+    def _validate_fit_data(self, X, y=None):
+        X = self._check_counts(X, reset=True, whom=f"{type(self).__name__}.fit")
+        if X.data.sum() <= 0:
+            raise ValueError(f"{type(self).__name__}.fit: X has no words (every count is zero).")
+        warm = self.warm_start and self._is_fitted_for_warm_start()
+        n_threads = effective_n_jobs(self.n_jobs) if (self.n_init == 1 or warm) else 1
+        return self._make_data(X, n_threads)
+
+    def _starting_components(self, n_features, random_state):
+        if self.components_init is not None:
+            components = check_array_param(self.components_init, "components_init", (self.n_components, n_features))
+            if np.any(components <= 0):
+                raise ValueError("components_init must be strictly positive (it is a Dirichlet parameter).")
+            return components
+        return random_state.gamma(100.0, 0.01, (self.n_components, n_features))
+
+    # ------------------------------------------------------------------ hooks
+    def _initialize(self, data, random_state):
+        params = _topic_word_params(self._starting_components(data.X.shape[1], random_state), 1)
+        params["_seed"] = int(random_state.randint(np.iinfo(np.int32).max))
+        return params
+
+    @staticmethod
+    def _fresh_starts(params, n_documents, n_components):
+        """scikit-learn's random document starts, ``Gamma(100, 0.01)``, seeded by the restart and the update count."""
+        rng = np.random.RandomState([params.get("_seed", 0), params["n_batch_iter_"]])
+        return rng.gamma(100.0, 0.01, (n_documents, n_components))
+
+    def _e_step(self, data, params):
+        doc_topic = params.get("_doc_topic")
+        if doc_topic is None or doc_topic.shape != (data.n_units, params["components_"].shape[0]):
+            # the first E-step starts from scikit-learn's random document values
+            start = self._fresh_starts(params, data.n_units, params["components_"].shape[0])
+            return self._e_step_arrays(data, params, start)
+        # later ones: scikit-learn's random restart of each document, kept as long as the
+        # total ELBO stays at or above the floor (batch: the previous iteration's objective);
+        # the other documents continue from their previous gamma
+        fresh = self._fresh_starts(params, *doc_topic.shape)
+        floor = None
+        if self.learning_method == "batch" and "_previous_objective" in params:
+            # batch: the ELBO must not fall below the previous iteration's
+            floor = params["_previous_objective"] - self._log_prior(params)
+        return self._e_step_arrays(data, params, doc_topic, fresh_start=fresh, floor=floor)
+
+    def _e_step_arrays(self, data, params, doc_topic, rows=None, fresh_start=None, floor=None, prune=None):
+        """E-step over all documents (or the row range ``rows``); returns (stats, total ELBO)."""
+        if prune is None:
+            prune = self._prune
+        indptr, indices, values = data.indptr, data.indices, data.data
+        if rows is not None:
+            first, last = rows
+            lo, hi = indptr[first], indptr[last]
+            indptr = indptr[first : last + 1] - lo
+            indices, values = indices[lo:hi], values[lo:hi]
+        exp_beta = params["exp_dirichlet_component_"]
+        elog = params.get("_elog_component")
+        if elog is None:
+            elog = _dirichlet_expectation_rows(params["components_"])
+        result = update_documents(
+            indptr,
+            indices,
+            values,
+            exp_beta.T,
+            elog.T,
+            data.doc_topic_prior,
+            doc_topic,
+            self.max_doc_update_iter,
+            self.mean_change_tol,
+            fresh_start=fresh_start,
+            floor=floor,
+            prune=prune,
+            n_threads=data.n_threads,
+        )
+        n_docs = indptr.shape[0] - 1
+        ratio = sp.csr_matrix((result.ratio, indices, indptr), shape=(n_docs, exp_beta.shape[1]))
+        sstats = np.asarray(ratio.T @ result.exp_doc_topic).T * exp_beta
+        total = float(np.sum(result.elbo))
+        stats = {"sstats": sstats, "doc_topic": result.doc_topic, "n_updates": result.n_updates, "elbo": total}
+        return stats, total
+
+    def _log_prior(self, params):
+        """The topic-word term ``E[log p(beta | eta)] - E[log q(beta | lambda)]`` of the ELBO."""
+        if hasattr(self, "_stopping_state"):
+            # the engine evaluates the objective right before asking _is_converged; keep the previous
+            # iteration's total (carried in params by the M-step) for the perp_tol rule
+            self._stopping_state["previous_total"] = params.get("_previous_objective")
+        _, eta = self._priors()
+        cached = params.get("_topic_term")
+        if cached is not None and cached[0] == eta:
+            return cached[1]
+        elog = params.get("_elog_component")
+        if elog is None:
+            elog = _dirichlet_expectation_rows(params["components_"])
+        return _dirichlet_term(eta, params["components_"], elog)
+
+    def _m_step(self, data, stats, params):
+        """Batch: ``lambda = eta + sum_d n_dw phi_dwk``; online: one pass of mini-batch updates."""
+        if self.learning_method == "batch":
+            new = _topic_word_params(data.topic_word_prior + stats["sstats"], params["n_batch_iter_"] + 1)
+            # the topic-word term is asked for twice per iteration (floor, objective): compute it once
+            new["_topic_term"] = (data.topic_word_prior, self._log_prior(new))
+            new["_doc_topic"] = stats["doc_topic"]
+            new["_seed"] = params.get("_seed", 0)
+            new["_previous_objective"] = stats["elbo"] + self._log_prior(params)
+            return new
+        doc_topic = stats["doc_topic"].copy()
+        new = self._online_pass(data, params, doc_topic, total_samples=data.n_units)
+        new["_doc_topic"] = doc_topic
+        new["_seed"] = params.get("_seed", 0)
+        new["_previous_objective"] = stats["elbo"] + self._log_prior(params)
+        return new
+
+    def _online_pass(self, data, params, doc_topic, total_samples, seed=None):
+        """Mini-batch updates over the documents in order; updates ``doc_topic`` in place."""
+        components = params["components_"].copy()
+        n_batch_iter = params["n_batch_iter_"]
+        current = dict(params)
+        seed = params.get("_seed", 0) if seed is None else seed
+        for batch in gen_batches(data.n_units, self.batch_size):
+            first, last = batch.start, batch.stop
+            current["_seed"] = seed
+            fresh = self._fresh_starts(current, last - first, components.shape[0])
+            stats, _ = self._e_step_arrays(data, current, doc_topic[first:last], rows=(first, last), fresh_start=fresh)
+            doc_topic[first:last] = stats["doc_topic"]
+            weight = (self.learning_offset + n_batch_iter) ** (-self.learning_decay)
+            components *= 1.0 - weight
+            components += weight * (data.topic_word_prior + (total_samples / (last - first)) * stats["sstats"])
+            n_batch_iter += 1
+            current = _topic_word_params(components.copy(), n_batch_iter)
+        return current
+
+    def _is_converged(self, iteration, change, eps):
+        """scikit-learn's rule: ``max_iter`` passes; with ``evaluate_every > 0``, perplexity change < ``perp_tol``.
+
+        The perplexity is ``exp(-total ELBO / n_words)`` of the current
+        parameters: the previous iteration's total (which the M-step carries in
+        the parameters) plus ``change`` per document.
+        """
+        state = getattr(self, "_stopping_state", None)
+        if self.evaluate_every > 0 and iteration % self.evaluate_every == 0 and state is not None:
+            previous_total = state.get("previous_total")
+            if previous_total is not None:
+                total = previous_total + change * state["n_documents"]
+                perplexity = math.exp(min(-total / state["n_words"], 700.0))
+                last = state.get("last_perplexity") if iteration > self.evaluate_every else None
+                state["last_perplexity"] = perplexity
+                if last is not None and abs(last - perplexity) < self.perp_tol:
+                    return True
+        return iteration >= self.max_iter
+
+    def _fitted_params(self):
+        return _topic_word_params(self.components_.copy(), self.n_batch_iter_)
+
+    def _after_fit(self, data, params):
+        self.doc_topic_prior_ = data.doc_topic_prior
+        self.topic_word_prior_ = data.topic_word_prior
+        self.bound_ = float(np.exp(-self.lower_bound_ * data.n_units / data.n_words))
+
+    # ------------------------------------------------------------- public API
+    def fit(self, X, y=None):
+        """Learn the topics of the document-term matrix X by variational EM.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Document-term counts (non-negative).
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        self : LatentDirichletAllocation
+            The fitted estimator.
+        """
+        self._validate_params()
+        data = self._validate_fit_data(X, y)
+        # scratch for the perp_tol rule (each restart, in this process or a worker, has its own copy)
+        self._stopping_state = {"n_documents": data.n_units, "n_words": data.n_words}
+        try:
+            if self.learning_method == "online":
+                # stochastic updates: the ELBO may go down between passes; that is not a bug
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", category=ObjectiveDecreaseWarning)
+                    self._fit_em(data)
+            else:
+                self._fit_em(data)
+        finally:
+            del self._stopping_state
+        return self
+
+    def partial_fit(self, X, y=None):
+        """One pass of online (mini-batch) updates over X.
+
+        The first call starts from ``components_init`` or a random matrix;
+        later calls continue from ``components_``. ``total_samples`` is the
+        size of the whole corpus.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Document-term counts (non-negative).
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        self : LatentDirichletAllocation
+            The updated estimator.
+        """
+        self._validate_params()
+        first_time = not hasattr(self, "components_")
+        X = self._check_counts(X, reset=first_time, whom=f"{type(self).__name__}.partial_fit")
+        data = self._make_data(X, effective_n_jobs(self.n_jobs))
+        if first_time:
+            random_state = check_random_state(self.random_state)
+            params = _topic_word_params(self._starting_components(X.shape[1], random_state), 1)
+            self.doc_topic_prior_ = data.doc_topic_prior
+            self.topic_word_prior_ = data.topic_word_prior
+            self.n_iter_ = 0
+        else:
+            params = self._fitted_params()
+        # no previous solution: start each document from scikit-learn's random values
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        doc_topic = self._fresh_starts({"_seed": seed, "n_batch_iter_": 0}, data.n_units, self.n_components)
+        params = self._online_pass(data, params, doc_topic, total_samples=self.total_samples, seed=seed)
+        self._set_params_attrs(params)
+        return self
+
+    def _infer(self, X, whom):
+        check_is_fitted(self)
+        X = self._check_counts(X, reset=False, whom=f"{type(self).__name__}.{whom}")
+        data = self._make_data(X, effective_n_jobs(self.n_jobs))
+        params = self._fitted_params()
+        stats, total = self._e_step_arrays(data, params, np.ones((data.n_units, self.n_components)), prune=False)
+        return data, params, stats, total
+
+    def transform(self, X, *, normalize=True):
+        """Topic mixture of each document of X.
+
+        Every document starts from ``gamma = 1`` (as in scikit-learn), so
+        the result depends on the fitted model only.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Document-term counts (non-negative).
+        normalize : bool, default=True
+            Return the normalised mixtures (rows sum to one); False returns
+            the variational Dirichlet parameters ``gamma``.
+
+        Returns
+        -------
+        doc_topic_distr : ndarray of shape (n_samples, n_components)
+            Document-topic distributions.
+        """
+        _, _, stats, _ = self._infer(X, "transform")
+        doc_topic = stats["doc_topic"]
+        if normalize:
+            doc_topic = doc_topic / doc_topic.sum(axis=1, keepdims=True)
+        return doc_topic
+
+    def fit_transform(self, X, y=None, *, normalize=True):
+        """Fit to X, then return :meth:`transform` of X.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Document-term counts (non-negative).
+        y : Ignored
+            Not used, present for API consistency.
+        normalize : bool, default=True
+            Whether to normalise the document-topic distributions.
+
+        Returns
+        -------
+        doc_topic_distr : ndarray of shape (n_samples, n_components)
+            Document-topic distributions.
+        """
+        return self.fit(X, y).transform(X, normalize=normalize)
+
+    def _bound(self, data, params, doc_total, sub_sampling=False):
+        if sub_sampling:
+            doc_total = doc_total * (self.total_samples / data.n_units)
+        return doc_total + self._log_prior(params)
+
+    def score(self, X, y=None):
+        """Approximate log-likelihood: the variational bound summed over the documents of X.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Document-term counts (non-negative).
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        score : float
+            The ELBO of X (documents' terms summed, plus the topic-word term).
+        """
+        data, params, _, total = self._infer(X, "score")
+        return self._bound(data, params, total)
+
+    def perplexity(self, X, sub_sampling=False):
+        """Approximate perplexity ``exp(-bound / number of words)`` of X.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Document-term counts (non-negative).
+        sub_sampling : bool, default=False
+            Scale the documents' part of the bound and the word count by
+            ``total_samples / n_samples`` (as scikit-learn).
+
+        Returns
+        -------
+        perplexity : float
+        """
+        data, params, _, total = self._infer(X, "perplexity")
+        n_words = data.n_words
+        if sub_sampling:
+            n_words = n_words * (self.total_samples / data.n_units)
+        with np.errstate(divide="ignore", over="ignore"):
+            return float(np.exp(-self._bound(data, params, total, sub_sampling) / n_words))
+
+    def top_words(self, feature_names=None, n_top=10):
+        """The ``n_top`` most probable words of each topic.
+
+        Parameters
+        ----------
+        feature_names : array-like of str of shape (n_features,), default=None
+            The vocabulary, e.g. ``CountVectorizer.get_feature_names_out()``.
+            None uses ``feature_names_in_`` when X had column names, else
+            ``"x0", "x1", ...``.
+        n_top : int, default=10
+            Number of words per topic.
+
+        Returns
+        -------
+        top_words : list of list of str
+            ``top_words[k]`` lists topic ``k``'s words, most probable first.
+        """
+        check_is_fitted(self)
+        n_features = self.components_.shape[1]
+        if feature_names is None:
+            feature_names = getattr(self, "feature_names_in_", None)
+            if feature_names is None:
+                feature_names = [f"x{i}" for i in range(n_features)]
+        feature_names = np.asarray(feature_names, dtype=object)
+        if feature_names.shape != (n_features,):
+            raise ValueError(f"feature_names must have {n_features} entries, got shape {feature_names.shape}.")
+        if not isinstance(n_top, Integral) or n_top < 1:
+            raise ValueError(f"n_top must be a positive integer, got {n_top!r}.")
+        order = np.argsort(-self.components_, axis=1, kind="stable")[:, :n_top]
+        return [[str(feature_names[i]) for i in row] for row in order]
+
+    @property
+    def _n_features_out(self):
+        return self.components_.shape[0]
