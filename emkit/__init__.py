@@ -4,6 +4,7 @@ __version__ = "0.1.0"
 
 from .hmm import CategoricalHMM, GaussianHMM, PoissonHMM
 from .kalman import KalmanFilter
+from .lda import LatentDirichletAllocation
 from .mixture import GaussianMixture
 
 __all__ = [
@@ -12,5 +13,6 @@ __all__ = [
     "CategoricalHMM",
     "PoissonHMM",
     "KalmanFilter",
+    "LatentDirichletAllocation",
     "__version__",
 ]

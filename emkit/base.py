@@ -28,7 +28,7 @@ The hooks (none of ``_initialize``, ``_e_step`` or ``_m_step`` writes to
     The current fitted attributes as a params dict (for warm start).
 ``_after_fit(data, params)``
     Optional: set model-specific derived attributes after the winner is set.
-``_is_converged(iteration, change, eps) -> bool``
+``_is_converged(data, history, change) -> bool``
     Optional: the stopping rule (default ``change < tol``).
 ``_objective_dtype(data)``
     Optional: dtype whose eps sets the round-off allowance (default float64).
@@ -198,9 +198,11 @@ class EMMixin:
     def _objective_dtype(self, data):
         return np.float64
 
-    def _is_converged(self, iteration, change, eps):
+    def _is_converged(self, data, history, change):
         """Stopping rule, asked only when ``change >= -eps`` (no decrease beyond round-off).
 
+        ``history`` holds the per-unit objective after each M-step so far
+        (``history[-1]`` is the current one, ``len(history)`` the iteration).
         The default is emkit's ``change < tol``; a model whose peer uses another
         rule (LDA's ``perp_tol``) overrides this.
         """
@@ -339,7 +341,7 @@ class EMMixin:
                             "points at numerical trouble (e.g. too small reg_covar / min_covar).",
                             ObjectiveDecreaseWarning,
                         )
-                    elif self._is_converged(iteration, change, eps):
+                    elif self._is_converged(data, run.history, change):
                         run.converged = True
                         break
                 if verbose:

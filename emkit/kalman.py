@@ -736,7 +736,7 @@ initial_state_mean_, initial_state_covariance_ : ndarray
             self.__dict__.pop("_fixed_iterations", None)
         return self
 
-    def _is_converged(self, iteration, change, eps):
+    def _is_converged(self, data, history, change):
         return change < self.tol and not getattr(self, "_fixed_iterations", False)
 
     # ------------------------------------------------------------------ inference

@@ -64,6 +64,11 @@ def _dirichlet_term(prior, params, elog):
     )
 
 
+def _perplexity(objective_per_document, data):
+    """scikit-learn's perplexity ``exp(-total bound / n_words)`` from the engine's per-document objective."""
+    return math.exp(min(-objective_per_document * data.n_units / data.n_words, 700.0))
+
+
 class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Latent Dirichlet Allocation fitted by variational EM.
 
@@ -377,10 +382,6 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
 
     def _log_prior(self, params):
         """The topic-word term ``E[log p(beta | eta)] - E[log q(beta | lambda)]`` of the ELBO."""
-        if hasattr(self, "_stopping_state"):
-            # the engine evaluates the objective right before asking _is_converged; keep the previous
-            # iteration's total (carried in params by the M-step) for the perp_tol rule
-            self._stopping_state["previous_total"] = params.get("_previous_objective")
         _, eta = self._priors()
         cached = params.get("_topic_term")
         if cached is not None and cached[0] == eta:
@@ -426,23 +427,21 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
             current = _topic_word_params(components.copy(), n_batch_iter)
         return current
 
-    def _is_converged(self, iteration, change, eps):
+    def _is_converged(self, data, history, change):
         """scikit-learn's rule: ``max_iter`` passes; with ``evaluate_every > 0``, perplexity change < ``perp_tol``.
 
-        The perplexity is ``exp(-total ELBO / n_words)`` of the current
-        parameters: the previous iteration's total (which the M-step carries in
-        the parameters) plus ``change`` per document.
+        Every ``evaluate_every`` iterations the perplexity
+        ``exp(-total ELBO / n_words)`` of the current parameters is compared with
+        the one ``evaluate_every`` iterations earlier (the first evaluation only
+        records it, as scikit-learn does).
         """
-        state = getattr(self, "_stopping_state", None)
-        if self.evaluate_every > 0 and iteration % self.evaluate_every == 0 and state is not None:
-            previous_total = state.get("previous_total")
-            if previous_total is not None:
-                total = previous_total + change * state["n_documents"]
-                perplexity = math.exp(min(-total / state["n_words"], 700.0))
-                last = state.get("last_perplexity") if iteration > self.evaluate_every else None
-                state["last_perplexity"] = perplexity
-                if last is not None and abs(last - perplexity) < self.perp_tol:
-                    return True
+        iteration = len(history)
+        every = self.evaluate_every
+        if every > 0 and iteration % every == 0 and iteration > every:
+            now = _perplexity(history[-1], data)
+            before = _perplexity(history[-1 - every], data)
+            if abs(before - now) < self.perp_tol:
+                return True
         return iteration >= self.max_iter
 
     def _fitted_params(self):
@@ -451,7 +450,7 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
     def _after_fit(self, data, params):
         self.doc_topic_prior_ = data.doc_topic_prior
         self.topic_word_prior_ = data.topic_word_prior
-        self.bound_ = float(np.exp(-self.lower_bound_ * data.n_units / data.n_words))
+        self.bound_ = _perplexity(self.lower_bound_, data)
 
     # ------------------------------------------------------------- public API
     def fit(self, X, y=None):
@@ -471,18 +470,13 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         """
         self._validate_params()
         data = self._validate_fit_data(X, y)
-        # scratch for the perp_tol rule (each restart, in this process or a worker, has its own copy)
-        self._stopping_state = {"n_documents": data.n_units, "n_words": data.n_words}
-        try:
-            if self.learning_method == "online":
-                # stochastic updates: the ELBO may go down between passes; that is not a bug
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", category=ObjectiveDecreaseWarning)
-                    self._fit_em(data)
-            else:
+        if self.learning_method == "online":
+            # stochastic updates: the ELBO may go down between passes; that is not a bug
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=ObjectiveDecreaseWarning)
                 self._fit_em(data)
-        finally:
-            del self._stopping_state
+        else:
+            self._fit_em(data)
         return self
 
     def partial_fit(self, X, y=None):

@@ -3,7 +3,14 @@
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from emkit import CategoricalHMM, GaussianHMM, GaussianMixture, KalmanFilter, PoissonHMM
+from emkit import (
+    CategoricalHMM,
+    GaussianHMM,
+    GaussianMixture,
+    KalmanFilter,
+    LatentDirichletAllocation,
+    PoissonHMM,
+)
 
 # Fast instances: short fits, two restarts, so the checks exercise the engine too.
 ESTIMATORS = [
@@ -13,6 +20,7 @@ ESTIMATORS = [
     PoissonHMM(n_components=2, max_iter=5, n_init=2, random_state=0),
     KalmanFilter(max_iter=5, n_init=2, random_state=0),
     KalmanFilter(max_iter=5, n_init=2, random_state=0, em_vars="all", n_dim_state=2),
+    LatentDirichletAllocation(n_components=3, max_iter=5, n_init=2, random_state=0),
 ]
 
 # CategoricalHMM takes one column of symbols (as hmmlearn does); these checks only ever feed it several

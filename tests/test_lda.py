@@ -14,7 +14,6 @@ from sklearn.base import clone
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from emkit import lda as lda_module
 from emkit._inference import lda as kernels
@@ -453,8 +452,3 @@ def test_pipeline_grid_search_feature_names_and_top_words():
     assert lda.top_words(n_top=2)[0][0].startswith("x")
     with pytest.raises(ValueError, match="feature_names"):
         lda.top_words(words[:3])
-
-
-@parametrize_with_checks([LatentDirichletAllocation(n_components=3, max_iter=5, n_init=2)])
-def test_sklearn_checks(estimator, check):
-    check(estimator)

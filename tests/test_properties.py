@@ -14,7 +14,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
-from emkit import CategoricalHMM, GaussianHMM, GaussianMixture, KalmanFilter, PoissonHMM
+from emkit import CategoricalHMM, GaussianHMM, GaussianMixture, KalmanFilter, LatentDirichletAllocation, PoissonHMM
 
 
 def _mixture_data():
@@ -55,7 +55,16 @@ def _hmm_poisson_data():
     return rng.poisson(np.array([[1.0, 6.0], [7.0, 2.0]])[z]), {"lengths": [100, 200]}
 
 
-# (estimator, data factory, whether score(train) equals lower_bound_, whether stats are plain sums)
+def _count_data():
+    rng = np.random.RandomState(0)
+    topics = rng.dirichlet(np.full(30, 0.2), 3)
+    mixtures = rng.dirichlet(np.full(3, 0.3), 200)
+    return np.vstack([rng.multinomial(50, m @ topics) for m in mixtures]).astype(float), {}
+
+
+# (estimator, data factory, whether score(train) equals lower_bound_, whether stats are plain sums).
+# LDA: score is scikit-learn's bound summed over re-inferred documents, and its E-step restarts documents at
+# random, so neither identity holds. KalmanFilter: its statistics carry per-row arrays, not only sums.
 CASES = {
     "GaussianMixture": (GaussianMixture(2, init_params="random", tol=1e-8, random_state=0), _mixture_data, True, True),
     "GaussianMixture-diag": (
@@ -69,6 +78,7 @@ CASES = {
     "CategoricalHMM": (CategoricalHMM(2, max_iter=40, random_state=0), _hmm_categorical_data, True, True),
     "PoissonHMM": (PoissonHMM(2, max_iter=40, random_state=0), _hmm_poisson_data, True, True),
     "KalmanFilter": (KalmanFilter(n_dim_state=2, em_vars="all", max_iter=30, random_state=0), _series_data, True, False),
+    "LatentDirichletAllocation": (LatentDirichletAllocation(3, max_iter=20, random_state=0), _count_data, False, False),
 }
 
 
