@@ -46,8 +46,10 @@ Models signal a numerical failure of a restart by raising
 restart failed.
 """
 
+import contextvars
 import sys
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 
@@ -58,7 +60,36 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.parallel import Parallel, delayed
 
-__all__ = ["EMMixin", "EMRun", "NumericalFailure", "RestartFailedWarning", "ObjectiveDecreaseWarning"]
+__all__ = [
+    "EMMixin",
+    "EMRun",
+    "NumericalFailure",
+    "RestartFailedWarning",
+    "ObjectiveDecreaseWarning",
+    "map_blocks",
+]
+
+# Threads a model may use for the row blocks of one E-step: more than one only while a single
+# restart runs in this process with n_jobs > 1 (with several restarts, n_jobs runs the restarts).
+_BLOCK_THREADS = contextvars.ContextVar("emkit_block_threads", default=1)
+
+
+def map_blocks(function, items):
+    """``[function(item) for item in items]``, on threads when the running fit allows it.
+
+    Models call this for independent blocks of rows inside ``_e_step``. Results
+    come back in the order of ``items``, so sums taken over them are the same
+    whatever the number of threads (BLAS is limited to one thread per block
+    meanwhile, which changes at most the last bits of its products).
+    """
+    items = list(items)
+    n_threads = min(_BLOCK_THREADS.get(), len(items))
+    if n_threads <= 1:
+        return [function(item) for item in items]
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_threads) as pool:
+        return list(pool.map(function, items))
 
 
 class NumericalFailure(ArithmeticError):
@@ -225,7 +256,13 @@ class EMMixin:
         n_jobs = self.n_jobs
         in_process = len(starts) == 1 or n_jobs in (None, 1)
         if in_process:
-            runs = [self._run_restart(data, i, seed, start, live=True) for i, seed, start in starts]
+            # a single restart may spread its E-step's row blocks over n_jobs threads instead
+            threads = effective_n_jobs(n_jobs) if len(starts) == 1 and n_jobs not in (None, 1) else 1
+            token = _BLOCK_THREADS.set(threads)
+            try:
+                runs = [self._run_restart(data, i, seed, start, live=True) for i, seed, start in starts]
+            finally:
+                _BLOCK_THREADS.reset(token)
         else:
             n_workers = min(effective_n_jobs(n_jobs), len(starts))
             runs = Parallel(n_jobs=n_jobs)(

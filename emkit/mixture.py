@@ -20,7 +20,7 @@ from ._validation import (
     check_sample_weight,
     validate_data,
 )
-from .base import EMMixin, NumericalFailure
+from .base import EMMixin, NumericalFailure, map_blocks
 
 __all__ = ["GaussianMixture"]
 
@@ -76,8 +76,9 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
     verbose_interval : int, default=10
         Iterations between progress lines.
     n_jobs : int, default=None
-        Restarts run in parallel through joblib; ``None`` means 1.
-        The result does not depend on it.
+        With ``n_init > 1``, restarts run in parallel through joblib; with one
+        restart, the E-step's row blocks run on ``n_jobs`` threads. ``None``
+        means 1. The result does not depend on it (beyond BLAS's last bits).
     keep_params_history : bool, default=False
         Keep the parameters after every iteration in ``params_history_``.
     weights_prior : float or array-like of shape (n_components,), default=None
@@ -423,21 +424,24 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         prec_chol = params["precisions_cholesky_"]
         log_weights = safe_log(params["weights_"])
         step = gaussian.block_size(self.n_components, n_features, cov_type, X.dtype)
-        stats = None
-        total = 0.0
-        for start in range(0, n_samples, step):
+
+        def one_block(start):
             Xb = X[start : start + step]
             log_prob = gaussian.log_likelihood(Xb, means, prec_chol, cov_type)
             log_prob += log_weights
             log_norm = normalize_log_rows(log_prob)  # log_prob now holds the responsibilities
             if data.sample_weight is not None:
                 wb = data.sample_weight[start : start + step]
-                total += float(np.dot(wb, log_norm))
                 log_prob *= wb[:, np.newaxis]
-            else:
-                total += float(np.sum(log_norm))
-            block_stats = gaussian.accumulate(Xb, log_prob, means, cov_type)
-            stats = block_stats if stats is None else gaussian.add_stats(stats, block_stats)
+                return gaussian.accumulate(Xb, log_prob, means, cov_type), float(np.dot(wb, log_norm))
+            return gaussian.accumulate(Xb, log_prob, means, cov_type), float(np.sum(log_norm))
+
+        # blocks may run on threads (n_jobs with one restart); their sums are added in block order
+        results = map_blocks(one_block, range(0, n_samples, step))
+        stats, total = results[0]
+        for block_stats, block_total in results[1:]:
+            stats = gaussian.add_stats(stats, block_stats)
+            total += block_total
         return stats, total
 
     def _m_step(self, data, stats, params):

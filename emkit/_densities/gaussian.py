@@ -22,6 +22,7 @@ alone, so temporaries stay small (never n x K x D at once) and results do not
 depend on how the caller splits its work.
 """
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -88,6 +89,15 @@ def block_size(n_components, n_features, covariance_type="diag", dtype=np.float6
     return int(max(64, _BLOCK_ELEMENTS // max(1, width)))
 
 
+@functools.lru_cache(maxsize=32)
+def _triu(n_features):
+    """``numpy.triu_indices(n_features)``, computed once per dimension."""
+    rows, cols = np.triu_indices(n_features)
+    rows.setflags(write=False)
+    cols.setflags(write=False)
+    return rows, cols
+
+
 def _check_type(covariance_type):
     if covariance_type not in COVARIANCE_TYPES:
         raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}.")
@@ -121,14 +131,13 @@ def precisions_cholesky(covariances, covariance_type):
             raise np.linalg.LinAlgError("a variance is not positive")
         return 1.0 / np.sqrt(covariances)
     mats = covariances[np.newaxis] if covariance_type == "tied" else covariances
-    out = np.empty_like(mats)
-    eye = np.eye(mats.shape[-1], dtype=mats.dtype)
-    for k, cov in enumerate(mats):
-        try:
-            lower = linalg.cholesky(cov, lower=True, check_finite=True)
-        except (linalg.LinAlgError, ValueError) as exc:
-            raise np.linalg.LinAlgError(f"covariance {k} is not positive definite") from exc
-        out[k] = linalg.solve_triangular(lower, eye, lower=True, check_finite=False).T
+    if not np.all(np.isfinite(mats)):
+        raise np.linalg.LinAlgError("a covariance is not finite")
+    # one batched LAPACK call each (a per-matrix scipy loop costs milliseconds per tiny matrix)
+    lower = np.linalg.cholesky(mats)  # raises LinAlgError when one is not positive definite
+    eye = np.broadcast_to(np.eye(mats.shape[-1], dtype=mats.dtype), mats.shape)
+    out = np.swapaxes(np.linalg.solve(lower, eye), -1, -2)
+    out = np.triu(out)  # exact zeros below the diagonal, as a triangular solve gives
     return out[0] if covariance_type == "tied" else out
 
 
@@ -241,7 +250,7 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None):
         g = means.mean(axis=0)
         offset = means - g
         precisions = precisions_from_cholesky(prec_chol, "full")
-        rows, cols = np.triu_indices(n_features)
+        rows, cols = _triu(n_features)
         quad = np.ascontiguousarray((precisions[:, rows, cols] * np.where(rows == cols, 1.0, 2.0)).T)  # (T, K)
         lin = np.ascontiguousarray((-2.0 * np.einsum("kij,kj->ki", precisions, offset)).T)  # (D, K)
         const = const - 0.5 * np.einsum("ki,kij,kj->k", offset, precisions, offset)
@@ -317,7 +326,7 @@ def accumulate(X, posteriors, center, covariance_type):
         # The upper triangles of all K scatter matrices are one product of the rows' pair
         # features with the posteriors.
         g = center.mean(axis=0)
-        rows, cols = np.triu_indices(n_features)
+        rows, cols = _triu(n_features)
         packed = np.zeros((rows.shape[0], n_components))
         pairs = np.empty((min(step, n_samples), rows.shape[0]))
         for start in range(0, n_samples, step):

@@ -1,5 +1,7 @@
 """Row-wise kernels for mixture E-steps."""
 
+import functools
+
 import numpy as np
 
 from ._jit import jit
@@ -11,7 +13,8 @@ _FLUSH_BELOW = -700.0
 
 
 @jit
-def _normalize_log_rows(log_prob, log_norm):
+def _shift_rows(log_prob, peaks):
+    """Subtract each row's maximum; gaps below -700 become -inf (their exponential is exactly 0)."""
     n_rows, n_cols = log_prob.shape
     for i in range(n_rows):
         row = log_prob[i]
@@ -19,43 +22,61 @@ def _normalize_log_rows(log_prob, log_norm):
         for k in range(1, n_cols):
             if row[k] > peak:
                 peak = row[k]
+        peaks[i] = peak
         if not np.isfinite(peak):  # no component gives this row any density
-            log_norm[i] = peak
             for k in range(n_cols):
-                row[k] = 0.0
+                row[k] = -np.inf
             continue
-        total = 0.0
         for k in range(n_cols):
             gap = row[k] - peak
-            # below exp(-700) a responsibility cannot change any sum it enters, and letting it
-            # underflow into subnormal numbers slows every later product by an order of magnitude
-            value = np.exp(gap) if gap > _FLUSH_BELOW else 0.0
-            row[k] = value
-            total += value
-        inv = 1.0 / total
+            row[k] = gap if gap > _FLUSH_BELOW else -np.inf
+
+
+@jit
+def _normalize_rows(prob, peaks, log_norm):
+    """Rows of exponentials -> probabilities; ``log_norm = peak + log(row sum)``."""
+    n_rows, n_cols = prob.shape
+    for i in range(n_rows):
+        row = prob[i]
+        total = 0.0
         for k in range(n_cols):
-            row[k] *= inv
-        log_norm[i] = peak + np.log(total)
+            total += row[k]
+        if total > 0.0:
+            inv = 1.0 / total
+            for k in range(n_cols):
+                row[k] *= inv
+            log_norm[i] = peaks[i] + np.log(total)
+        else:
+            log_norm[i] = peaks[i]
 
 
 def normalize_log_rows(log_prob):
-    """Turn log joint densities into posteriors in place, one fused pass per row.
+    """Turn log joint densities into posteriors in place.
+
+    Two compiled passes around numpy's vectorised ``exp``: shift each row by its
+    maximum (flushing gaps below -700 to an exact 0, since a responsibility under
+    ``exp(-700)`` changes no sum and subnormal numbers slow every later product
+    tenfold), exponentiate, then normalise and accumulate the log normaliser.
 
     Parameters
     ----------
     log_prob : ndarray of shape (n_rows, n_components), C-contiguous
-        ``log p(x_n, z_n = k)``; overwritten by ``p(z_n = k | x_n)``.
+        ``log p(x_n, z_n = k)``; overwritten by ``p(z_n = k | x_n)`` (all zeros
+        for a row with no density anywhere).
 
     Returns
     -------
     log_norm : ndarray of shape (n_rows,), float64
-        ``log p(x_n) = logsumexp_k log_prob[n, k]`` (computed in float64
-        whatever the input dtype).
+        ``log p(x_n) = logsumexp_k log_prob[n, k]`` (``-inf`` for a row with no
+        density anywhere).
     """
     if not log_prob.flags.c_contiguous:
         raise ValueError("normalize_log_rows needs a C-contiguous array")
+    peaks = np.empty(log_prob.shape[0], dtype=np.float64)
     log_norm = np.empty(log_prob.shape[0], dtype=np.float64)
-    _normalize_log_rows(log_prob, log_norm)
+    _shift_rows(log_prob, peaks)
+    np.exp(log_prob, out=log_prob)
+    _normalize_rows(log_prob, peaks, log_norm)
     return log_norm
 
 
@@ -88,9 +109,14 @@ def pair_products(X, out=None):
         Column ``t`` holds ``X[:, i_t] * X[:, j_t]`` for ``(i_t, j_t)`` in
         ``numpy.triu_indices(n_features)`` order.
     """
-    n_features = X.shape[1]
-    rows, cols = np.triu_indices(n_features)
+    rows, cols = _upper_triangle(X.shape[1])
     if out is None:
         out = np.empty((X.shape[0], rows.shape[0]), dtype=np.float64)
-    _pair_products(np.ascontiguousarray(X, dtype=np.float64), rows.astype(np.int64), cols.astype(np.int64), out)
+    _pair_products(np.ascontiguousarray(X, dtype=np.float64), rows, cols, out)
     return out
+
+
+@functools.lru_cache(maxsize=32)
+def _upper_triangle(n_features):
+    rows, cols = np.triu_indices(n_features)
+    return rows.astype(np.int64), cols.astype(np.int64)
