@@ -141,3 +141,16 @@ def test_regularization_slack_bounds_the_loss(covariance_type, rng):
     slack = gaussian.regularization_slack(regular, covariance_type, 0.05, stats.post, 3)
     assert 0 < loss <= slack * (1 + 1e-9)
     np.testing.assert_allclose(loss, slack, rtol=1e-6)  # the bound is exact for this update
+
+
+def test_shared_pair_features_give_the_same_results(rng):
+    means, cov = _random_params(rng, 3, 4, "full", offset=20.0)
+    X = means[rng.randint(3, size=900)] + rng.normal(size=(900, 4))
+    prec_chol = gaussian.precisions_cholesky(cov, "full")
+    pairs = gaussian.centred_pairs(X, means)
+    np.testing.assert_array_equal(gaussian.log_likelihood(X, means, prec_chol, "full", pairs=pairs),
+                                  gaussian.log_likelihood(X, means, prec_chol, "full"))
+    post = rng.dirichlet(np.ones(3), size=900)
+    for a, b in zip(gaussian.accumulate(X, post, means, "full", pairs), gaussian.accumulate(X, post, means, "full")):
+        np.testing.assert_array_equal(a, b)
+    assert gaussian.centred_pairs(X.astype(np.float32), means) is None

@@ -39,6 +39,7 @@ __all__ = [
     "covariances_from_precisions",
     "log_likelihood",
     "accumulate",
+    "centred_pairs",
     "add_stats",
     "m_step",
     "log_prior",
@@ -188,7 +189,7 @@ def _log_det_chol(prec_chol, covariance_type, n_components, n_features):
 
 
 # --------------------------------------------------------------------------- E-step pieces
-def log_likelihood(X, means, prec_chol, covariance_type, out=None):
+def log_likelihood(X, means, prec_chol, covariance_type, out=None, pairs=None):
     """Log-density of every row under every component.
 
     Parameters
@@ -200,6 +201,9 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None):
     covariance_type : {"full", "tied", "diag", "spherical"}
     out : ndarray of shape (n_samples, n_components), optional
         Where to write the result.
+    pairs : ndarray, optional
+        ``centred_pairs(X, means)`` when the caller already has it (full
+        covariances in float64 only); saves recomputing it.
 
     Returns
     -------
@@ -258,10 +262,13 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None):
         quad = np.ascontiguousarray((precisions[:, rows, cols] * np.where(rows == cols, 1.0, 2.0)).T)  # (T, K)
         lin = np.ascontiguousarray((-2.0 * np.einsum("kij,kj->ki", precisions, offset)).T)  # (D, K)
         const = const - 0.5 * np.einsum("ki,kij,kj->k", offset, precisions, offset)
-        pairs = np.empty((min(step, n_samples), quad.shape[0]))
+        scratch = np.empty((min(step, n_samples), quad.shape[0])) if pairs is None else None
         for start in range(0, n_samples, step):
             Xg = X[start : start + step] - g
-            features = pair_products(Xg, out=pairs[: Xg.shape[0]])
+            if pairs is None:
+                features = pair_products(Xg, out=scratch[: Xg.shape[0]])
+            else:
+                features = pairs[start : start + step]
             block = out[start : start + step]
             np.matmul(features, quad, out=block)
             block += Xg @ lin
@@ -285,7 +292,25 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None):
     return out
 
 
-def accumulate(X, posteriors, center, covariance_type):
+def centred_pairs(X, means):
+    """Pair features of ``X - g`` (``g`` the middle of ``means``) that :func:`log_likelihood`
+    and :func:`accumulate` share for full covariances in float64, or None where unused.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    means : ndarray of shape (n_components, n_features)
+
+    Returns
+    -------
+    pairs : ndarray of shape (n_samples, n_features * (n_features + 1) // 2) or None
+    """
+    if X.dtype != np.float64:
+        return None
+    return pair_products(X - means.mean(axis=0))
+
+
+def accumulate(X, posteriors, center, covariance_type, pairs=None):
     """Weighted, centred sufficient statistics for all components.
 
     Parameters
@@ -296,6 +321,9 @@ def accumulate(X, posteriors, center, covariance_type):
     center : ndarray of shape (n_components, n_features)
         Where the moments are taken (the current means).
     covariance_type : {"full", "tied", "diag", "spherical"}
+    pairs : ndarray, optional
+        ``centred_pairs(X, center)`` when the caller already has it (full and
+        tied covariances in float64).
 
     Returns
     -------
@@ -332,13 +360,17 @@ def accumulate(X, posteriors, center, covariance_type):
         g = center.mean(axis=0)
         rows, cols = _triu(n_features)
         packed = np.zeros((rows.shape[0], n_components))
-        pairs = np.empty((min(step, n_samples), rows.shape[0]))
+        scratch = np.empty((min(step, n_samples), rows.shape[0])) if pairs is None else None
         for start in range(0, n_samples, step):
             Xg = X[start : start + step] - g
             rb = posteriors[start : start + step]
             post += rb.sum(axis=0)
             first += rb.T @ Xg
-            packed += pair_products(Xg, out=pairs[: Xg.shape[0]]).T @ rb
+            if pairs is None:
+                features = pair_products(Xg, out=scratch[: Xg.shape[0]])
+            else:
+                features = pairs[start : start + step]
+            packed += features.T @ rb
         second = np.empty((n_components, n_features, n_features))
         second[:, rows, cols] = packed.T
         second[:, cols, rows] = packed.T
