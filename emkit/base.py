@@ -176,8 +176,12 @@ def stopping_tolerance(objective, dtype=np.float64):
     return 8.0 * np.finfo(dtype).eps * max(1.0, abs(objective))
 
 
-def _copy_params(params):
-    return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in params.items()}
+def _copy_params(params, public_only=False):
+    return {
+        k: (v.copy() if isinstance(v, np.ndarray) else v)
+        for k, v in params.items()
+        if not (public_only and k.startswith("_"))
+    }
 
 
 class EMMixin:
@@ -351,7 +355,7 @@ class EMMixin:
                 _check_finite_objective(value)
                 run.initial_objective = value
                 if self.keep_params_history:
-                    run.params_history = [_copy_params(params)]
+                    run.params_history = [_copy_params(params, public_only=True)]
                 if verbose:
                     say(f"Initialization {index}: objective {value:.8g}")
                 for iteration in range(1, self.max_iter + 1):
@@ -363,7 +367,7 @@ class EMMixin:
                     value = new_value
                     run.history.append(value)
                     if self.keep_params_history:
-                        run.params_history.append(_copy_params(params))
+                        run.params_history.append(_copy_params(params, public_only=True))
                     if verbose >= 2 and iteration % interval == 0:
                         say(f"  Iteration {iteration}: objective {value:.8g}, change {change:.3g}")
                     elif verbose == 1 and iteration % interval == 0:

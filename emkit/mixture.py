@@ -427,16 +427,16 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
 
         def one_block(start):
             Xb = X[start : start + step]
-            # full covariances: the pair features serve both the densities and the statistics
-            pairs = gaussian.centred_pairs(Xb, means) if cov_type == "full" else None
-            log_prob = gaussian.log_likelihood(Xb, means, prec_chol, cov_type, pairs=pairs)
+            # one set of per-row features serves both the densities and the statistics
+            features = gaussian.shared_features(Xb, means, cov_type)
+            log_prob = gaussian.log_likelihood(Xb, means, prec_chol, cov_type, features=features)
             log_prob += log_weights
             log_norm = normalize_log_rows(log_prob)  # log_prob now holds the responsibilities
             if data.sample_weight is not None:
                 wb = data.sample_weight[start : start + step]
                 log_prob *= wb[:, np.newaxis]
-                return gaussian.accumulate(Xb, log_prob, means, cov_type, pairs), float(np.dot(wb, log_norm))
-            return gaussian.accumulate(Xb, log_prob, means, cov_type, pairs), float(np.sum(log_norm))
+                return gaussian.accumulate(Xb, log_prob, means, cov_type, features), float(np.dot(wb, log_norm))
+            return gaussian.accumulate(Xb, log_prob, means, cov_type, features), float(np.sum(log_norm))
 
         # blocks may run on threads (n_jobs with one restart); their sums are added in block order
         results = map_blocks(one_block, range(0, n_samples, step))

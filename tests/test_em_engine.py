@@ -135,6 +135,7 @@ def test_params_history(toy_data):
     model = ToyMixture(random_state=0, keep_params_history=True).fit(toy_data)
     assert len(model.params_history_) == model.n_iter_ + 1
     np.testing.assert_array_equal(model.params_history_[-1]["means_"], model.means_)
+    assert all(not key.startswith("_") for params in model.params_history_ for key in params)
 
 
 def test_failing_restart_is_dropped_with_a_warning(toy_data):

@@ -143,14 +143,18 @@ def test_regularization_slack_bounds_the_loss(covariance_type, rng):
     np.testing.assert_allclose(loss, slack, rtol=1e-6)  # the bound is exact for this update
 
 
-def test_shared_pair_features_give_the_same_results(rng):
-    means, cov = _random_params(rng, 3, 4, "full", offset=20.0)
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_shared_features_give_the_same_results(covariance_type, rng):
+    means, cov = _random_params(rng, 3, 4, covariance_type, offset=20.0)
     X = means[rng.randint(3, size=900)] + rng.normal(size=(900, 4))
-    prec_chol = gaussian.precisions_cholesky(cov, "full")
-    pairs = gaussian.centred_pairs(X, means)
-    np.testing.assert_array_equal(gaussian.log_likelihood(X, means, prec_chol, "full", pairs=pairs),
-                                  gaussian.log_likelihood(X, means, prec_chol, "full"))
+    prec_chol = gaussian.precisions_cholesky(cov, covariance_type)
+    features = gaussian.shared_features(X, means, covariance_type)
+    assert (features is None) == (covariance_type == "tied")
+    np.testing.assert_array_equal(gaussian.log_likelihood(X, means, prec_chol, covariance_type, features=features),
+                                  gaussian.log_likelihood(X, means, prec_chol, covariance_type))
     post = rng.dirichlet(np.ones(3), size=900)
-    for a, b in zip(gaussian.accumulate(X, post, means, "full", pairs), gaussian.accumulate(X, post, means, "full")):
+    shared = gaussian.accumulate(X, post, means, covariance_type, features)
+    for a, b in zip(shared, gaussian.accumulate(X, post, means, covariance_type)):
         np.testing.assert_array_equal(a, b)
-    assert gaussian.centred_pairs(X.astype(np.float32), means) is None
+    if covariance_type == "full":
+        assert gaussian.shared_features(X.astype(np.float32), means, "full") is None

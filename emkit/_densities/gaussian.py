@@ -39,7 +39,7 @@ __all__ = [
     "covariances_from_precisions",
     "log_likelihood",
     "accumulate",
-    "centred_pairs",
+    "shared_features",
     "add_stats",
     "m_step",
     "log_prior",
@@ -189,7 +189,7 @@ def _log_det_chol(prec_chol, covariance_type, n_components, n_features):
 
 
 # --------------------------------------------------------------------------- E-step pieces
-def log_likelihood(X, means, prec_chol, covariance_type, out=None, pairs=None):
+def log_likelihood(X, means, prec_chol, covariance_type, out=None, features=None):
     """Log-density of every row under every component.
 
     Parameters
@@ -201,9 +201,9 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None, pairs=None):
     covariance_type : {"full", "tied", "diag", "spherical"}
     out : ndarray of shape (n_samples, n_components), optional
         Where to write the result.
-    pairs : ndarray, optional
-        ``centred_pairs(X, means)`` when the caller already has it (full
-        covariances in float64 only); saves recomputing it.
+    features : ndarray, optional
+        ``shared_features(X, means, covariance_type)`` when the caller already
+        has it; saves recomputing it.
 
     Returns
     -------
@@ -228,12 +228,14 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None, pairs=None):
         offset = means - g
         mp = offset * prec
         const = const - 0.5 * np.sum(offset * mp, axis=1)
+        # with features [1, y, y^2] (shared_features) it is one product per block
+        weights = np.vstack([const[np.newaxis, :], mp.T, -0.5 * prec.T]).astype(dtype, copy=False)
         for start in range(0, n_samples, step):
-            Yb = X[start : start + step] - g
-            block = out[start : start + step]
-            np.matmul(Yb * Yb, -0.5 * prec.T, out=block)
-            block += Yb @ mp.T
-            block += const
+            if features is None:
+                block_features = shared_features(X[start : start + step], means, covariance_type)
+            else:
+                block_features = features[start : start + step]
+            np.matmul(block_features, weights, out=out[start : start + step])
         return out
     if covariance_type == "tied":
         g = means.mean(axis=0)  # expand about the middle of the means (see diag above)
@@ -262,15 +264,15 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None, pairs=None):
         quad = np.ascontiguousarray((precisions[:, rows, cols] * np.where(rows == cols, 1.0, 2.0)).T)  # (T, K)
         lin = np.ascontiguousarray((-2.0 * np.einsum("kij,kj->ki", precisions, offset)).T)  # (D, K)
         const = const - 0.5 * np.einsum("ki,kij,kj->k", offset, precisions, offset)
-        scratch = np.empty((min(step, n_samples), quad.shape[0])) if pairs is None else None
+        scratch = np.empty((min(step, n_samples), quad.shape[0])) if features is None else None
         for start in range(0, n_samples, step):
             Xg = X[start : start + step] - g
-            if pairs is None:
-                features = pair_products(Xg, out=scratch[: Xg.shape[0]])
+            if features is None:
+                pairs = pair_products(Xg, out=scratch[: Xg.shape[0]])
             else:
-                features = pairs[start : start + step]
+                pairs = features[start : start + step]
             block = out[start : start + step]
-            np.matmul(features, quad, out=block)
+            np.matmul(pairs, quad, out=block)
             block += Xg @ lin
             block *= -0.5
             block += const
@@ -292,25 +294,41 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None, pairs=None):
     return out
 
 
-def centred_pairs(X, means):
-    """Pair features of ``X - g`` (``g`` the middle of ``means``) that :func:`log_likelihood`
-    and :func:`accumulate` share for full covariances in float64, or None where unused.
+def shared_features(X, means, covariance_type):
+    """Per-row features of ``X - g`` (``g`` the middle of ``means``) that :func:`log_likelihood`
+    and :func:`accumulate` can share, so a caller doing both on one block builds them once.
+
+    For full covariances in float64, the pair products (see
+    :func:`emkit._inference.mixture.pair_products`); for diag and spherical,
+    the columns ``[1, y, y**2]`` with ``y = x - g``, which turn both the
+    log-densities and the statistics into one matrix product each; None where
+    nothing is shared (tied, and full in float32).
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
     means : ndarray of shape (n_components, n_features)
+    covariance_type : {"full", "tied", "diag", "spherical"}
 
     Returns
     -------
-    pairs : ndarray of shape (n_samples, n_features * (n_features + 1) // 2) or None
+    features : ndarray of shape (n_samples, n_shared) or None
     """
-    if X.dtype != np.float64:
-        return None
-    return pair_products(X - means.mean(axis=0))
+    g = means.mean(axis=0)
+    if covariance_type in ("diag", "spherical"):
+        n_samples, n_features = X.shape
+        features = np.empty((n_samples, 1 + 2 * n_features), dtype=X.dtype)
+        features[:, 0] = 1.0
+        centred = features[:, 1 : 1 + n_features]
+        np.subtract(X, g.astype(X.dtype, copy=False), out=centred)
+        np.square(centred, out=features[:, 1 + n_features :])
+        return features
+    if covariance_type == "full" and X.dtype == np.float64:
+        return pair_products(X - g)
+    return None
 
 
-def accumulate(X, posteriors, center, covariance_type, pairs=None):
+def accumulate(X, posteriors, center, covariance_type, features=None):
     """Weighted, centred sufficient statistics for all components.
 
     Parameters
@@ -321,9 +339,9 @@ def accumulate(X, posteriors, center, covariance_type, pairs=None):
     center : ndarray of shape (n_components, n_features)
         Where the moments are taken (the current means).
     covariance_type : {"full", "tied", "diag", "spherical"}
-    pairs : ndarray, optional
-        ``centred_pairs(X, center)`` when the caller already has it (full and
-        tied covariances in float64).
+    features : ndarray, optional
+        ``shared_features(X, center, covariance_type)`` when the caller
+        already has it.
 
     Returns
     -------
@@ -340,13 +358,17 @@ def accumulate(X, posteriors, center, covariance_type, pairs=None):
         # moments about one reference point g, moved to each c_k afterwards:
         # sum r (x - c)^2 = sum r (x - g)^2 - 2 (c - g) sum r (x - g) + N (c - g)^2
         g = center.mean(axis=0)
-        sq = np.zeros((n_components, n_features))
+        # with features [1, y, y^2], y = x - g: N_k, sum r y and sum r y^2 in one product per block
+        moments = np.zeros((n_components, 1 + 2 * n_features))
         for start in range(0, n_samples, step):
-            Xg = X[start : start + step] - g
-            rb = posteriors[start : start + step]
-            post += rb.sum(axis=0)
-            first += rb.T @ Xg
-            sq += rb.T @ (Xg * Xg)
+            if features is None:
+                block_features = shared_features(X[start : start + step], center, covariance_type)
+            else:
+                block_features = features[start : start + step]
+            moments += posteriors[start : start + step].T @ block_features
+        post = moments[:, 0]
+        first = moments[:, 1 : 1 + n_features]
+        sq = moments[:, 1 + n_features :]
         delta = center - g
         second = sq - 2.0 * delta * first + post[:, np.newaxis] * delta**2
         first = first - post[:, np.newaxis] * delta
@@ -360,17 +382,17 @@ def accumulate(X, posteriors, center, covariance_type, pairs=None):
         g = center.mean(axis=0)
         rows, cols = _triu(n_features)
         packed = np.zeros((rows.shape[0], n_components))
-        scratch = np.empty((min(step, n_samples), rows.shape[0])) if pairs is None else None
+        scratch = np.empty((min(step, n_samples), rows.shape[0])) if features is None else None
         for start in range(0, n_samples, step):
             Xg = X[start : start + step] - g
             rb = posteriors[start : start + step]
             post += rb.sum(axis=0)
             first += rb.T @ Xg
-            if pairs is None:
-                features = pair_products(Xg, out=scratch[: Xg.shape[0]])
+            if features is None:
+                pairs = pair_products(Xg, out=scratch[: Xg.shape[0]])
             else:
-                features = pairs[start : start + step]
-            packed += features.T @ rb
+                pairs = features[start : start + step]
+            packed += pairs.T @ rb
         second = np.empty((n_components, n_features, n_features))
         second[:, rows, cols] = packed.T
         second[:, cols, rows] = packed.T
