@@ -4,10 +4,9 @@ This is the only module that imports scikit-learn's private helpers, so that a
 change on their side is mended in one place.
 """
 
-from numbers import Integral
-
 import numpy as np
-from sklearn.utils._param_validation import Interval, StrOptions, validate_params  # noqa: F401
+from sklearn.base import _fit_context  # noqa: F401  (re-exported: validates parameters once per fit)
+from sklearn.utils._param_validation import Interval, StrOptions  # noqa: F401
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data  # noqa: F401
 
 __all__ = [
@@ -19,7 +18,10 @@ __all__ = [
     "check_y_unsupervised",
     "Interval",
     "StrOptions",
+    "fit_context",
 ]
+
+fit_context = _fit_context
 
 
 def check_sample_weight(sample_weight, X):
@@ -133,9 +135,3 @@ def check_sequences(n_samples, lengths=None, sequence_ids=None):
     if total != n_samples:
         raise ValueError(f"lengths sum to {total} but X has {n_samples} rows; they must add up.")
     return np.concatenate([[0], np.cumsum(lengths_arr)]).astype(np.int64)
-
-
-def check_n_jobs(n_jobs):
-    """``n_jobs`` must be None or a non-zero integer."""
-    if n_jobs is not None and (not isinstance(n_jobs, Integral) or n_jobs == 0):
-        raise ValueError(f"n_jobs must be None or a non-zero integer, got {n_jobs!r}.")

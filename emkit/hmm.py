@@ -16,7 +16,7 @@ from numbers import Integral, Real
 from typing import NamedTuple
 
 import numpy as np
-from sklearn.base import BaseEstimator, DensityMixin, _fit_context
+from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.cluster import KMeans
 from sklearn.utils import check_random_state
 
@@ -31,6 +31,7 @@ from ._validation import (
     check_sample_weight,
     check_sequences,
     check_y_unsupervised,
+    fit_context,
     validate_data,
 )
 from .base import EMMixin, NumericalFailure
@@ -200,7 +201,7 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         given.update(self._emission_check(X, emission_input))
         return _HMMData(X, emission_input, offsets, given, float(n_samples))
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, lengths=None, sequence_ids=None):
         """Estimate the parameters by Baum-Welch (EM), ``n_init`` restarts, the best kept.
 

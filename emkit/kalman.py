@@ -26,11 +26,17 @@ from scipy import linalg
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._inference.lgssm import kalman_filter, kalman_smoother
-from ._validation import check_array_param, check_sequences, check_y_unsupervised, validate_data
+from ._validation import (
+    Interval,
+    StrOptions,
+    check_array_param,
+    check_sequences,
+    check_y_unsupervised,
+    validate_data,
+)
 from .base import EMMixin, NumericalFailure
 
 __all__ = ["KalmanFilter"]

@@ -5,7 +5,7 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy.special import logsumexp
-from sklearn.base import BaseEstimator, DensityMixin, _fit_context
+from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.utils import check_random_state
 
@@ -18,6 +18,7 @@ from ._validation import (
     check_array_param,
     check_is_fitted,
     check_sample_weight,
+    fit_context,
     validate_data,
 )
 from .base import EMMixin, NumericalFailure, map_blocks
@@ -218,7 +219,7 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         self.covars_weight = covars_weight
 
     # ------------------------------------------------------------------ fitting
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, sample_weight=None):
         """Estimate the parameters by EM (``n_init`` restarts, the best kept).
 
