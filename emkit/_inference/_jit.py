@@ -19,14 +19,19 @@ __all__ = ["jit", "literally"]
 literally = numba.literally
 
 
-def jit(function=None, *, inline=False):
+def jit(function=None, *, inline=False, reassociate=False):
     """Compile ``function`` with emkit's settings (nopython, cache, nogil).
 
-    Use as ``@jit`` or ``@jit(inline=True)``.
+    Use as ``@jit``, ``@jit(inline=True)`` or ``@jit(reassociate=True)``. The
+    last lets LLVM reorder floating-point sums and fuse multiply-adds
+    (``fastmath`` flags ``reassoc`` and ``contract`` only: NaN and inf keep
+    their meaning), so reductions vectorise; results change in the last bits.
     """
     options = {"cache": True, "nogil": True}
     if inline:
         options["inline"] = "always"
+    if reassociate:
+        options["fastmath"] = {"reassoc", "contract"}
     if function is None:
         return numba.njit(**options)
     return numba.njit(**options)(function)
