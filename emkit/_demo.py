@@ -124,6 +124,7 @@ def main(argv=None):
     X, _ = make_data()
     model = fit_demo(X)
     if not args.no_plot:
+        os.makedirs(args.outdir, exist_ok=True)
         png, gif = draw(model, X, args.outdir)
         print(f"wrote {png} and {gif}")
     return 0
