@@ -458,10 +458,8 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         )
         nk = stats.post + 10 * np.finfo(np.float64).eps
         n_features = means_old.shape[1]
-        extra = 0.0
-        if self.covars_weight is not None:
-            extra = max(self.covars_weight - (n_features if self.covariance_type in ("full", "tied") else 1), 0.0)
-        slack = gaussian.regularization_slack(covariances, self.covariance_type, self.reg_covar, nk + extra, n_features)
+        counts = nk + gaussian.prior_count(self.covariance_type, n_features, self.covars_weight)
+        slack = gaussian.regularization_slack(covariances, self.covariance_type, self.reg_covar, counts, n_features)
         if self.weights_prior is None:
             weights = nk / nk.sum()
         else:

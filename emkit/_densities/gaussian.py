@@ -44,6 +44,7 @@ __all__ = [
     "m_step",
     "log_prior",
     "n_parameters",
+    "prior_count",
     "sample",
     "block_size",
 ]
@@ -478,13 +479,13 @@ def m_step(
     post = stats.post
     eps = 10.0 * np.finfo(np.float64).eps  # keeps empty components finite
     denom = post + eps
+    mw = np.broadcast_to(np.asarray(means_weight, dtype=np.float64), (n_components,))
+    m0 = np.broadcast_to(np.asarray(means_prior, dtype=np.float64), (n_components, n_features))
     if learn_means:
         # xbar_k - c_k = first_k / N_k; with the mean prior pulled towards m0
         shift_k = stats.first / denom[:, np.newaxis]
-        if np.any(np.asarray(means_weight) > 0):
-            mw = np.broadcast_to(np.asarray(means_weight, dtype=np.float64), (n_components,))[:, np.newaxis]
-            m0 = np.broadcast_to(np.asarray(means_prior, dtype=np.float64), (n_components, n_features))
-            new_means = (mw * m0 + post[:, np.newaxis] * (center + shift_k)) / (mw + denom[:, np.newaxis])
+        if np.any(mw > 0):
+            new_means = (mw[:, None] * m0 + post[:, None] * (center + shift_k)) / (mw + denom)[:, None]
         else:
             new_means = center + shift_k
     else:
@@ -494,15 +495,13 @@ def m_step(
 
     # second moments about the new means: S_k = second - N d d^T where d = mu_k - c_k adjusted
     delta = new_means - center  # (K, D)
-    mw = np.broadcast_to(np.asarray(means_weight, dtype=np.float64), (n_components,))
-    m0 = np.broadcast_to(np.asarray(means_prior, dtype=np.float64), (n_components, n_features))
     prior_diff = new_means - m0
     if covariance_type in ("full", "tied"):
         # sum r (x - mu)(x - mu)^T = second - first delta^T - delta first^T + N delta delta^T
         fd = np.einsum("ki,kj->kij", stats.first, delta)
         scatter = stats.second - fd - np.swapaxes(fd, 1, 2) + post[:, None, None] * np.einsum("ki,kj->kij", delta, delta)
         numer = scatter + mw[:, None, None] * np.einsum("ki,kj->kij", prior_diff, prior_diff)
-        extra = 0.0 if covars_weight is None else max(covars_weight - n_features, 0.0)
+        extra = prior_count(covariance_type, n_features, covars_weight)
         psi = _prior_matrix(covars_prior, n_features)
         if covariance_type == "full":
             cov = (psi + numer) / (extra + denom)[:, None, None]
@@ -516,12 +515,23 @@ def m_step(
         return new_means, cov
     sq = stats.second - 2.0 * stats.first * delta + post[:, None] * delta**2
     numer = np.maximum(sq, 0.0) + mw[:, None] * prior_diff**2
-    extra = 0.0 if covars_weight is None else max(covars_weight - 1.0, 0.0)
+    extra = prior_count(covariance_type, n_features, covars_weight)
     psi = np.broadcast_to(np.asarray(covars_prior, dtype=np.float64), (n_components, n_features))
     var = (psi + numer) / (extra + denom)[:, None]
     if covariance_type == "spherical":
         var = var.mean(axis=1)
     return new_means, var + reg_covar
+
+
+def prior_count(covariance_type, n_features, covars_weight):
+    """Pseudo-count the covariance prior adds to each update's denominator (hmmlearn's convention).
+
+    ``max(nu - D, 0)`` for full and tied, ``max(nu - 1, 0)`` for diag and
+    spherical, and 0 when ``covars_weight`` (``nu``) is None.
+    """
+    if covars_weight is None:
+        return 0.0
+    return max(covars_weight - (n_features if covariance_type in ("full", "tied") else 1), 0.0)
 
 
 def _prior_matrix(covars_prior, n_features):
@@ -557,7 +567,7 @@ def log_prior(
     diff = np.asarray(means, dtype=np.float64) - m0
     covariances = np.asarray(covariances, dtype=np.float64)
     if covariance_type in ("full", "tied"):
-        a = 0.0 if covars_weight is None else max(covars_weight - n_features, 0.0)
+        a = prior_count(covariance_type, n_features, covars_weight)
         psi = _prior_matrix(covars_prior, n_features)
         mats = covariances if covariance_type == "full" else covariances[np.newaxis]
         total = 0.0
@@ -570,7 +580,7 @@ def log_prior(
                 numer = psi + np.einsum("k,ki,kj->ij", mw, diff, diff)
             total += -0.5 * a * logdet - 0.5 * np.trace(linalg.cho_solve(factor, numer, check_finite=False))
         return float(total)
-    a = 0.0 if covars_weight is None else max(covars_weight - 1.0, 0.0)
+    a = prior_count(covariance_type, n_features, covars_weight)
     psi = np.broadcast_to(np.asarray(covars_prior, dtype=np.float64), (n_components, n_features))
     var = covariances if covariance_type == "diag" else np.repeat(covariances[:, None], n_features, axis=1)
     numer = psi + mw[:, None] * diff**2
@@ -669,9 +679,7 @@ def sample(means, covariances, covariance_type, labels, random_state):
             draw = random_state.multivariate_normal(means[k], covariances[k], count)
         elif covariance_type == "tied":
             draw = random_state.multivariate_normal(means[k], covariances, count)
-        elif covariance_type == "diag":
-            draw = means[k] + random_state.standard_normal((count, n_features)) * np.sqrt(covariances[k])
-        else:
+        else:  # diag (a variance per feature) or spherical (one variance, broadcast)
             draw = means[k] + random_state.standard_normal((count, n_features)) * np.sqrt(covariances[k])
         X[rows] = draw
     return X
