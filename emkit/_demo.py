@@ -12,6 +12,8 @@ import os
 
 import numpy as np
 
+from ._densities import gaussian
+from ._math import log_normalize, logsumexp
 from .mixture import GaussianMixture
 
 
@@ -40,12 +42,14 @@ def fit_demo(X, verbose=True):
     return model
 
 
-def _mean_loglik(params, X):
-    from ._densities import gaussian
-    from ._math import logsumexp
-
+def _log_joint(params, X):
+    """``log p(x_n, z_n = k)`` under one iteration's parameters (full covariances)."""
     log_prob = gaussian.log_likelihood(X, params["means_"], params["precisions_cholesky_"], "full")
-    return float(np.mean(logsumexp(log_prob + np.log(params["weights_"]), axis=1)))
+    return log_prob + np.log(params["weights_"])
+
+
+def _mean_loglik(params, X):
+    return float(np.mean(logsumexp(_log_joint(params, X), axis=1)))
 
 
 def _ellipses(ax, params, colors):
@@ -107,11 +111,7 @@ def draw(model, X, outdir):
 
 
 def _responsibilities(params, X):
-    from ._densities import gaussian
-    from ._math import log_normalize
-
-    log_prob = gaussian.log_likelihood(X, params["means_"], params["precisions_cholesky_"], "full")
-    return np.exp(log_normalize(log_prob + np.log(params["weights_"]))[0])
+    return np.exp(log_normalize(_log_joint(params, X))[0])
 
 
 def main(argv=None):
