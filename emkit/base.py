@@ -1,44 +1,45 @@
 """The EM engine shared by every emkit estimator.
 
 An estimator mixes in :class:`EMMixin` and provides a handful of hooks; the
-engine runs the restarts (in parallel through joblib), the E-step/M-step loop,
-the stopping rule, warnings, the choice of the best restart and the fitted
-attributes common to every model.
-
-The hooks (none of ``_initialize``, ``_e_step`` or ``_m_step`` writes to
-``self``):
+engine runs the restarts (in parallel through joblib), the E-step as a sum over
+independent blocks of data, the M-step, the stopping rule, warnings, the choice
+of the best restart and the fitted attributes common to every model. The
+contract is written out in ``docs/engine.rst``; in short (none of these hooks
+writes to ``self``):
 
 ``_validate_fit_data(X, y=None, **fit_params) -> data``
-    Validate once per fit. ``data`` is a small NamedTuple with at least the
-    field ``n_units``: what the objective is averaged over (samples, time
-    steps, documents, or the sum of sample weights).
+    Validate once per fit. ``data`` is a NamedTuple with at least ``blocks``
+    (an :class:`emkit._blocks.Blocks` sequence: rows, whole sequences or
+    documents) and ``n_units`` (what the objective is averaged over), plus
+    every hyperparameter a call may override (``em_vars``, ``params``
+    letters), resolved once.
 ``_initialize(data, random_state) -> params``
-    Starting parameters: a dict keyed by fitted attribute names
-    (``"means_"``). Keys with a leading underscore are private: they are
-    passed along from step to step but never set on the estimator.
-``_e_step(data, params) -> (stats, log_likelihood)``
-    Expected sufficient statistics and the total log-likelihood (or ELBO) of
-    ``data`` at ``params``.
+    Starting parameters: a dict keyed by fitted attribute names. Parameters
+    only: working state goes to ``_initial_state``.
+``_initial_state(data, params, random_state) -> list or None``
+    Optional per-restart working state, one entry per block (LDA's document
+    mixtures); ``None`` (the default) when the model has none.
+``_e_step_context(data, params) -> context``
+    Optional: what every block needs, computed once per E-step (derived
+    parameters, resolved hyperparameters). Defaults to ``params``.
+``_e_step_block(block, context, state) -> BlockResult``
+    One block's statistics (a NamedTuple type with ``add``, see
+    :mod:`emkit._stats`), its log-likelihood (or ELBO) and its new state.
+    The engine maps blocks and adds the results in block order.
 ``_m_step(data, stats, params) -> params``
     New parameters (a new dict; what is not learned is copied through).
-``_log_prior(params) -> float``
-    Log-density of the priors at ``params`` (0 when priors are off); added
-    once per iteration to the total objective. Optional: defaults to 0.
+``_m_step_slack(data, stats, params) -> float``
+    Optional: how much a deliberately inexact M-step (a regulariser added after
+    the exact update) may lower the total objective; widens the round-off
+    allowance by that much. Defaults to 0.
+``_log_prior(data, params) -> float``
+    Optional: log-density of the priors, added once per iteration.
 ``_fitted_params() -> params``
-    The current fitted attributes as a params dict (for warm start).
-``_after_fit(data, params)``
-    Optional: set model-specific derived attributes after the winner is set.
-``_is_converged(data, history, change) -> bool``
-    Optional: the stopping rule (default ``change < tol``).
-``_objective_dtype(data)``
-    Optional: dtype whose eps sets the round-off allowance (default float64).
-
-An M-step that is deliberately not the exact maximiser (scikit-learn's
-``reg_covar`` adds a constant to every variance after the update) may return
-the private entry ``"_objective_slack"``: an upper bound on how much that
-departure can lower the total objective. The engine widens its round-off
-allowance by it, so such a step is neither reported as a decrease nor kept from
-converging, while a genuine decrease still is.
+    The current fitted attributes as a params dict (warm start, inference).
+``_after_fit(data, params)``, ``_is_converged(data, history, change)``,
+``_objective_dtype(data)``, ``_monotone(data)``
+    Optional refinements (derived attributes, another stopping rule, the dtype
+    whose eps sets the allowance, whether decreases are checked at all).
 
 Models signal a numerical failure of a restart by raising
 :class:`NumericalFailure`; the engine drops that restart with a
@@ -46,51 +47,36 @@ Models signal a numerical failure of a restart by raising
 restart failed.
 """
 
-import contextvars
+import os
 import sys
+import threading
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import numpy as np
-from joblib import effective_n_jobs
+from joblib import cpu_count, effective_n_jobs
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.parallel import Parallel, delayed
 
-from ._validation import Interval
+from ._stats import sum_in_order
+from ._validation import Interval, fit_context
 
 __all__ = [
     "EMMixin",
     "EMRun",
+    "BlockResult",
     "NumericalFailure",
     "RestartFailedWarning",
     "ObjectiveDecreaseWarning",
-    "map_blocks",
+    "SerialExecutor",
+    "ThreadExecutor",
+    "stopping_tolerance",
 ]
-
-# Threads a model may use for the row blocks of one E-step: more than one only while a single
-# restart runs in this process with n_jobs > 1 (with several restarts, n_jobs runs the restarts).
-_BLOCK_THREADS = contextvars.ContextVar("emkit_block_threads", default=1)
-
-
-def map_blocks(function, items):
-    """``[function(item) for item in items]``, on threads when the running fit allows it.
-
-    Models call this for independent blocks of rows inside ``_e_step``. Results
-    come back in the order of ``items``, so sums taken over them are the same
-    whatever the number of threads (BLAS is limited to one thread per block
-    meanwhile, which changes at most the last bits of its products).
-    """
-    items = list(items)
-    n_threads = min(_BLOCK_THREADS.get(), len(items))
-    if n_threads <= 1:
-        return [function(item) for item in items]
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_threads) as pool:
-        return list(pool.map(function, items))
 
 
 class NumericalFailure(ArithmeticError):
@@ -108,11 +94,74 @@ class RestartFailedWarning(UserWarning):
 class ObjectiveDecreaseWarning(UserWarning):
     """EM's objective decreased by more than round-off.
 
-    In exact EM this cannot happen, so it points at a numerical problem
-    (or a bug); that iteration is never counted as converged.
+    In exact EM this cannot happen, so it points at a numerical problem (or a
+    bug). The restart stops there and returns the parameters from before the
+    step that decreased the objective.
     """
 
 
+class BlockResult(NamedTuple):
+    """What a model's block function returns for one block of data.
+
+    Attributes
+    ----------
+    stats : NamedTuple
+        Expected sufficient statistics of the block (additive, see
+        :mod:`emkit._stats`).
+    objective : float
+        The block's log-likelihood (or ELBO) at the parameters it was given.
+    state : object
+        The block's new working state (None for models without state).
+    """
+
+    stats: object
+    objective: float
+    state: object = None
+
+
+# ---------------------------------------------------------------------------- executors
+class SerialExecutor:
+    """Runs blocks one after the other in the calling thread."""
+
+    n_workers = 1
+
+    def map(self, function, *iterables):
+        """``[function(*args) for args in zip(*iterables)]``."""
+        return [function(*args) for args in zip(*iterables)]
+
+    def close(self):
+        """Nothing to release."""
+
+
+class ThreadExecutor:
+    """Runs blocks on a pool of threads (one restart, ``n_jobs > 1``).
+
+    Results come back in block order, so sums over them do not depend on the
+    number of threads. BLAS is limited to one thread per block meanwhile (which
+    changes at most the last bits of its products). The kernels release the
+    GIL, so blocks really run side by side.
+    """
+
+    def __init__(self, n_threads):
+        self.n_workers = int(n_threads)
+        self._pool = ThreadPoolExecutor(self.n_workers)
+
+    def map(self, function, *iterables):
+        """``[function(*args) for args in zip(*iterables)]``, on the pool's threads."""
+        items = list(zip(*iterables))
+        if len(items) <= 1:
+            return [function(*args) for args in items]
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            return list(self._pool.map(lambda args: function(*args), items))
+
+    def close(self):
+        """Stop the threads."""
+        self._pool.shutdown(wait=True)
+
+
+# ---------------------------------------------------------------------------- restart records
 @dataclass
 class EMRun:
     """The record of one restart.
@@ -122,22 +171,30 @@ class EMRun:
     index : int
         Position of the restart (0-based).
     seed : int or None
-        Seed the restart's initialisation drew from (None for a warm start).
+        Seed the restart's initialisation drew from (None for a start from given
+        parameters: warm start, ``em``).
     params : dict or None
         Final parameters (None when the restart failed).
     history : list of float
-        Per-unit objective after each M-step.
+        Per-unit objective after each accepted M-step.
     initial_objective : float
         Per-unit objective at the starting parameters.
     converged : bool
     error : str or None
         Message of the numerical failure that ended this restart, if any.
+    rejected_step : int or None
+        The iteration whose step decreased the objective beyond round-off and
+        was undone (the restart stopped there), if any.
     params_history : list of dict or None
         Parameters after every iteration (``keep_params_history=True``).
-    warnings : list
-        ``warnings.WarningMessage`` objects raised while the restart ran.
+    warnings : list of tuple
+        ``(category, message, filename, lineno)`` of every warning the restart
+        raised, emkit's own and (where they could be caught) those of the
+        libraries it called; re-emitted by the parent in restart order.
     messages : list of str
-        Verbose lines, printed by the parent in restart order.
+        Verbose lines, printed by the parent when the restart ran elsewhere.
+    elapsed : float
+        Seconds the restart took.
     """
 
     index: int
@@ -147,9 +204,11 @@ class EMRun:
     initial_objective: float = np.nan
     converged: bool = False
     error: str = None
+    rejected_step: int = None
     params_history: list = None
     warnings: list = field(default_factory=list)
     messages: list = field(default_factory=list)
+    elapsed: float = 0.0
 
     @property
     def objective(self):
@@ -158,18 +217,38 @@ class EMRun:
 
     @property
     def n_iter(self):
-        """Number of M-steps done."""
+        """Number of accepted M-steps."""
         return len(self.history)
 
+    def warn(self, category, message):
+        """Record one of emkit's own warnings (as data: nothing a thread can lose)."""
+        self.warnings.append((category, message, None, None))
+
     def summary(self):
-        """A small dict for ``restarts_``: seed, objective, n_iter, converged, error."""
+        """A small dict for ``restarts_``."""
         return {
             "seed": self.seed,
             "objective": float(self.objective) if self.error is None else np.nan,
             "n_iter": self.n_iter,
             "converged": self.converged,
             "error": self.error,
+            "rejected_step": self.rejected_step,
         }
+
+
+class _Start(NamedTuple):
+    index: int
+    seed: object  # int: draw the start from it; None: start from ``params``
+    params: dict
+    state_seed: int  # seeds the working state of a start from given parameters
+
+
+class _RunOptions(NamedTuple):
+    max_iter: int
+    fixed_iterations: bool  # run exactly max_iter iterations: no convergence test
+    parent: tuple  # (pid, thread id) of the fit call: lines print live only there
+    started: float  # time.time() when the fit began
+    n_restarts: int
 
 
 def stopping_tolerance(objective, dtype=np.float64):
@@ -177,21 +256,23 @@ def stopping_tolerance(objective, dtype=np.float64):
     return 8.0 * np.finfo(dtype).eps * max(1.0, abs(objective))
 
 
-def _copy_params(params, public_only=False):
-    return {
-        k: (v.copy() if isinstance(v, np.ndarray) else v)
-        for k, v in params.items()
-        if not (public_only and k.startswith("_"))
-    }
+def _copy_params(params):
+    return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in params.items()}
 
 
+def _is_parent(parent):
+    return (os.getpid(), threading.get_ident()) == parent
+
+
+# ---------------------------------------------------------------------------- the mixin
 class EMMixin:
-    """Expectation-Maximization engine: restarts, loop, stopping rule, bookkeeping.
+    """Expectation-Maximization engine: restarts, block-mapped E-steps, stopping rule, bookkeeping.
 
     Shared constructor parameters (documented on each estimator): ``max_iter``,
     ``tol``, ``n_init``, ``random_state``, ``warm_start``, ``verbose``,
     ``verbose_interval``, ``n_jobs``, ``keep_params_history``. The hooks a
-    model provides are described in the module docstring of :mod:`emkit.base`.
+    model provides are described in the module docstring of :mod:`emkit.base`
+    and in ``docs/engine.rst``.
 
     Attributes
     ----------
@@ -199,14 +280,14 @@ class EMMixin:
         Whether the winning restart met the stopping rule
         ``-eps <= change < tol``.
     n_iter_ : int
-        Number of M-steps of the winning restart.
+        Number of accepted M-steps of the winning restart.
     lower_bound_ : float
         Per-unit objective of the returned parameters.
     lower_bound_history_ : ndarray, one entry per iteration
-        Per-unit objective after each M-step of the winning restart.
+        Per-unit objective after each accepted M-step of the winning restart.
     restarts_ : list of dict
         One record per restart: ``seed``, ``objective``, ``n_iter``,
-        ``converged`` and ``error``.
+        ``converged``, ``error`` and ``rejected_step``.
     params_history_ : list of dict
         Only with ``keep_params_history=True``: the starting parameters
         followed by the parameters after each M-step of the winning restart.
@@ -224,8 +305,17 @@ class EMMixin:
         "keep_params_history": ["boolean"],
     }
 
-    # ------------------------------------------------------------------ hooks
-    def _log_prior(self, params):
+    # ------------------------------------------------------------------ optional hooks
+    def _initial_state(self, data, params, random_state):
+        return None
+
+    def _e_step_context(self, data, params):
+        return params
+
+    def _m_step_slack(self, data, stats, params):
+        return 0.0
+
+    def _log_prior(self, data, params):
         return 0.0
 
     def _after_fit(self, data, params):
@@ -233,6 +323,10 @@ class EMMixin:
 
     def _objective_dtype(self, data):
         return np.float64
+
+    def _monotone(self, data):
+        """Whether EM's objective must never decrease (stochastic updates return False)."""
+        return True
 
     def _is_converged(self, data, history, change):
         """Stopping rule, asked only when ``change >= -eps`` (no decrease beyond round-off).
@@ -244,68 +338,100 @@ class EMMixin:
         """
         return change < self.tol
 
-    # ----------------------------------------------------------------- engine
-    def _fit_em(self, data):
+    def _check_warm_start(self, data, params):
+        """Raise a ValueError when fitted ``params`` cannot continue on ``data``."""
+
+    # ------------------------------------------------------------------ fit template
+    @fit_context(prefer_skip_nested_validation=True)
+    def _fit(self, X, y=None, **fit_params):
+        """The template behind every family's ``fit``: validate once, run EM, return self.
+
+        Families keep explicit ``fit`` signatures (for metadata routing and
+        docs) and delegate here.
+        """
+        data = self._validate_fit_data(X, y, **fit_params)
+        self._fit_em(data)
+        return self
+
+    # ------------------------------------------------------------------ engine
+    def _fit_em(self, data, *, start=None, max_iter=None, fixed_iterations=False):
         """Run EM on validated ``data`` and set the fitted attributes.
 
-        Returns the winning :class:`EMRun`.
-        """
-        warm = self.warm_start and self._is_fitted_for_warm_start()
-        if warm:
-            starts = [(0, None, self._fitted_params())]
-        else:
-            rng = check_random_state(self.random_state)
-            seeds = rng.randint(np.iinfo(np.int32).max, size=self.n_init)
-            starts = [(i, int(s), None) for i, s in enumerate(seeds)]
+        Parameters
+        ----------
+        data : NamedTuple
+            From ``_validate_fit_data``.
+        start : dict, optional
+            Parameters to continue from (one restart). None: a warm start
+            when ``warm_start`` and fitted, else ``n_init`` drawn starts.
+        max_iter : int, optional
+            Overrides ``self.max_iter`` for this call (no attribute is written).
+        fixed_iterations : bool, default=False
+            Run exactly ``max_iter`` iterations: no convergence test and no
+            ConvergenceWarning (the caller asked for exactly that many).
 
-        n_jobs = self.n_jobs
-        in_process = len(starts) == 1 or n_jobs in (None, 1)
-        if in_process:
-            # a single restart may spread its E-step's row blocks over n_jobs threads instead
-            threads = effective_n_jobs(n_jobs) if len(starts) == 1 and n_jobs not in (None, 1) else 1
-            token = _BLOCK_THREADS.set(threads)
-            try:
-                runs = [self._run_restart(data, i, seed, start, live=True) for i, seed, start in starts]
-            finally:
-                _BLOCK_THREADS.reset(token)
+        Returns
+        -------
+        EMRun
+            The winning restart.
+        """
+        started = time.time()  # wall clock: comparable across worker processes
+        max_iter = self.max_iter if max_iter is None else int(max_iter)
+        rng = check_random_state(self.random_state)
+        if start is None and self.warm_start and self._is_fitted_for_warm_start():
+            start = self._fitted_params()
+        if start is not None:
+            self._check_warm_start(data, start)
+            starts = [_Start(0, None, start, int(rng.randint(np.iinfo(np.int32).max)))]
         else:
-            n_workers = min(effective_n_jobs(n_jobs), len(starts))
-            runs = Parallel(n_jobs=n_jobs)(
-                delayed(_run_restart_in_worker)(self, data, i, seed, start, n_workers)
-                for i, seed, start in starts
+            seeds = rng.randint(np.iinfo(np.int32).max, size=self.n_init)
+            starts = [_Start(i, int(s), None, None) for i, s in enumerate(seeds)]
+        options = _RunOptions(max_iter, fixed_iterations, (os.getpid(), threading.get_ident()), started, len(starts))
+
+        n_workers = effective_n_jobs(self.n_jobs)
+        if len(starts) == 1:
+            executor = ThreadExecutor(n_workers) if n_workers > 1 else SerialExecutor()
+            try:
+                runs = [self._run_restart(data, starts[0], options, executor)]
+            finally:
+                executor.close()
+        else:
+            runs = [None] * len(starts)
+            tasks = Parallel(n_jobs=self.n_jobs, return_as="generator_unordered")(
+                delayed(_run_restart_task)(self, data, s, options, min(n_workers, len(starts))) for s in starts
             )
-            for run in runs:  # carried back from the workers, re-emitted in restart order
+            for run in tasks:  # as each restart ends: its verbose lines now, its warnings later, in order
+                runs[run.index] = run
                 for line in run.messages:
                     print(line)
+                sys.stdout.flush()
+        return self._finish_fit(data, runs, options)
 
-        for run in runs:
-            for w in run.warnings:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-
+    def _finish_fit(self, data, runs, options):
+        for run in runs:  # warnings in restart order, whatever order the restarts ended in
+            for category, message, filename, lineno in run.warnings:
+                if filename is None:
+                    warnings.warn(message, category, stacklevel=4)
+                else:
+                    warnings.warn_explicit(message, category, filename, lineno)
         good = [r for r in runs if r.error is None]
         failed = [r for r in runs if r.error is not None]
         for run in failed:
             warnings.warn(
                 f"Restart {run.index} (seed {run.seed}) failed and was dropped: {run.error}",
                 RestartFailedWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         if not good:
             raise ValueError(
                 f"{type(self).__name__}: every restart failed numerically. Last error: {failed[-1].error}"
             )
-
-        # highest final objective wins; ties go to the earliest restart
-        best = max(good, key=lambda r: (r.objective, -r.index))
-        if not best.converged and self.max_iter > 0:
-            warnings.warn(
-                f"{type(self).__name__}: the best restart (index {best.index}) did not converge in "
-                f"{best.n_iter} iterations (last change "
-                f"{_last_change(best):.3g}, tol={self.tol}). Try a larger max_iter or tol, "
-                "or check the data.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
+        best = _best_run(good, self._objective_dtype(data))
+        ran_out = not best.converged and best.rejected_step is None and best.n_iter == options.max_iter
+        if ran_out and options.max_iter > 0 and not options.fixed_iterations:
+            message = self._convergence_message(data, best)
+            if message:
+                warnings.warn(message, ConvergenceWarning, stacklevel=4)
 
         self._set_params_attrs(best.params)
         self.converged_ = bool(best.converged)
@@ -320,81 +446,144 @@ class EMMixin:
         self._after_fit(data, best.params)
         return best
 
+    def _convergence_message(self, data, run):
+        """The ConvergenceWarning's text for a winning restart that ran out of iterations (None: stay quiet)."""
+        return (
+            f"{type(self).__name__}: the best restart (index {run.index}) did not converge in "
+            f"{run.n_iter} iterations (last change {_last_change(run):.3g}, tol={self.tol}). "
+            "Try a larger max_iter or tol, or check the data."
+        )
+
     def _is_fitted_for_warm_start(self):
         # lower_bound_ is set by the engine alone (n_features_in_ is already set by validation)
         return hasattr(self, "lower_bound_")
 
     def _set_params_attrs(self, params):
         for key, value in params.items():
-            if not key.startswith("_"):
-                setattr(self, key, value)
+            setattr(self, key, value)
 
-    def _run_restart(self, data, index, seed, start_params, live=False):
+    def _e_step(self, data, params, state, executor):
+        """Map the model's block function over the blocks; add the results in block order.
+
+        Returns
+        -------
+        stats, objective, state
+            Summed statistics, summed log-likelihood (or ELBO) and the new
+            per-block state (None when the model has none).
+        """
+        context = self._e_step_context(data, params)
+        states = [None] * len(data.blocks) if state is None else state
+        results = executor.map(self._e_step_block, data.blocks, [context] * len(data.blocks), states)
+        stats = sum_in_order(r.stats for r in results)
+        objective = 0.0
+        for r in results:
+            objective += float(r.objective)
+        new_state = None if state is None else [r.state for r in results]
+        return stats, objective, new_state
+
+    def _run_restart(self, data, start, options, executor):
         """One EM run from one start; never raises on numerical failure."""
-        run = EMRun(index=index, seed=seed)
+        run = EMRun(index=start.index, seed=start.seed)
+        live = _is_parent(options.parent)
         verbose = self.verbose
         interval = getattr(self, "verbose_interval", 10)
+        tag = f"[restart {start.index}] " if options.n_restarts > 1 else ""
 
         def say(line):
+            line = f"{line} ({time.time() - options.started:.2f} s)"
             if live:
                 print(line)
                 sys.stdout.flush()
             else:
                 run.messages.append(line)
 
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        began = time.perf_counter()
+        # Third-party warnings raised inside the hooks are recorded where that is safe: in the fit's own
+        # thread or a worker process's main thread. catch_warnings is process-global, so on a thread of a
+        # threading backend they are left to Python's filters (emkit's own warnings are data, never lost).
+        catch = live or threading.current_thread() is threading.main_thread()
+        guard = warnings.catch_warnings(record=True) if catch else _NoCatch()
+        with guard as caught:
+            if catch:
+                warnings.simplefilter("always")
             try:
-                if start_params is None:
-                    params = self._initialize(data, np.random.RandomState(seed))
-                else:
-                    params = _copy_params(start_params)
-                dtype = self._objective_dtype(data)
-                n_units = data.n_units
-                stats, loglik = self._e_step(data, params)
-                value = (loglik + self._log_prior(params)) / n_units
-                _check_finite_objective(value)
-                run.initial_objective = value
-                if self.keep_params_history:
-                    run.params_history = [_copy_params(params, public_only=True)]
-                if verbose:
-                    say(f"Initialization {index}: objective {value:.8g}")
-                for iteration in range(1, self.max_iter + 1):
-                    params = self._m_step(data, stats, params)
-                    stats, loglik = self._e_step(data, params)
-                    new_value = (loglik + self._log_prior(params)) / n_units
-                    _check_finite_objective(new_value)
-                    change = new_value - value
-                    value = new_value
-                    run.history.append(value)
-                    if self.keep_params_history:
-                        run.params_history.append(_copy_params(params, public_only=True))
-                    if verbose >= 2 and iteration % interval == 0:
-                        say(f"  Iteration {iteration}: objective {value:.8g}, change {change:.3g}")
-                    elif verbose == 1 and iteration % interval == 0:
-                        say(f"  Iteration {iteration}")
-                    # round-off, plus what a deliberately inexact M-step (a regulariser
-                    # such as reg_covar) may cost, which the model states in "_objective_slack"
-                    eps = stopping_tolerance(value, dtype) + params.get("_objective_slack", 0.0) / n_units
-                    if change < -eps:
-                        warnings.warn(
-                            f"{type(self).__name__}: the objective decreased by {-change:.3g} per unit at "
-                            f"iteration {iteration} (restart {index}); EM should never decrease it, which "
-                            "points at numerical trouble (e.g. too small reg_covar / min_covar).",
-                            ObjectiveDecreaseWarning,
-                        )
-                    elif self._is_converged(data, run.history, change):
-                        run.converged = True
-                        break
-                if verbose:
-                    state = "converged" if run.converged else "did not converge"
-                    say(f"Initialization {index} {state}: {run.n_iter} iterations, objective {value:.8g}")
-                run.params = params
+                self._em_loop(data, start, options, executor, run, say, verbose, interval, tag)
             except NumericalFailure as exc:
                 run.error = str(exc)
                 run.params = None
-        run.warnings = list(caught)
+        if catch:
+            run.warnings.extend((w.category, w.message, w.filename, w.lineno) for w in caught)
+        run.elapsed = time.perf_counter() - began
         return run
+
+    def _em_loop(self, data, start, options, executor, run, say, verbose, interval, tag):
+        if start.seed is not None:
+            random_state = np.random.RandomState(start.seed)
+            params = self._initialize(data, random_state)
+        else:
+            random_state = np.random.RandomState(start.state_seed)
+            params = _copy_params(start.params)
+        state = self._initial_state(data, params, random_state)
+        dtype = self._objective_dtype(data)
+        n_units = data.n_units
+        monotone = self._monotone(data)
+        stats, objective, state = self._e_step(data, params, state, executor)
+        value = (objective + self._log_prior(data, params)) / n_units
+        _check_finite_objective(value)
+        run.initial_objective = value
+        if self.keep_params_history:
+            run.params_history = [_copy_params(params)]
+        if verbose:
+            say(f"Initialization {start.index}: objective {value:.8g}")
+        for iteration in range(1, options.max_iter + 1):
+            new_params = self._m_step(data, stats, params)
+            slack = self._m_step_slack(data, stats, new_params)
+            new_stats, objective, new_state = self._e_step(data, new_params, state, executor)
+            new_value = (objective + self._log_prior(data, new_params)) / n_units
+            _check_finite_objective(new_value)
+            change = new_value - value
+            # round-off, plus what a deliberately inexact M-step may cost (the model's slack hook)
+            eps = stopping_tolerance(new_value, dtype) + slack / n_units
+            if monotone and change < -eps:
+                run.rejected_step = iteration
+                run.warn(
+                    ObjectiveDecreaseWarning,
+                    f"{type(self).__name__}: the objective decreased by {-change:.3g} per unit at iteration "
+                    f"{iteration} (restart {start.index}); EM never decreases it, which points at numerical "
+                    "trouble (e.g. too small reg_covar / min_covar). That restart stopped and returns the "
+                    f"parameters from before the step (iteration {iteration - 1}).",
+                )
+                break
+            params, stats, state, value = new_params, new_stats, new_state, new_value
+            run.history.append(value)
+            if self.keep_params_history:
+                run.params_history.append(_copy_params(params))
+            if verbose >= 2 and iteration % interval == 0:
+                say(f"  {tag}Iteration {iteration}: objective {value:.8g}, change {change:.3g}")
+            elif verbose == 1 and iteration % interval == 0:
+                say(f"  {tag}Iteration {iteration}")
+            if change >= -eps and not options.fixed_iterations and self._is_converged(data, run.history, change):
+                run.converged = True
+                break
+        if verbose:
+            outcome = "converged" if run.converged else "did not converge"
+            say(f"Initialization {start.index} {outcome}: {run.n_iter} iterations, objective {value:.8g}")
+        run.params = params
+
+
+class _NoCatch:
+    def __enter__(self):
+        return []
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _best_run(runs, dtype):
+    """Highest final objective; objectives within the round-off allowance of the best tie, the earliest wins."""
+    top = max(r.objective for r in runs)
+    allowance = stopping_tolerance(top, dtype)
+    return min((r for r in runs if r.objective >= top - allowance), key=lambda r: r.index)
 
 
 def _last_change(run):
@@ -413,11 +602,11 @@ def _check_finite_objective(value):
         )
 
 
-def _run_restart_in_worker(estimator, data, index, seed, start_params, n_workers):
-    """Worker entry point: limits BLAS threads so restarts do not oversubscribe."""
-    from joblib import cpu_count
+def _run_restart_task(estimator, data, start, options, n_workers):
+    """One restart as a joblib task; in a worker process, BLAS threads are shared out between the workers."""
+    if os.getpid() == options.parent[0]:  # in-process (sequential or threading backend)
+        return estimator._run_restart(data, start, options, SerialExecutor())
     from threadpoolctl import threadpool_limits
 
-    n_workers = max(1, n_workers)
-    with threadpool_limits(limits=max(1, cpu_count() // n_workers), user_api="blas"):
-        return estimator._run_restart(data, index, seed, start_params, live=False)
+    with threadpool_limits(limits=max(1, cpu_count() // max(1, n_workers)), user_api="blas"):
+        return estimator._run_restart(data, start, options, SerialExecutor())

@@ -31,10 +31,11 @@ from ._validation import (
     check_sample_weight,
     check_sequences,
     check_y_unsupervised,
-    fit_context,
     validate_data,
 )
-from .base import EMMixin, NumericalFailure
+from ._blocks import Blocks, sequence_bounds
+from ._stats import add_fields, scale_fields
+from .base import BlockResult, EMMixin, NumericalFailure
 
 __all__ = ["GaussianHMM", "CategoricalHMM", "PoissonHMM"]
 
@@ -42,17 +43,46 @@ _SUM_ATOL = 1e-6  # how far a user-given distribution may be from summing to one
 
 
 class _HMMData(NamedTuple):
+    blocks: Blocks  # of _HMMBlock: whole sequences
     X: np.ndarray  # validated input
-    emission_input: np.ndarray  # what the emission hooks consume
+    emission_input: np.ndarray  # what the emission hooks consume (row-aligned with X)
     offsets: np.ndarray  # sequence boundaries, (n_sequences + 1,)
     given: dict  # user-given starting values, validated
+    learn: frozenset  # letters of the parameters EM learns (``params``, resolved once)
     n_units: float  # time steps
+
+
+class _HMMBlock(NamedTuple):
+    emission_input: np.ndarray  # the block's rows
+    offsets: np.ndarray  # its sequences' boundaries, from 0
+
+
+def _hmm_sequences(source, first, last):
+    emission_input, offsets = source
+    begin, end = offsets[first], offsets[last]
+    return _HMMBlock(emission_input[begin:end], offsets[first : last + 1] - begin)
+
+
+class _HMMContext(NamedTuple):
+    """What every block of an E-step needs."""
+
+    params: dict
+    learn: frozenset
+    emission: object  # the emission's own precomputed values (``_emission_context``)
 
 
 class _HMMStats(NamedTuple):
     start: np.ndarray  # (K,)
-    trans: np.ndarray  # (K, K)
-    emission: object  # the emission's NamedTuple of statistics
+    trans: np.ndarray  # (K, K), None when transitions are not learned
+    emission: object  # the emission's NamedTuple of statistics, None when it learns nothing
+
+    add = add_fields
+    scale = scale_fields
+
+
+def _rows_per_block(n_components):
+    """Rows of whole sequences grouped into one E-step block (posteriors of about 2 MB)."""
+    return max(2048, (1 << 18) // max(1, n_components))
 
 
 def _dirichlet_map(counts, prior, current):
@@ -113,9 +143,10 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
     - ``_emission_validate_X(X, reset) -> (X, emission_input)``
     - ``_emission_check(X, emission_input) -> dict`` of validated user-given starting values
     - ``_emission_initialize(data, random_state) -> dict``
-    - ``_emission_log_likelihood(emission_input, params) -> (n_samples, n_components)``
-    - ``_emission_frameprob(emission_input, params)`` (optional: probabilities, saves exponentials)
-    - ``_emission_accumulate(emission_input, posteriors, params) -> stats`` (additive)
+    - ``_emission_context(params)`` (optional: values derived once per E-step, e.g. precision factors)
+    - ``_emission_log_likelihood(emission_input, params, context) -> (n_samples, n_components)``
+    - ``_emission_frameprob(emission_input, params, context)`` (optional: probabilities, saves exponentials)
+    - ``_emission_accumulate(emission_input, posteriors, params, context) -> stats`` (additive, with ``add``)
     - ``_emission_m_step(stats, params, learn) -> dict``
     - ``_emission_log_prior(params, learn) -> float``
     - ``_emission_fitted_params() -> dict``, ``_emission_n_parameters() -> int``
@@ -144,7 +175,14 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         """hmmlearn's letter string, or a tuple of attribute names -> set of letters."""
         names = self._names()
         if isinstance(value, str):
-            return {c for c in value if c in names}
+            unknown = sorted(set(value) - set(names))
+            if unknown:
+                raise ValueError(
+                    f"{what}={value!r} has unknown letter(s) {unknown}; {type(self).__name__} knows "
+                    + ", ".join(f"{letter!r} ({attr})" for letter, attr in names.items())
+                    + "."
+                )
+            return set(value)
         by_name = {}
         for letter, attr in names.items():
             by_name[attr] = letter
@@ -164,10 +202,6 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         # n_features_in_ alone (set while validating) does not count
         return all(hasattr(self, attr) for attr in self._names().values())
 
-    @property
-    def _learn(self):
-        return self._letters(self.params, "params")
-
     def _init_letters(self):
         return self._letters(self.init_params, "init_params")
 
@@ -182,7 +216,7 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
 
     # ------------------------------------------------------------ validation
     def _validate_fit_data(self, X, y=None, lengths=None, sequence_ids=None):
-        self._letters(self.params, "params")
+        learn = frozenset(self._letters(self.params, "params"))
         self._letters(self.init_params, "init_params")
         X, emission_input = self._emission_validate_X(X, reset=True)
         n_samples = X.shape[0]
@@ -199,9 +233,10 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
                 name = attr[:-1] + "_init" if init is not None else attr
                 given[attr] = _check_distribution(value, name, shape)
         given.update(self._emission_check(X, emission_input))
-        return _HMMData(X, emission_input, offsets, given, float(n_samples))
+        bounds = sequence_bounds(offsets, _rows_per_block(K))
+        blocks = Blocks((emission_input, offsets), bounds, _hmm_sequences)
+        return _HMMData(blocks, X, emission_input, offsets, given, learn, float(n_samples))
 
-    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, lengths=None, sequence_ids=None):
         """Estimate the parameters by Baum-Welch (EM), ``n_init`` restarts, the best kept.
 
@@ -225,9 +260,7 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         self : object
             The fitted estimator.
         """
-        data = self._validate_fit_data(X, y, lengths=lengths, sequence_ids=sequence_ids)
-        self._fit_em(data)
-        return self
+        return self._fit(X, y, lengths=lengths, sequence_ids=sequence_ids)
 
     # ------------------------------------------------------------ EM hooks
     def _initialize(self, data, random_state):
@@ -245,26 +278,31 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         params.update(self._emission_initialize(data, random_state))
         return params
 
-    def _frames(self, emission_input, params):
+    def _frames(self, emission_input, params, emission_context=None):
         """Keyword arguments for the kernels: ``frameprob`` when the emission gives probabilities
         directly (no exponentials needed), else ``log_frameprob``."""
-        frameprob = self._emission_frameprob(emission_input, params)
+        if emission_context is None:
+            emission_context = self._emission_context(params)
+        frameprob = self._emission_frameprob(emission_input, params, emission_context)
         if frameprob is not None:
             return {"frameprob": frameprob, "overwrite_frameprob": True}  # a fresh array: no copy needed
-        return {"log_frameprob": self._emission_log_likelihood(emission_input, params)}
+        return {"log_frameprob": self._emission_log_likelihood(emission_input, params, emission_context)}
 
-    def _emission_frameprob(self, emission_input, params):
+    def _emission_frameprob(self, emission_input, params, emission_context):
         """Emission probabilities ``p(x_t | z_t = k)`` when cheap and safe to give directly, else None."""
         return None
 
-    def _e_step(self, data, params):
-        learn = self._learn
+    def _e_step_context(self, data, params):
+        return _HMMContext(params, data.learn, self._emission_context(params))
+
+    def _e_step_block(self, block, context, state):
+        params = context.params
         result = forward_backward(
             params["startprob_"],
             params["transmat_"],
-            offsets=data.offsets,
-            compute_xi="t" in learn,
-            **self._frames(data.emission_input, params),
+            offsets=block.offsets,
+            compute_xi="t" in context.learn,
+            **self._frames(block.emission_input, params, context.emission),
         )
         loglik = float(result.log_likelihood.sum())
         if not np.isfinite(loglik):
@@ -272,27 +310,35 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
                 "a sequence has zero likelihood under the current parameters "
                 "(increase the emission priors or regularisation)"
             )
-        emission = self._emission_accumulate(data.emission_input, result.posteriors, params)
-        return _HMMStats(result.start_sum, result.xi_sum, emission), loglik
+        emission = None
+        if set(self._emission_names) & context.learn:
+            emission = self._emission_accumulate(block.emission_input, result.posteriors, params, context.emission)
+        trans = result.xi_sum if "t" in context.learn else None
+        return BlockResult(_HMMStats(result.start_sum, trans, emission), loglik)
 
     def _m_step(self, data, stats, params):
-        learn = self._learn
+        learn = data.learn
         new = dict(params)
         if "s" in learn:
             new["startprob_"] = _dirichlet_map(stats.start, self.startprob_prior, params["startprob_"])
         if "t" in learn:
             new["transmat_"] = _dirichlet_map(stats.trans, self.transmat_prior, params["transmat_"])
-        new.update(self._emission_m_step(stats.emission, params, learn))
+        if stats.emission is not None:
+            new.update(self._emission_m_step(stats.emission, params, learn))
         return new
 
-    def _log_prior(self, params):
-        learn = self._learn
+    def _log_prior(self, data, params):
+        learn = data.learn
         total = 0.0
         if "s" in learn:
             total += _dirichlet_log_prior(params["startprob_"], self.startprob_prior)
         if "t" in learn:
             total += _dirichlet_log_prior(params["transmat_"], self.transmat_prior)
         return total + self._emission_log_prior(params, learn)
+
+    def _emission_context(self, params):
+        """Values derived from the emission parameters once per E-step (None by default)."""
+        return None
 
     def _fitted_params(self):
         params = {"startprob_": self.startprob_, "transmat_": self.transmat_}
@@ -448,7 +494,7 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
             raise ValueError(f"algorithm must be 'viterbi' or 'map', got {algorithm!r}.")
         emission_input, offsets, params = self._check_fitted_input(X, lengths, sequence_ids)
         if algorithm == "viterbi":
-            log_frameprob = self._emission_log_likelihood(emission_input, params)
+            log_frameprob = self._emission_log_likelihood(emission_input, params, self._emission_context(params))
             result = viterbi(safe_log(params["startprob_"]), safe_log(params["transmat_"]), log_frameprob, offsets)
             self._raise_if_impossible(result.log_prob)
             return float(result.log_prob.sum()), result.states
@@ -830,14 +876,14 @@ class GaussianHMM(_BaseHMM):
         return given
 
     def _pack(self, means, covars):
-        try:
-            prec_chol = gaussian.precisions_cholesky(covars, self.covariance_type)
+        try:  # a covariance EM made singular ends this restart (the engine drops it)
+            gaussian.precisions_cholesky(covars, self.covariance_type)
         except np.linalg.LinAlgError as exc:
             raise NumericalFailure(
                 f"a state's covariance is no longer positive definite ({exc}); increase covars_prior "
                 "(or min_covar), or lower n_components"
             ) from None
-        return {"means_": means, "covars_": covars, "_prec_chol": prec_chol}
+        return {"means_": means, "covars_": covars}
 
     def _emission_initialize(self, data, random_state):
         X = data.X
@@ -860,20 +906,16 @@ class GaussianHMM(_BaseHMM):
             }[self.covariance_type]()
         return self._pack(means, covars)
 
-    def _emission_log_likelihood(self, X, params):
-        prec_chol = params.get("_prec_chol")
-        if prec_chol is None:
-            prec_chol = gaussian.precisions_cholesky(params["covars_"], self.covariance_type)
+    def _emission_context(self, params):
+        return gaussian.precisions_cholesky(params["covars_"], self.covariance_type)
+
+    def _emission_log_likelihood(self, X, params, prec_chol):
         return gaussian.log_likelihood(X, params["means_"], prec_chol, self.covariance_type)
 
-    def _emission_accumulate(self, X, posteriors, params):
-        if not ({"m", "c"} & self._learn):
-            return None
+    def _emission_accumulate(self, X, posteriors, params, prec_chol):
         return gaussian.accumulate(X, posteriors, params["means_"], self.covariance_type)
 
     def _emission_m_step(self, stats, params, learn):
-        if stats is None:
-            return {}
         means_old = params["means_"]
         covars_old = params["covars_"]
         means, covars = gaussian.m_step(
@@ -1072,20 +1114,16 @@ class CategoricalHMM(_BaseHMM):
         prob = random_state.uniform(size=(self.n_components, self.n_symbols_))
         return {"emissionprob_": prob / prob.sum(axis=1, keepdims=True)}
 
-    def _emission_log_likelihood(self, symbols, params):
+    def _emission_log_likelihood(self, symbols, params, context):
         return categorical.log_likelihood(symbols, params["emissionprob_"])
 
-    def _emission_frameprob(self, symbols, params):
+    def _emission_frameprob(self, symbols, params, context):
         return categorical.likelihood(symbols, params["emissionprob_"])
 
-    def _emission_accumulate(self, symbols, posteriors, params):
-        if "e" not in self._learn:
-            return None
+    def _emission_accumulate(self, symbols, posteriors, params, context):
         return categorical.accumulate(symbols, posteriors, params["emissionprob_"].shape[1])
 
     def _emission_m_step(self, stats, params, learn):
-        if stats is None:
-            return {}
         return {"emissionprob_": categorical.m_step(stats, params["emissionprob_"], self.emissionprob_prior)}
 
     def _emission_log_prior(self, params, learn):
@@ -1239,17 +1277,13 @@ class PoissonHMM(_BaseHMM):
             return {"lambdas_": random_state.gamma(shape=mean**2 / var, scale=var / mean, size=shape)}
         return {"lambdas_": np.full(shape, mean)}
 
-    def _emission_log_likelihood(self, X, params):
+    def _emission_log_likelihood(self, X, params, context):
         return poisson.log_likelihood(X, params["lambdas_"])
 
-    def _emission_accumulate(self, X, posteriors, params):
-        if "l" not in self._learn:
-            return None
+    def _emission_accumulate(self, X, posteriors, params, context):
         return poisson.accumulate(X, posteriors)
 
     def _emission_m_step(self, stats, params, learn):
-        if stats is None:
-            return {}
         return {"lambdas_": poisson.m_step(stats, params["lambdas_"], self.lambdas_prior, self.lambdas_weight)}
 
     def _emission_log_prior(self, params, learn):

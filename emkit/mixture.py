@@ -18,18 +18,38 @@ from ._validation import (
     check_array_param,
     check_is_fitted,
     check_sample_weight,
-    fit_context,
     validate_data,
 )
-from .base import EMMixin, NumericalFailure, map_blocks
+from ._blocks import Blocks, row_bounds
+from .base import BlockResult, EMMixin, NumericalFailure
 
 __all__ = ["GaussianMixture"]
 
 
 class _MixtureData(NamedTuple):
+    blocks: Blocks  # of _MixtureBlock
     X: np.ndarray
     sample_weight: np.ndarray  # None when unweighted
     n_units: float
+
+
+class _MixtureBlock(NamedTuple):
+    X: np.ndarray
+    sample_weight: np.ndarray  # None when unweighted
+
+
+def _mixture_rows(source, start, stop):
+    X, sample_weight = source
+    return _MixtureBlock(X[start:stop], None if sample_weight is None else sample_weight[start:stop])
+
+
+class _MixtureContext(NamedTuple):
+    """What every block of an E-step needs."""
+
+    log_weights: np.ndarray
+    means: np.ndarray
+    precisions_cholesky: np.ndarray
+    covariance_type: str
 
 
 class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
@@ -219,7 +239,6 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         self.covars_weight = covars_weight
 
     # ------------------------------------------------------------------ fitting
-    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, sample_weight=None):
         """Estimate the parameters by EM (``n_init`` restarts, the best kept).
 
@@ -238,9 +257,7 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         self : GaussianMixture
             The fitted estimator.
         """
-        data = self._validate_fit_data(X, sample_weight=sample_weight)
-        self._fit_em(data)
-        return self
+        return self._fit(X, y, sample_weight=sample_weight)
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return the most probable component of every training sample.
@@ -267,7 +284,9 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         sample_weight = check_sample_weight(sample_weight, X)
         n_units = float(X.shape[0]) if sample_weight is None else float(sample_weight.sum())
         self._check_init_and_priors(X.shape[1])
-        return _MixtureData(X, sample_weight, n_units)
+        step = gaussian.block_size(self.n_components, X.shape[1], self.covariance_type, X.dtype)
+        blocks = Blocks((X, sample_weight), row_bounds(X.shape[0], step), _mixture_rows)
+        return _MixtureData(blocks, X, sample_weight, n_units)
 
     def _check_init_and_priors(self, n_features):
         n_components = self.n_components
@@ -335,7 +354,7 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
             "covars_weight": self.covars_weight,
         }
 
-    def _log_prior(self, params):
+    def _log_prior(self, data, params):
         total = 0.0
         if self.weights_prior is not None:
             alpha = np.broadcast_to(np.asarray(self.weights_prior, dtype=np.float64), (self.n_components,))
@@ -417,35 +436,26 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
             "precisions_cholesky_": prec_chol.astype(dtype),
         }
 
-    def _e_step(self, data, params):
-        X = data.X
-        n_samples, n_features = X.shape
-        cov_type = self.covariance_type
-        means = params["means_"]
-        prec_chol = params["precisions_cholesky_"]
-        log_weights = safe_log(params["weights_"])
-        step = gaussian.block_size(self.n_components, n_features, cov_type, X.dtype)
+    def _e_step_context(self, data, params):
+        return _MixtureContext(
+            safe_log(params["weights_"]), params["means_"], params["precisions_cholesky_"], self.covariance_type
+        )
 
-        def one_block(start):
-            Xb = X[start : start + step]
-            # one set of per-row features serves both the densities and the statistics
-            features = gaussian.shared_features(Xb, means, cov_type)
-            log_prob = gaussian.log_likelihood(Xb, means, prec_chol, cov_type, features=features)
-            log_prob += log_weights
-            log_norm = normalize_log_rows(log_prob)  # log_prob now holds the responsibilities
-            if data.sample_weight is not None:
-                wb = data.sample_weight[start : start + step]
-                log_prob *= wb[:, np.newaxis]
-                return gaussian.accumulate(Xb, log_prob, means, cov_type, features), float(np.dot(wb, log_norm))
-            return gaussian.accumulate(Xb, log_prob, means, cov_type, features), float(np.sum(log_norm))
-
-        # blocks may run on threads (n_jobs with one restart); their sums are added in block order
-        results = map_blocks(one_block, range(0, n_samples, step))
-        stats, total = results[0]
-        for block_stats, block_total in results[1:]:
-            stats = gaussian.add_stats(stats, block_stats)
-            total += block_total
-        return stats, total
+    @staticmethod
+    def _e_step_block(block, context, state):
+        X, cov_type = block.X, context.covariance_type
+        # one set of per-row features serves both the densities and the statistics
+        features = gaussian.shared_features(X, context.means, cov_type)
+        log_prob = gaussian.log_likelihood(X, context.means, context.precisions_cholesky, cov_type, features=features)
+        log_prob += context.log_weights
+        log_norm = normalize_log_rows(log_prob)  # log_prob now holds the responsibilities
+        if block.sample_weight is not None:
+            log_prob *= block.sample_weight[:, np.newaxis]
+            log_likelihood = float(np.dot(block.sample_weight, log_norm))
+        else:
+            log_likelihood = float(np.sum(log_norm))
+        stats = gaussian.accumulate(X, log_prob, context.means, cov_type, features)
+        return BlockResult(stats, log_likelihood)
 
     def _m_step(self, data, stats, params):
         means_old = params["means_"].astype(np.float64)
@@ -457,18 +467,22 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
             **self._prior_kwargs(means_old.shape[1]),
         )
         nk = stats.post + 10 * np.finfo(np.float64).eps
-        n_features = means_old.shape[1]
-        counts = nk + gaussian.prior_count(self.covariance_type, n_features, self.covars_weight)
-        slack = gaussian.regularization_slack(covariances, self.covariance_type, self.reg_covar, counts, n_features)
         if self.weights_prior is None:
             weights = nk / nk.sum()
         else:
             alpha = np.broadcast_to(np.asarray(self.weights_prior, dtype=np.float64), nk.shape)
             weights = np.maximum(nk + alpha - 1.0, 0.0)
             weights /= weights.sum()
-        params = self._pack(weights, means, covariances, data.X.dtype)
-        params["_objective_slack"] = slack
-        return params
+        return self._pack(weights, means, covariances, data.X.dtype)
+
+    def _m_step_slack(self, data, stats, params):
+        """What adding ``reg_covar`` after the exact covariance update may cost the objective."""
+        n_features = params["means_"].shape[1]
+        nk = stats.post + 10 * np.finfo(np.float64).eps
+        counts = nk + gaussian.prior_count(self.covariance_type, n_features, self.covars_weight)
+        return gaussian.regularization_slack(
+            params["covariances_"], self.covariance_type, self.reg_covar, counts, n_features
+        )
 
     def _objective_dtype(self, data):
         return data.X.dtype

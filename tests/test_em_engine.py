@@ -10,16 +10,36 @@ from scipy.stats import norm
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 
-from emkit.base import EMMixin, NumericalFailure, ObjectiveDecreaseWarning, RestartFailedWarning
+from emkit._blocks import Blocks, forced_block_count, row_bounds
+from emkit._stats import add_fields
+from emkit.base import BlockResult, EMMixin, NumericalFailure, ObjectiveDecreaseWarning, RestartFailedWarning
 
 
 class _Data(NamedTuple):
-    X: np.ndarray
+    blocks: Blocks
     n_units: int
+
+
+class _Stats(NamedTuple):
+    n: np.ndarray
+    sx: np.ndarray
+    sxx: np.ndarray
+
+    add = add_fields
+
+
+def _rows(X, start, stop):
+    return X[start:stop]
 
 
 class ToyMixture(EMMixin, BaseEstimator):
     """Two 1-D Gaussians; ``fail_seeds`` / ``sabotage`` let tests provoke the engine's edge cases."""
+
+    _parameter_constraints = {
+        **EMMixin._em_parameter_constraints,
+        "fail_when_mean_below": [None, float],
+        "sabotage_iteration": [None, int],
+    }
 
     def __init__(
         self,
@@ -48,33 +68,44 @@ class ToyMixture(EMMixin, BaseEstimator):
         self.sabotage_iteration = sabotage_iteration
 
     def fit(self, X, y=None):
+        return self._fit(X, y)
+
+    def _validate_fit_data(self, X, y=None):
         X = np.asarray(X, dtype=float).ravel()
-        self._fit_em(_Data(X, X.shape[0]))
-        return self
+        return _Data(Blocks(X, row_bounds(X.shape[0], 128), _rows), X.shape[0])
 
     def _initialize(self, data, random_state):
         means = random_state.normal(scale=3.0, size=2)
         if self.fail_when_mean_below is not None and means.min() < self.fail_when_mean_below:
             raise NumericalFailure("bad start (increase toy_knob)")
-        return {"means_": means, "sds_": np.ones(2), "weights_": np.full(2, 0.5), "_count": 0}
+        return {"means_": means, "sds_": np.ones(2), "weights_": np.full(2, 0.5)}
 
-    def _e_step(self, data, params):
-        log_prob = norm.logpdf(data.X[:, None], params["means_"], params["sds_"]) + np.log(params["weights_"])
+    def _initial_state(self, data, params, random_state):
+        return [0] * len(data.blocks)  # counts the E-steps each block saw: state travels with its block
+
+    def _e_step_block(self, X, params, state):
+        log_prob = norm.logpdf(X[:, None], params["means_"], params["sds_"]) + np.log(params["weights_"])
         log_norm = logsumexp(log_prob, axis=1)
         resp = np.exp(log_prob - log_norm[:, None])
-        return (resp.sum(0), resp.T @ data.X, resp.T @ data.X**2), log_norm.sum()
+        return BlockResult(_Stats(resp.sum(0), resp.T @ X, resp.T @ X**2), log_norm.sum(), state + 1)
 
     def _m_step(self, data, stats, params):
-        n, sx, sxx = stats
-        means = sx / n
-        sds = np.sqrt(sxx / n - means**2)
-        count = params["_count"] + 1
-        if self.sabotage_iteration is not None and count == self.sabotage_iteration:
-            sds = sds * 3.0  # deliberately not the maximiser: the objective drops
-        return {"means_": means, "sds_": sds, "weights_": n / n.sum(), "_count": count}
+        means = stats.sx / stats.n
+        sds = np.sqrt(stats.sxx / stats.n - means**2)
+        return {"means_": means, "sds_": sds, "weights_": stats.n / stats.n.sum()}
+
+    def _m_step_slack(self, data, stats, params):
+        return 0.0
+
+    def _e_step(self, data, params, state, executor):
+        stats, objective, state = super()._e_step(data, params, state, executor)
+        assert len(set(state)) == 1  # every block saw every E-step
+        if self.sabotage_iteration is not None and state[0] == self.sabotage_iteration + 1:
+            objective -= 1e3  # as if the step had made things worse
+        return stats, objective, state
 
     def _fitted_params(self):
-        return {"means_": self.means_, "sds_": self.sds_, "weights_": self.weights_, "_count": 0}
+        return {"means_": self.means_, "sds_": self.sds_, "weights_": self.weights_}
 
 
 @pytest.fixture
@@ -98,7 +129,6 @@ def test_history_semantics(toy_data):
     assert model.lower_bound_ == model.lower_bound_history_[-1]
     assert np.all(np.diff(model.lower_bound_history_) >= -1e-12)
     assert model.converged_
-    assert "_count" not in vars(model)  # private params are never set as attributes
 
 
 def test_n_jobs_does_not_change_the_result(toy_data):
@@ -154,10 +184,17 @@ def test_all_restarts_failing_is_an_error(toy_data):
             ToyMixture(n_init=2, random_state=0, fail_when_mean_below=1e9).fit(toy_data)
 
 
-def test_decrease_is_reported_and_never_converged(toy_data):
+def test_a_decreasing_step_is_undone_and_ends_the_restart(toy_data):
+    reference = ToyMixture(random_state=0, max_iter=2)
+    with pytest.warns(ConvergenceWarning):
+        reference.fit(toy_data)
     with pytest.warns(ObjectiveDecreaseWarning, match="iteration 3"):
         model = ToyMixture(random_state=0, sabotage_iteration=3).fit(toy_data)
-    assert model.n_iter_ > 3  # the decrease at iteration 3 did not stop the run
+    assert not model.converged_
+    assert model.n_iter_ == 2 and len(model.lower_bound_history_) == 2
+    assert model.lower_bound_ == model.lower_bound_history_[-1]
+    np.testing.assert_array_equal(model.means_, reference.means_)  # the parameters from before the step
+    assert model.restarts_[0]["rejected_step"] == 3
 
 
 @pytest.mark.parametrize("n_jobs", [1, 2])
@@ -165,9 +202,14 @@ def test_worker_warnings_and_verbose_lines_reach_the_parent(toy_data, capsys, n_
     with pytest.warns(ObjectiveDecreaseWarning) as record:
         ToyMixture(n_init=2, random_state=0, sabotage_iteration=2, verbose=2, n_jobs=n_jobs).fit(toy_data)
     assert len([w for w in record if w.category is ObjectiveDecreaseWarning]) == 2
-    out = capsys.readouterr().out
-    assert out.index("Initialization 0") < out.index("Initialization 1")
-    assert "Iteration 1: objective" in out
+    # each restart's lines are printed together, tagged, as soon as it ends; the warnings come in restart order
+    assert [str(w.message).count("(restart 0)") for w in record][:1] == [1]
+    lines = capsys.readouterr().out.splitlines()
+    for index in (0, 1):
+        mine = [i for i, line in enumerate(lines) if f"restart {index}]" in line or f"Initialization {index}" in line]
+        assert mine == list(range(mine[0], mine[0] + len(mine)))
+        assert any(f"[restart {index}] Iteration 1: objective" in lines[i] for i in mine)
+    assert all(line.endswith(" s)") for line in lines)  # elapsed time on every line
 
 
 def test_convergence_warning_only_for_the_winner(toy_data):
@@ -175,3 +217,72 @@ def test_convergence_warning_only_for_the_winner(toy_data):
         warnings.simplefilter("always")
         ToyMixture(n_init=3, max_iter=1, random_state=0).fit(toy_data)
     assert sum(issubclass(w.category, ConvergenceWarning) for w in caught) == 1
+
+
+def test_ties_within_round_off_go_to_the_earliest_restart():
+    from emkit.base import EMRun, _best_run
+
+    runs = [EMRun(index=i, seed=i, history=[v]) for i, v in enumerate([-1.0, -1.0 + 1e-16, -1.5, -1.0 - 1e-16])]
+    assert _best_run(runs, np.float64).index == 0
+    runs[2].history = [-0.9]
+    assert _best_run(runs, np.float64).index == 2
+
+
+@pytest.mark.parametrize("n_blocks", [1, 2, 7])
+def test_block_count_does_not_change_the_result(toy_data, n_blocks):
+    reference = ToyMixture(random_state=0).fit(toy_data)
+    with forced_block_count(n_blocks):
+        model = ToyMixture(random_state=0).fit(toy_data)
+    np.testing.assert_allclose(model.means_, reference.means_, rtol=1e-12)
+    np.testing.assert_allclose(model.lower_bound_history_, reference.lower_bound_history_, rtol=1e-12)
+
+
+def test_threads_inside_one_restart_do_not_change_the_result(toy_data):
+    reference = ToyMixture(random_state=0).fit(toy_data)
+    model = ToyMixture(random_state=0, n_jobs=2).fit(toy_data)  # one restart: blocks on 2 threads
+    np.testing.assert_allclose(model.means_, reference.means_, rtol=1e-12)
+
+
+def test_every_restart_warning_arrives_under_the_threading_backend(toy_data):
+    from joblib import parallel_backend
+
+    for seed in range(5):
+        with parallel_backend("threading", n_jobs=2):
+            with pytest.warns(ObjectiveDecreaseWarning) as record:
+                ToyMixture(n_init=8, random_state=seed, sabotage_iteration=2, n_jobs=2).fit(toy_data)
+        assert sum(w.category is ObjectiveDecreaseWarning for w in record) == 8
+
+
+def test_n_jobs_none_follows_the_joblib_backend_context(toy_data, monkeypatch):
+    from joblib import parallel_backend
+
+    import emkit.base as base
+
+    threads = set()
+    original = base._run_restart_task
+
+    def spy(*args, **kwargs):
+        import threading
+
+        threads.add(threading.get_ident())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(base, "_run_restart_task", spy)
+    with parallel_backend("threading", n_jobs=2):
+        a = ToyMixture(n_init=6, random_state=0).fit(toy_data)
+    import threading
+
+    assert threads and threading.get_ident() not in threads  # ran on the backend's threads
+    b = ToyMixture(n_init=6, random_state=0).fit(toy_data)
+    np.testing.assert_allclose(a.means_, b.means_, rtol=1e-10)
+
+
+def test_fixed_iterations_from_a_given_start(toy_data):
+    model = ToyMixture(random_state=0, tol=1e3)
+    data = model._validate_fit_data(toy_data)
+    start = {"means_": np.array([-1.0, 1.0]), "sds_": np.ones(2), "weights_": np.full(2, 0.5)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model._fit_em(data, start=start, max_iter=5, fixed_iterations=True)
+    assert model.n_iter_ == 5 and not model.converged_  # tol=1e3 would have stopped at once
+    assert model.max_iter == 200  # no constructor parameter written

@@ -11,13 +11,13 @@ import numpy as np
 
 from .._inference._jit import jit
 from .._math import safe_log
+from .._stats import add_fields, scale_fields
 
 __all__ = [
     "CategoricalStats",
     "log_likelihood",
     "likelihood",
     "accumulate",
-    "add_stats",
     "m_step",
     "log_prior",
     "n_parameters",
@@ -35,6 +35,9 @@ class CategoricalStats(NamedTuple):
     """
 
     counts: np.ndarray
+
+    add = add_fields
+    scale = scale_fields
 
 
 def log_likelihood(symbols, emissionprob):
@@ -74,11 +77,6 @@ def accumulate(symbols, posteriors, n_symbols):
     symbols = np.ascontiguousarray(symbols, dtype=np.int64)
     posteriors = np.ascontiguousarray(posteriors, dtype=np.float64)
     return CategoricalStats(_count_symbols(symbols, posteriors, int(n_symbols)))
-
-
-def add_stats(a, b):
-    """Sum two :class:`CategoricalStats`."""
-    return CategoricalStats(a.counts + b.counts)
 
 
 def m_step(stats, emissionprob, emissionprob_prior=1.0):

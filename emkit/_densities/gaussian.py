@@ -30,6 +30,7 @@ from scipy import linalg
 
 from .._inference.mixture import pair_products
 from .._math import symmetrize
+from .._stats import add_fields, scale_fields
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -40,7 +41,6 @@ __all__ = [
     "log_likelihood",
     "accumulate",
     "shared_features",
-    "add_stats",
     "m_step",
     "log_prior",
     "n_parameters",
@@ -73,6 +73,9 @@ class GaussianStats(NamedTuple):
     post: np.ndarray
     first: np.ndarray
     second: np.ndarray
+
+    add = add_fields
+    scale = scale_fields
 
 
 def block_size(n_components, n_features, covariance_type="diag", dtype=np.float64):
@@ -413,11 +416,6 @@ def accumulate(X, posteriors, center, covariance_type, features=None):
         first += weighted.sum(axis=1)
         second += np.matmul(np.swapaxes(weighted, 1, 2), centred)
     return GaussianStats(post, first, symmetrize(second))
-
-
-def add_stats(a, b):
-    """Sum two :class:`GaussianStats` taken about the same centre."""
-    return GaussianStats(a.post + b.post, a.first + b.first, a.second + b.second)
 
 
 # --------------------------------------------------------------------------- M-step

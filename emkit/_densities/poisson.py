@@ -10,11 +10,12 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import gammaln
 
+from .._stats import add_fields, scale_fields
+
 __all__ = [
     "PoissonStats",
     "log_likelihood",
     "accumulate",
-    "add_stats",
     "m_step",
     "log_prior",
     "n_parameters",
@@ -35,6 +36,9 @@ class PoissonStats(NamedTuple):
 
     post: np.ndarray
     obs: np.ndarray
+
+    add = add_fields
+    scale = scale_fields
 
 
 def log_likelihood(X, lambdas):
@@ -68,11 +72,6 @@ def log_likelihood(X, lambdas):
 def accumulate(X, posteriors):
     """``N_k`` and ``sum_t r_tk x_t`` from posteriors of shape (n_samples, n_components)."""
     return PoissonStats(posteriors.sum(axis=0), posteriors.T @ X)
-
-
-def add_stats(a, b):
-    """Sum two :class:`PoissonStats`."""
-    return PoissonStats(a.post + b.post, a.obs + b.obs)
 
 
 def m_step(stats, lambdas, lambdas_prior=0.0, lambdas_weight=0.0):
