@@ -20,9 +20,11 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.cluster import KMeans
 from sklearn.utils import check_random_state
 
+from ._blocks import Blocks, sequence_bounds
 from ._densities import categorical, gaussian, poisson
 from ._inference.hmm import forward, forward_backward, viterbi
 from ._math import safe_log
+from ._stats import add_fields, scale_fields
 from ._validation import (
     Interval,
     StrOptions,
@@ -33,8 +35,6 @@ from ._validation import (
     check_y_unsupervised,
     validate_data,
 )
-from ._blocks import Blocks, sequence_bounds
-from ._stats import add_fields, scale_fields
 from .base import BlockResult, EMMixin, NumericalFailure
 
 __all__ = ["GaussianHMM", "CategoricalHMM", "PoissonHMM"]

@@ -9,6 +9,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.utils import check_random_state
 
+from ._blocks import Blocks, row_bounds
 from ._densities import gaussian
 from ._inference.mixture import normalize_log_rows
 from ._math import safe_log
@@ -20,7 +21,6 @@ from ._validation import (
     check_sample_weight,
     validate_data,
 )
-from ._blocks import Blocks, row_bounds
 from .base import BlockResult, EMMixin, NumericalFailure
 
 __all__ = ["GaussianMixture"]
