@@ -4,15 +4,12 @@ Nothing here knows about estimators: plain numpy arrays in, plain arrays out.
 """
 
 import numpy as np
-from scipy import linalg
-from scipy.special import digamma, logsumexp
+from scipy.special import logsumexp
 
 __all__ = [
     "log_normalize",
     "safe_log",
     "symmetrize",
-    "cholesky_precision",
-    "dirichlet_expectation",
     "logsumexp",
 ]
 
@@ -49,35 +46,3 @@ def safe_log(a):
 def symmetrize(a):
     """Return ``(a + a^T) / 2`` over the last two axes."""
     return 0.5 * (a + np.swapaxes(a, -1, -2))
-
-
-def cholesky_precision(covariance):
-    """Upper-triangular ``U`` with ``U U^T`` = inverse of a covariance matrix.
-
-    This is scikit-learn's ``precisions_cholesky_`` convention: for ``x`` of
-    shape (n, d), ``(x - mu) @ U`` whitens ``x``.
-
-    Parameters
-    ----------
-    covariance : ndarray of shape (d, d)
-        Symmetric positive-definite matrix.
-
-    Returns
-    -------
-    prec_chol : ndarray of shape (d, d)
-
-    Raises
-    ------
-    numpy.linalg.LinAlgError
-        If ``covariance`` is not positive definite.
-    """
-    lower = linalg.cholesky(covariance, lower=True, check_finite=False)
-    eye = np.eye(covariance.shape[0], dtype=covariance.dtype)
-    return linalg.solve_triangular(lower, eye, lower=True, check_finite=False).T
-
-
-def dirichlet_expectation(alpha):
-    """``E[log theta]`` for ``theta ~ Dirichlet(alpha)``, row-wise for 2-D input."""
-    if alpha.ndim == 1:
-        return digamma(alpha) - digamma(np.sum(alpha))
-    return digamma(alpha) - digamma(np.sum(alpha, axis=1))[:, np.newaxis]

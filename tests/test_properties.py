@@ -15,6 +15,8 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
 from emkit import CategoricalHMM, GaussianHMM, GaussianMixture, KalmanFilter, LatentDirichletAllocation, PoissonHMM
+from emkit._blocks import forced_block_count
+from emkit.base import SerialExecutor
 
 
 def _mixture_data():
@@ -64,7 +66,7 @@ def _count_data():
 
 # (estimator, data factory, whether score(train) equals lower_bound_, whether stats are plain sums).
 # LDA: score is scikit-learn's bound summed over re-inferred documents, and its E-step restarts documents at
-# random, so neither identity holds. KalmanFilter: its statistics carry per-row arrays, not only sums.
+# random, so neither identity holds.
 CASES = {
     "GaussianMixture": (GaussianMixture(2, init_params="random", tol=1e-8, random_state=0), _mixture_data, True, True),
     "GaussianMixture-diag": (
@@ -77,7 +79,7 @@ CASES = {
     ),
     "CategoricalHMM": (CategoricalHMM(2, max_iter=40, random_state=0), _hmm_categorical_data, True, True),
     "PoissonHMM": (PoissonHMM(2, max_iter=40, random_state=0), _hmm_poisson_data, True, True),
-    "KalmanFilter": (KalmanFilter(n_dim_state=2, em_vars="all", max_iter=30, random_state=0), _series_data, True, False),
+    "KalmanFilter": (KalmanFilter(n_dim_state=2, em_vars="all", max_iter=30, random_state=0), _series_data, True, True),
     "LatentDirichletAllocation": (LatentDirichletAllocation(3, max_iter=20, random_state=0), _count_data, False, False),
 }
 
@@ -128,19 +130,48 @@ def test_n_jobs_does_not_change_the_result(name):
     assert [r["seed"] for r in a.restarts_] == [r["seed"] for r in b.restarts_]
 
 
+def _e_step(model, X, kw, params):
+    data = model._validate_fit_data(X, **kw)
+    state = model._initial_state(data, params, np.random.RandomState(0))
+    stats, total, _ = model._e_step(data, params, state, SerialExecutor())
+    return stats, total
+
+
 @pytest.mark.parametrize("name", [n for n in CASES if CASES[n][3]])
 def test_e_step_statistics_add_across_splits(name):
     estimator, data, _, _ = CASES[name]
     X, kw = data()
     model = _fit(clone(estimator).set_params(max_iter=2), X, kw)
     params = model._fitted_params()
-    whole, total = model._e_step(model._validate_fit_data(X, **kw), params)
+    whole, total = _e_step(model, X, kw, params)
     kw1 = {"lengths": [100]} if "lengths" in kw else {}  # the first sequence is 100 rows long
     kw2 = {"lengths": [len(X) - 100]} if "lengths" in kw else {}
-    first, total1 = model._e_step(model._validate_fit_data(X[:100], **kw1), params)
-    second, total2 = model._e_step(model._validate_fit_data(X[100:], **kw2), params)
+    first, total1 = _e_step(model, X[:100], kw1, params)
+    second, total2 = _e_step(model, X[100:], kw2, params)
     np.testing.assert_allclose(total1 + total2, total, rtol=1e-12)
     _assert_stats_add(first, second, whole)
+
+
+def _max_relative_difference(a, b):
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), np.finfo(float).tiny)
+
+
+@pytest.mark.parametrize("n_blocks", [1, 2, 7])
+@pytest.mark.parametrize("name", CASES)
+def test_fit_does_not_depend_on_the_blocks_or_threads(name, n_blocks):
+    """The data cut into 1, 2 or 7 blocks, on one thread or two: the same parameters to rtol 1e-12."""
+    estimator, data, _, _ = CASES[name]
+    X, kw = data()
+    reference = _fit(clone(estimator), X, kw)
+    with forced_block_count(n_blocks):
+        split = _fit(clone(estimator), X, kw)
+        threaded = _fit(clone(estimator).set_params(n_jobs=2), X, kw)
+    for model in (split, threaded):
+        assert model.n_iter_ == reference.n_iter_
+        for key, value in reference._fitted_params().items():
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+                assert _max_relative_difference(model._fitted_params()[key], value) <= 1e-12, key
 
 
 def _assert_stats_add(a, b, c):
@@ -153,3 +184,26 @@ def _assert_stats_add(a, b, c):
             _assert_stats_add(a[key], b[key], c[key])
     elif c is not None:
         np.testing.assert_allclose(np.asarray(a) + np.asarray(b), np.asarray(c), rtol=1e-9, atol=1e-9)
+
+
+_PUBLIC_CALLS = ("predict", "predict_proba", "score_samples", "score", "transform", "bic", "aic", "filter", "smooth")
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_public_calls_never_change_what_fit_does(name):
+    """After any public calls (``em`` included), ``fit`` gives what a fresh clone's ``fit`` gives."""
+    estimator, data, _, _ = CASES[name]
+    X, kw = data()
+    model = _fit(clone(estimator), X, kw)
+    for method in _PUBLIC_CALLS:
+        if hasattr(model, method):
+            getattr(model, method)(X, **kw)
+    if hasattr(model, "sample"):
+        model.sample(5, random_state=1)
+    if hasattr(model, "em"):
+        model.em(X, n_iter=2, **kw)
+    refit = _fit(model, X, kw)
+    fresh = _fit(clone(estimator), X, kw)
+    assert refit.lower_bound_ == fresh.lower_bound_
+    for key, value in fresh._fitted_params().items():
+        np.testing.assert_array_equal(refit._fitted_params()[key], value)
