@@ -286,3 +286,29 @@ def test_fixed_iterations_from_a_given_start(toy_data):
         model._fit_em(data, start=start, max_iter=5, fixed_iterations=True)
     assert model.n_iter_ == 5 and not model.converged_  # tol=1e3 would have stopped at once
     assert model.max_iter == 200  # no constructor parameter written
+
+
+def _engine_example():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "engine_example.py"
+    spec = importlib.util.spec_from_file_location("engine_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_documented_example_family_works():
+    """docs/engine.rst's complete family fits, recovers its rates and passes through the engine's features."""
+    rng = np.random.RandomState(0)
+    rates = np.array([[1.0, 8.0, 3.0], [9.0, 1.0, 0.5]])
+    labels = rng.rand(3000) < 0.4
+    X = rng.poisson(rates[labels.astype(int)])
+    model = _engine_example().ToyPoissonMixture(2, n_init=3, random_state=0).fit(X)
+    assert model.converged_ and len(model.restarts_) == 3
+    np.testing.assert_allclose(np.sort(model.lambdas_, axis=0), np.sort(rates, axis=0), rtol=0.1)
+    assert np.all(np.diff(model.lower_bound_history_) >= -1e-12)
+    with forced_block_count(3):
+        split = _engine_example().ToyPoissonMixture(2, n_init=3, random_state=0).fit(X)
+    np.testing.assert_allclose(split.lambdas_, model.lambdas_, rtol=1e-12)
