@@ -19,6 +19,7 @@ __all__ = [
     "Interval",
     "StrOptions",
     "fit_context",
+    "check_warm_start_shapes",
 ]
 
 fit_context = _fit_context
@@ -135,3 +136,30 @@ def check_sequences(n_samples, lengths=None, sequence_ids=None):
     if total != n_samples:
         raise ValueError(f"lengths sum to {total} but X has {n_samples} rows; they must add up.")
     return np.concatenate([[0], np.cumsum(lengths_arr)]).astype(np.int64)
+
+
+def check_warm_start_shapes(params, expected):
+    """Refuse a warm start whose fitted parameters no longer fit the data or the hyperparameters.
+
+    Parameters
+    ----------
+    params : dict
+        The fitted parameters (``_fitted_params()``).
+    expected : dict
+        ``{name: shape}`` this fit needs.
+
+    Raises
+    ------
+    ValueError
+        Naming every parameter whose shape differs, and what to do.
+    """
+    wrong = [
+        f"{name} has shape {np.shape(params[name])} but this fit needs {tuple(shape)}"
+        for name, shape in expected.items()
+        if np.shape(params[name]) != tuple(shape)
+    ]
+    if wrong:
+        raise ValueError(
+            f"warm_start=True cannot continue from the fitted model: {'; '.join(wrong)} (the data or "
+            "n_components / covariance_type changed since the last fit). Fit with warm_start=False."
+        )

@@ -12,6 +12,7 @@ engine's ``max_iter`` / ``tol`` / ``n_init`` / ``n_jobs`` replace hmmlearn's
 ``n_iter`` / ``tol``, and ``score`` is the mean log-likelihood per time step.
 """
 
+import inspect
 from numbers import Integral, Real
 from typing import NamedTuple
 
@@ -32,6 +33,7 @@ from ._validation import (
     check_is_fitted,
     check_sample_weight,
     check_sequences,
+    check_warm_start_shapes,
     check_y_unsupervised,
     validate_data,
 )
@@ -40,6 +42,7 @@ from .base import BlockResult, EMMixin, NumericalFailure
 __all__ = ["GaussianHMM", "CategoricalHMM", "PoissonHMM"]
 
 _SUM_ATOL = 1e-6  # how far a user-given distribution may be from summing to one
+_MAX_TABLE_BYTES = 1 << 30  # an inferred CategoricalHMM emission table larger than this is refused
 
 
 class _HMMData(NamedTuple):
@@ -109,6 +112,21 @@ def _dirichlet_log_prior(prob, prior):
     return float(np.sum((alpha[mask] - 1.0) * np.log(prob[mask])))
 
 
+def _label_counts(labels, n_components):
+    """Distribution of ``labels`` with one pseudo-count per state."""
+    counts = np.bincount(labels, minlength=n_components) + 1.0
+    return counts / counts.sum()
+
+
+def _label_transitions(labels, offsets, n_components):
+    """Row-stochastic matrix of the label transitions within sequences, one pseudo-count per entry."""
+    inside = np.ones(labels.shape[0] - 1, dtype=bool)
+    inside[offsets[1:-1] - 1] = False  # no transition across a sequence boundary
+    pairs = labels[:-1][inside] * n_components + labels[1:][inside]
+    counts = np.bincount(pairs, minlength=n_components * n_components).reshape(n_components, n_components) + 1.0
+    return counts / counts.sum(axis=1, keepdims=True)
+
+
 def _check_distribution(value, name, shape):
     """A user-given probability vector or row-stochastic matrix."""
     array = check_array_param(value, name, shape)
@@ -132,6 +150,27 @@ def _check_prior(value, name, shape, minimum=0.0):
     return prior
 
 
+def _cluster_covariances(X, labels, means, covariance_type, min_covar):
+    """Each cluster's covariance about its centre (pooled for tied), ``min_covar`` added to the diagonal.
+
+    A cluster with a single row gets ``min_covar`` alone on its diagonal.
+    """
+    n_components, n_features = means.shape
+    scatter = np.zeros((n_components, n_features, n_features))
+    counts = np.bincount(labels, minlength=n_components).astype(np.float64)
+    for k in range(n_components):
+        centred = X[labels == k] - means[k]
+        scatter[k] = centred.T @ centred
+    eye = np.eye(n_features)
+    if covariance_type == "tied":
+        return scatter.sum(axis=0) / max(X.shape[0] - 1, 1) + min_covar * eye
+    full = scatter / np.maximum(counts - 1.0, 1.0)[:, None, None] + min_covar * eye
+    if covariance_type == "full":
+        return full
+    variances = np.diagonal(full, axis1=1, axis2=2).copy()
+    return variances if covariance_type == "diag" else variances.mean(axis=1)
+
+
 class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
     """Shared core of the HMMs: start/transition parameters, sequences, inference.
 
@@ -142,7 +181,8 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
 
     - ``_emission_validate_X(X, reset) -> (X, emission_input)``
     - ``_emission_check(X, emission_input) -> dict`` of validated user-given starting values
-    - ``_emission_initialize(data, random_state) -> dict``
+    - ``_emission_initialize(data, random_state) -> (dict, labels or None)`` (labels of a clustering start
+      seed the start and transition probabilities)
     - ``_emission_context(params)`` (optional: values derived once per E-step, e.g. precision factors)
     - ``_emission_log_likelihood(emission_input, params, context) -> (n_samples, n_components)``
     - ``_emission_frameprob(emission_input, params, context)`` (optional: probabilities, saves exponentials)
@@ -154,6 +194,28 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
     """
 
     _emission_names = {}
+
+    def __new__(cls, *args, **kwargs):
+        # hmmlearn habits get a message that says what to write instead (before Python's bare TypeError)
+        if "n_iter" in kwargs:
+            raise TypeError(
+                f"{cls.__name__}: emkit uses max_iter (hmmlearn's n_iter): write max_iter={kwargs['n_iter']!r}."
+            )
+        if "implementation" in kwargs:
+            raise TypeError(
+                f"{cls.__name__}: emkit has no `implementation` parameter: its compiled forward-backward is "
+                "scaled and falls back to log space where it must, so it is both fast and safe. Drop the argument."
+            )
+        if len(args) > 1:
+            keywords = [
+                p.name for p in inspect.signature(cls.__init__).parameters.values() if p.kind is p.KEYWORD_ONLY
+            ]
+            written = ", ".join(f"{name}={value!r}" for name, value in zip(keywords, args[1:]))
+            raise TypeError(
+                f"{cls.__name__} takes only n_components positionally (the other parameters are keyword-only, as in "
+                f"scikit-learn): write {cls.__name__}({args[0]!r}, {written})."
+            )
+        return super().__new__(cls)
 
     _hmm_parameter_constraints = {
         **EMMixin._em_parameter_constraints,
@@ -275,7 +337,15 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
             params["transmat_"] = given["transmat_"].copy()
         else:
             params["transmat_"] = random_state.dirichlet(np.ones(K), size=K)
-        params.update(self._emission_initialize(data, random_state))
+        emission, labels = self._emission_initialize(data, random_state)
+        params.update(emission)
+        if labels is not None:
+            # the emission's start clustered the rows: start and transition probabilities from those labels
+            # (counts plus one, so no probability starts at an exact zero, which EM would keep forever)
+            if "startprob_" not in given:
+                params["startprob_"] = _label_counts(labels[data.offsets[:-1]], K)
+            if "transmat_" not in given:
+                params["transmat_"] = _label_transitions(labels, data.offsets, K)
         return params
 
     def _frames(self, emission_input, params, emission_context=None):
@@ -339,6 +409,11 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
     def _emission_context(self, params):
         """Values derived from the emission parameters once per E-step (None by default)."""
         return None
+
+    def _check_warm_start(self, data, params):
+        K = self.n_components
+        expected = {"startprob_": (K,), "transmat_": (K, K), **self._emission_shapes(data)}
+        check_warm_start_shapes(params, expected)
 
     def _fitted_params(self):
         params = {"startprob_": self.startprob_, "transmat_": self.transmat_}
@@ -574,6 +649,8 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         states : ndarray of int of shape (n_samples,)
         """
         check_is_fitted(self)
+        if not isinstance(n_samples, Integral) or n_samples < 1:
+            raise ValueError(f"Invalid value for 'n_samples': {n_samples!r}. It must be a positive integer.")
         rng = check_random_state(self.random_state if random_state is None else random_state)
         params = self._fitted_params()
         K = self.n_components
@@ -593,6 +670,29 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
             state = states[t]
         X = self._emission_sample(params, states, rng)
         return X, states
+
+    def get_stationary_distribution(self):
+        """The stationary distribution of the hidden chain: ``pi = pi @ transmat_``, ``sum(pi) = 1``.
+
+        Solved as a least-squares problem, so it is exact for an irreducible
+        chain; for a chain with several closed classes the answer is one of
+        the stationary distributions (hmmlearn's eigenvector has the same
+        ambiguity).
+
+        Returns
+        -------
+        stationary : ndarray of shape (n_components,)
+        """
+        check_is_fitted(self)
+        transmat = np.asarray(self.transmat_, dtype=np.float64)
+        K = transmat.shape[0]
+        # (T^T - I) pi = 0 together with 1^T pi = 1
+        system = np.vstack([transmat.T - np.eye(K), np.ones((1, K))])
+        target = np.zeros(K + 1)
+        target[-1] = 1.0
+        stationary = np.linalg.lstsq(system, target, rcond=None)[0]
+        stationary = np.clip(stationary, 0.0, None)
+        return stationary / stationary.sum()
 
     # ------------------------------------------------------------ model selection
     def _n_parameters(self):
@@ -810,6 +910,10 @@ class GaussianHMM(_BaseHMM):
             )
         return X, X
 
+    def _emission_shapes(self, data):
+        n_features = data.X.shape[1]
+        return {"means_": (self.n_components, n_features), "covars_": self._covars_shape(n_features)}
+
     def _covars_shape(self, n_features):
         K = self.n_components
         return {
@@ -888,23 +992,28 @@ class GaussianHMM(_BaseHMM):
     def _emission_initialize(self, data, random_state):
         X = data.X
         K = self.n_components
-        n_features = X.shape[1]
         given = data.given
+        labels = None
         if "means_" in given:
             means = given["means_"].copy()
         else:
-            means = KMeans(n_clusters=K, n_init=1, random_state=random_state).fit(X).cluster_centers_
+            kmeans = KMeans(n_clusters=K, n_init=1, random_state=random_state).fit(X)
+            means, labels = kmeans.cluster_centers_, kmeans.labels_
         if "covars_" in given:
             covars = given["covars_"].copy()
+        elif labels is not None:
+            # each state starts with the spread of its own k-means cluster, not that of all the data
+            # (a shared, wide start lets well-separated states merge)
+            covars = _cluster_covariances(X, labels, means, self.covariance_type, self.min_covar)
         else:
-            cv = np.atleast_2d(np.cov(X.T)) + self.min_covar * np.eye(n_features)
+            cv = np.atleast_2d(np.cov(X.T)) + self.min_covar * np.eye(X.shape[1])
             covars = {
                 "full": lambda: np.tile(cv, (K, 1, 1)),
                 "tied": lambda: cv,
                 "diag": lambda: np.tile(np.diag(cv), (K, 1)),
                 "spherical": lambda: np.full(K, np.diag(cv).mean()),
             }[self.covariance_type]()
-        return self._pack(means, covars)
+        return self._pack(means, covars), labels
 
     def _emission_context(self, params):
         return gaussian.precisions_cholesky(params["covars_"], self.covariance_type)
@@ -1076,6 +1185,11 @@ class CategoricalHMM(_BaseHMM):
             raise ValueError("Negative values in data passed to CategoricalHMM: symbols must be integers >= 0.")
         if not np.issubdtype(X.dtype, np.integer) and np.any(X != np.floor(X)):
             raise ValueError("CategoricalHMM expects integer symbols, found non-integral values.")
+        if X.size and X.max() >= 2**53:
+            raise ValueError(
+                f"CategoricalHMM: symbol {X.max():.6g} is too large; symbols are the integers 0 .. n_features - 1 "
+                "(encode raw ids first, e.g. with sklearn.preprocessing.OrdinalEncoder)."
+            )
         symbols = X[:, 0].astype(np.int64)
         if not reset:
             n_symbols = np.shape(self.emissionprob_)[1]
@@ -1093,8 +1207,19 @@ class CategoricalHMM(_BaseHMM):
             n_symbols = int(self.n_features)
         elif init is not None:
             n_symbols = int(np.shape(init)[-1])
+        elif self.warm_start and self._is_fitted_for_warm_start():
+            n_symbols = max(n_seen, int(np.shape(self.emissionprob_)[-1]))  # continue with the fitted symbols
         else:
             n_symbols = n_seen
+            table_bytes = 8 * K * n_symbols
+            if table_bytes > _MAX_TABLE_BYTES:
+                raise ValueError(
+                    f"CategoricalHMM: the largest symbol is {n_seen - 1}, so the emission table would have "
+                    f"{n_symbols} columns per state ({table_bytes / 2**30:.1f} GiB): symbols are the integers "
+                    "0 .. n_features - 1, and column j of emissionprob_ is symbol j. Raw ids (zip codes, user ids) "
+                    "should be encoded first, e.g. with sklearn.preprocessing.OrdinalEncoder; or give n_features "
+                    "if the table really is that large."
+                )
         if n_seen > n_symbols:
             raise ValueError(
                 f"Largest symbol is {n_seen - 1} but the model only emits symbols up to {n_symbols - 1} "
@@ -1108,11 +1233,14 @@ class CategoricalHMM(_BaseHMM):
             given["emissionprob_"] = _check_distribution(init, name, (K, n_symbols))
         return given
 
+    def _emission_shapes(self, data):
+        return {"emissionprob_": (self.n_components, self.n_symbols_)}
+
     def _emission_initialize(self, data, random_state):
         if "emissionprob_" in data.given:
-            return {"emissionprob_": data.given["emissionprob_"].copy()}
+            return {"emissionprob_": data.given["emissionprob_"].copy()}, None
         prob = random_state.uniform(size=(self.n_components, self.n_symbols_))
-        return {"emissionprob_": prob / prob.sum(axis=1, keepdims=True)}
+        return {"emissionprob_": prob / prob.sum(axis=1, keepdims=True)}, None
 
     def _emission_log_likelihood(self, symbols, params, context):
         return categorical.log_likelihood(symbols, params["emissionprob_"])
@@ -1266,16 +1394,19 @@ class PoissonHMM(_BaseHMM):
             raise ValueError(f"{name} must be non-negative.")
         return {"lambdas_": lambdas}
 
+    def _emission_shapes(self, data):
+        return {"lambdas_": (self.n_components, data.X.shape[1])}
+
     def _emission_initialize(self, data, random_state):
         if "lambdas_" in data.given:
-            return {"lambdas_": data.given["lambdas_"].copy()}
+            return {"lambdas_": data.given["lambdas_"].copy()}, None
         X = data.X
         shape = (self.n_components, X.shape[1])
         mean, var = X.mean(), X.var()
         if mean > 0 and var > 0:
             # method of moments for a Gamma over all counts (hmmlearn's start)
-            return {"lambdas_": random_state.gamma(shape=mean**2 / var, scale=var / mean, size=shape)}
-        return {"lambdas_": np.full(shape, mean)}
+            return {"lambdas_": random_state.gamma(shape=mean**2 / var, scale=var / mean, size=shape)}, None
+        return {"lambdas_": np.full(shape, mean)}, None
 
     def _emission_log_likelihood(self, X, params, context):
         return poisson.log_likelihood(X, params["lambdas_"])

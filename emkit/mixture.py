@@ -19,6 +19,7 @@ from ._validation import (
     check_array_param,
     check_is_fitted,
     check_sample_weight,
+    check_warm_start_shapes,
     validate_data,
 )
 from .base import BlockResult, EMMixin, NumericalFailure
@@ -487,6 +488,15 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
     def _objective_dtype(self, data):
         return data.X.dtype
 
+    def _check_warm_start(self, data, params):
+        K, n_features = self.n_components, data.X.shape[1]
+        expected = {
+            "weights_": (K,),
+            "means_": (K, n_features),
+            "covariances_": _covariance_shape(self.covariance_type, K, n_features),
+        }
+        check_warm_start_shapes(params, expected)
+
     def _fitted_params(self):
         return {
             "weights_": self.weights_,
@@ -604,7 +614,7 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         bic : float
         """
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return -2 * self.score(X) * X.shape[0] + self._n_parameters() * np.log(X.shape[0])
+        return float(-2 * self.score(X) * X.shape[0] + self._n_parameters() * np.log(X.shape[0]))
 
     def aic(self, X):
         """Akaike information criterion on X (lower is better).
@@ -618,7 +628,7 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         aic : float
         """
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+        return float(-2 * self.score(X) * X.shape[0] + 2 * self._n_parameters())
 
 
 def _covariance_shape(covariance_type, n_components, n_features):
