@@ -15,10 +15,11 @@ process sends every array once.
 import contextlib
 import contextvars
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Blocks", "row_bounds", "sequence_bounds", "forced_block_count"]
+__all__ = ["Blocks", "BlockResult", "row_bounds", "sequence_bounds", "forced_block_count"]
 
 # Tests split the data into a chosen number of blocks to show that results do not depend on it.
 _FORCED_N_BLOCKS = contextvars.ContextVar("emkit_forced_n_blocks", default=None)
@@ -131,3 +132,22 @@ class Blocks(Sequence):
 
     def __setstate__(self, state):
         self.source, self.bounds, self.make = state
+
+
+class BlockResult(NamedTuple):
+    """What a model's block function returns for one block of data.
+
+    Attributes
+    ----------
+    stats : NamedTuple
+        Expected sufficient statistics of the block (additive, see
+        :mod:`emkit._stats`).
+    objective : float
+        The block's log-likelihood (or ELBO) at the parameters it was given.
+    state : object
+        The block's new working state (None for models without state).
+    """
+
+    stats: object
+    objective: float
+    state: object = None

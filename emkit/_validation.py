@@ -20,6 +20,8 @@ __all__ = [
     "StrOptions",
     "fit_context",
     "check_warm_start_shapes",
+    "reset_n_features",
+    "dask_sample_weight",
 ]
 
 fit_context = _fit_context
@@ -163,3 +165,34 @@ def check_warm_start_shapes(params, expected):
             f"warm_start=True cannot continue from the fitted model: {'; '.join(wrong)} (the data or "
             "n_components / covariance_type changed since the last fit). Fit with warm_start=False."
         )
+
+
+def reset_n_features(estimator, n_features):
+    """What ``validate_data(reset=True)`` records, for input it cannot read (a dask array)."""
+    estimator.n_features_in_ = int(n_features)
+    if hasattr(estimator, "feature_names_in_"):
+        del estimator.feature_names_in_
+
+
+def dask_sample_weight(sample_weight, X, whom):
+    """``sample_weight`` for a dask array X: a dask array with X's row chunks, checked lazily-once.
+
+    Accepts a numpy array (checked here) or a dask array (checked in one pass
+    over its chunks).
+    """
+    import dask.array as da
+
+    from ._dask import check_dask_array, is_dask_array
+
+    if is_dask_array(sample_weight):
+        if sample_weight.ndim != 1 or sample_weight.shape[0] != X.shape[0]:
+            raise ValueError(f"{whom}: sample_weight must have shape ({X.shape[0]},), got {sample_weight.shape}.")
+        weights = sample_weight.astype(X.dtype).rechunk((X.chunks[0],))
+        check_dask_array(weights[:, None], name="sample_weight", non_negative=True, whom=whom)
+        return weights
+    weights = np.asarray(sample_weight, dtype=X.dtype)
+    if weights.shape != (X.shape[0],):
+        raise ValueError(f"{whom}: sample_weight must have shape ({X.shape[0]},), got {weights.shape}.")
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise ValueError("sample_weight must be finite and non-negative.")
+    return da.from_array(weights, chunks=(X.chunks[0],))

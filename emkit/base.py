@@ -63,6 +63,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.parallel import Parallel, delayed
 
+from ._blocks import BlockResult
+from ._dask import DaskBlocks, DaskExecutor
 from ._stats import sum_in_order
 from ._validation import Interval, fit_context
 
@@ -98,25 +100,6 @@ class ObjectiveDecreaseWarning(UserWarning):
     bug). The restart stops there and returns the parameters from before the
     step that decreased the objective.
     """
-
-
-class BlockResult(NamedTuple):
-    """What a model's block function returns for one block of data.
-
-    Attributes
-    ----------
-    stats : NamedTuple
-        Expected sufficient statistics of the block (additive, see
-        :mod:`emkit._stats`).
-    objective : float
-        The block's log-likelihood (or ELBO) at the parameters it was given.
-    state : object
-        The block's new working state (None for models without state).
-    """
-
-    stats: object
-    objective: float
-    state: object = None
 
 
 # ---------------------------------------------------------------------------- executors
@@ -341,6 +324,10 @@ class EMMixin:
     def _check_warm_start(self, data, params):
         """Raise a ValueError when fitted ``params`` cannot continue on ``data``."""
 
+    def _recenter_stats(self, stats, old_params, new_params):
+        """Statistics taken about ``old_params`` (centred moments) moved to ``new_params``; identity by default."""
+        return stats
+
     # ------------------------------------------------------------------ fit template
     @fit_context(prefer_skip_nested_validation=True)
     def _fit(self, X, y=None, **fit_params):
@@ -389,10 +376,16 @@ class EMMixin:
         options = _RunOptions(max_iter, fixed_iterations, (os.getpid(), threading.get_ident()), started, len(starts))
 
         n_workers = effective_n_jobs(self.n_jobs)
-        if len(starts) == 1:
-            executor = ThreadExecutor(n_workers) if n_workers > 1 else SerialExecutor()
+        on_cluster = isinstance(data.blocks, DaskBlocks)
+        if len(starts) == 1 or on_cluster:
+            # one restart: its blocks may run side by side (threads, or the Dask cluster holding the data);
+            # on a cluster, restarts run one after the other, each E-step spread over the workers
+            if on_cluster:
+                executor = DaskExecutor(data.blocks)
+            else:
+                executor = ThreadExecutor(n_workers) if n_workers > 1 else SerialExecutor()
             try:
-                runs = [self._run_restart(data, starts[0], options, executor)]
+                runs = [self._run_restart(data, start, options, executor) for start in starts]
             finally:
                 executor.close()
         else:
@@ -406,6 +399,60 @@ class EMMixin:
                     print(line)
                 sys.stdout.flush()
         return self._finish_fit(data, runs, options)
+
+    def _partial_fit_em(self, data):
+        """One stepwise-EM update on the chunk in ``data`` (online EM; Cappe & Moulines 2009).
+
+        The running average of the per-unit statistics moves towards this
+        chunk's with step ``(t + learning_offset) ** -learning_decay`` (``t``
+        counts earlier updates); the M-step then maps that average, scaled to
+        the units seen so far, to new parameters. The first call starts from
+        ``_initialize`` on its chunk (or from the fitted parameters after a
+        ``fit``). The history attributes hold each call's per-unit objective
+        on its chunk, at the parameters it was given: not monotone, so no
+        decrease warning.
+        """
+        started = time.time()
+        online = getattr(self, "_online_state", None)
+        fitted = self._is_fitted_for_warm_start()
+        if fitted:
+            params = self._fitted_params()
+            self._check_warm_start(data, params)
+        else:
+            params = self._initialize(data, check_random_state(self.random_state))
+        executor = DaskExecutor(data.blocks) if isinstance(data.blocks, DaskBlocks) else SerialExecutor()
+        try:
+            stats, objective, _ = self._e_step(data, params, None, executor)
+        finally:
+            executor.close()
+        value = (objective + self._log_prior(data, params)) / data.n_units
+        _check_finite_objective(value)
+        per_unit = stats.scale(1.0 / data.n_units)
+        if online is None:
+            average, n_updates, n_seen = per_unit, 0, data.n_units
+        else:
+            average, centre, n_updates, n_seen = online
+            step = (n_updates + self.learning_offset) ** (-self.learning_decay)
+            average = self._recenter_stats(average, centre, params).scale(1.0 - step).add(per_unit.scale(step))
+            n_seen += data.n_units
+        new_params = self._m_step(data, average.scale(n_seen), params)
+        self._set_params_attrs(new_params)
+        self._online_state = (average, params, n_updates + 1, n_seen)
+        history = list(getattr(self, "lower_bound_history_", [])) if fitted and online is not None else []
+        history.append(value)
+        self.lower_bound_history_ = np.asarray(history, dtype=np.float64)
+        self.lower_bound_ = float(value)
+        self.n_iter_ = len(history)
+        self.converged_ = False
+        self.restarts_ = [
+            {"seed": None, "objective": float(value), "n_iter": 1, "converged": False, "error": None,
+             "rejected_step": None}
+        ]
+        self._after_fit(data, new_params)
+        if self.verbose:
+            print(f"partial_fit {self.n_iter_}: objective {value:.8g} on {data.n_units:g} units "
+                  f"({time.time() - started:.2f} s)")
+        return self
 
     def _finish_fit(self, data, runs, options):
         for run in runs:  # warnings in restart order, whatever order the restarts ended in
@@ -434,6 +481,7 @@ class EMMixin:
                 warnings.warn(message, ConvergenceWarning, stacklevel=4)
 
         self._set_params_attrs(best.params)
+        self.__dict__.pop("_online_state", None)  # a full fit starts online EM afresh
         self.converged_ = bool(best.converged)
         self.n_iter_ = best.n_iter
         self.lower_bound_ = float(best.objective)

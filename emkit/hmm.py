@@ -22,6 +22,16 @@ from sklearn.cluster import KMeans
 from sklearn.utils import check_random_state
 
 from ._blocks import Blocks, sequence_bounds
+from ._dask import (
+    DaskBlocks,
+    check_dask_array,
+    gather_labels,
+    is_dask_array,
+    per_chunk,
+    row_chunks_on_sequences,
+    sample_sequences,
+    sequencewise,
+)
 from ._densities import categorical, gaussian, poisson
 from ._inference.hmm import forward, forward_backward, viterbi
 from ._math import safe_log
@@ -35,6 +45,8 @@ from ._validation import (
     check_sequences,
     check_warm_start_shapes,
     check_y_unsupervised,
+    fit_context,
+    reset_n_features,
     validate_data,
 )
 from .base import BlockResult, EMMixin, NumericalFailure
@@ -42,6 +54,7 @@ from .base import BlockResult, EMMixin, NumericalFailure
 __all__ = ["GaussianHMM", "CategoricalHMM", "PoissonHMM"]
 
 _SUM_ATOL = 1e-6  # how far a user-given distribution may be from summing to one
+_INIT_SAMPLE_ROWS = 20_000  # rows of whole sequences gathered from a dask array to draw a start
 _MAX_TABLE_BYTES = 1 << 30  # an inferred CategoricalHMM emission table larger than this is refused
 
 
@@ -64,6 +77,17 @@ def _hmm_sequences(source, first, last):
     emission_input, offsets = source
     begin, end = offsets[first], offsets[last]
     return _HMMBlock(emission_input[begin:end], offsets[first : last + 1] - begin)
+
+
+def _hmm_chunk(emission_input, offsets):
+    """A block made on a Dask worker from one chunk of whole sequences."""
+    return _HMMBlock(np.asarray(emission_input), offsets)
+
+
+def _emission_input_of_chunk(chunk, estimator):
+    """The emission's own checks and conversion on one chunk, on its worker."""
+    dtype = None if isinstance(estimator, CategoricalHMM) else np.float64
+    return estimator._emission_input(np.asarray(chunk, dtype=dtype))
 
 
 class _HMMContext(NamedTuple):
@@ -180,7 +204,8 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
     dict the engine passes around, ``learn`` the set of letters being learned):
 
     - ``_emission_validate_X(X, reset) -> (X, emission_input)``
-    - ``_emission_check(X, emission_input) -> dict`` of validated user-given starting values
+    - ``_emission_input(X) -> emission_input`` (the value checks alone, also run on each Dask chunk)
+    - ``_emission_check(X, emission_input, continuing) -> dict`` of validated user-given starting values
     - ``_emission_initialize(data, random_state) -> (dict, labels or None)`` (labels of a clustering start
       seed the start and transition probabilities)
     - ``_emission_context(params)`` (optional: values derived once per E-step, e.g. precision factors)
@@ -227,6 +252,8 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         "init_params": [str, list, tuple],
         "startprob_init": ["array-like", None],
         "transmat_init": ["array-like", None],
+        "learning_decay": [Interval(Real, 0.5, 1.0, closed="both")],
+        "learning_offset": [Interval(Real, 1.0, None, closed="left")],
     }
 
     # ------------------------------------------------------------ parameters
@@ -277,13 +304,17 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         return None
 
     # ------------------------------------------------------------ validation
-    def _validate_fit_data(self, X, y=None, lengths=None, sequence_ids=None):
+    def _validate_fit_data(self, X, y=None, lengths=None, sequence_ids=None, reset=True):
         learn = frozenset(self._letters(self.params, "params"))
         self._letters(self.init_params, "init_params")
-        X, emission_input = self._emission_validate_X(X, reset=True)
-        n_samples = X.shape[0]
-        check_y_unsupervised(y, n_samples)
-        offsets = check_sequences(X.shape[0], lengths, sequence_ids)
+        # continuing from the fitted parameters (warm start, or online EM after the first chunk)
+        continuing = self._is_fitted_for_warm_start() and (self.warm_start or not reset)
+        if is_dask_array(X):
+            X, emission_input, offsets, bounds = self._validate_dask_X(X, y, lengths, sequence_ids)
+        else:
+            X, emission_input = self._emission_validate_X(X, reset=reset)
+            check_y_unsupervised(y, X.shape[0])
+            offsets = check_sequences(X.shape[0], lengths, sequence_ids)
         K = self.n_components
         _check_prior(self.startprob_prior, "startprob_prior", (K,))
         _check_prior(self.transmat_prior, "transmat_prior", (K, K))
@@ -294,10 +325,42 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
                 attr = self._names()[letter]
                 name = attr[:-1] + "_init" if init is not None else attr
                 given[attr] = _check_distribution(value, name, shape)
-        given.update(self._emission_check(X, emission_input))
-        bounds = sequence_bounds(offsets, _rows_per_block(K))
-        blocks = Blocks((emission_input, offsets), bounds, _hmm_sequences)
-        return _HMMData(blocks, X, emission_input, offsets, given, learn, float(n_samples))
+        given.update(self._emission_check(X, emission_input, continuing))
+        if is_dask_array(X):
+            parts = [
+                (chunk, offsets[bounds[i] : bounds[i + 1] + 1] - offsets[bounds[i]])
+                for i, chunk in enumerate(emission_input.to_delayed(optimize_graph=False).ravel())
+            ]
+            blocks = DaskBlocks(parts, _hmm_chunk, emission_input.nbytes)
+        else:
+            blocks = Blocks((emission_input, offsets), sequence_bounds(offsets, _rows_per_block(K)), _hmm_sequences)
+        return _HMMData(blocks, X, emission_input, offsets, given, learn, float(X.shape[0]))
+
+    def _validate_dask_X(self, X, y, lengths, sequence_ids):
+        """A dask array of sequences: checked chunk by chunk with the same checks as in memory, never gathered.
+
+        Returns the array rechunked so that no chunk cuts a sequence, the
+        emission input (lazy), the sequence offsets and each chunk's sequences.
+        """
+        whom = f"{type(self).__name__}.fit"
+        X = check_dask_array(X, whom=whom)
+        n_samples = X.shape[0]
+        if n_samples < max(2, self.n_components):
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
+                f"n_samples = {n_samples}."
+            )
+        check_y_unsupervised(y, n_samples)
+        reset_n_features(self, X.shape[1])
+        offsets = check_sequences(n_samples, lengths, gather_labels(sequence_ids))
+        X, bounds = row_chunks_on_sequences(X, offsets)
+        probe = _emission_input_of_chunk(np.asarray(X[:1].compute()), self)
+        emission_input = X.map_blocks(
+            _emission_input_of_chunk, self, dtype=probe.dtype, meta=probe[:0],
+            **({"drop_axis": 1} if probe.ndim == 1 else {}),
+        )
+        emission_input.sum().compute()  # one pass: the emission's own value checks raise here, before any work
+        return X, emission_input, offsets, bounds
 
     def fit(self, X, y=None, lengths=None, sequence_ids=None):
         """Estimate the parameters by Baum-Welch (EM), ``n_init`` restarts, the best kept.
@@ -324,8 +387,51 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         """
         return self._fit(X, y, lengths=lengths, sequence_ids=sequence_ids)
 
+    @fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None, lengths=None, sequence_ids=None):
+        """One online-EM update on the sequences in X (stepwise EM), for streams of sequences.
+
+        The first call starts from ``init_params`` on its sequences (or from
+        the fitted parameters after ``fit``); each call moves a running
+        average of the sufficient statistics towards those of its sequences
+        with step ``(t + learning_offset) ** -learning_decay`` and
+        re-estimates the parameters from it. ``lower_bound_history_`` gets
+        each call's log-likelihood per step at the parameters it was given
+        (not monotone).
+
+        Parameters
+        ----------
+        X : array-like or dask array of shape (n_samples, n_features)
+            Whole sequences, stacked.
+        y : Ignored
+        lengths : array-like of int of shape (n_sequences,), default=None
+        sequence_ids : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : object
+        """
+        reset = not self._is_fitted_for_warm_start()
+        data = self._validate_fit_data(X, y, lengths=lengths, sequence_ids=sequence_ids, reset=reset)
+        return self._partial_fit_em(data)
+
+    def _recenter_stats(self, stats, old_params, new_params):
+        if stats.emission is None:
+            return stats
+        return stats._replace(emission=self._emission_recenter(stats.emission, old_params, new_params))
+
+    def _emission_recenter(self, stats, old_params, new_params):
+        """Emission statistics taken about ``old_params`` moved to ``new_params`` (identity unless centred)."""
+        return stats
+
     # ------------------------------------------------------------ EM hooks
     def _initialize(self, data, random_state):
+        if is_dask_array(data.X):
+            # start from whole sequences gathered at random (the data stay on the cluster)
+            (X, emission_input), offsets = sample_sequences(
+                [data.X, data.emission_input], data.offsets, _INIT_SAMPLE_ROWS, random_state
+            )
+            data = data._replace(X=X, emission_input=emission_input, offsets=offsets, blocks=None)
         K = self.n_components
         given = data.given
         params = {}
@@ -437,6 +543,7 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
                 "their posteriors are undefined."
             )
 
+    @sequencewise("rows", check_sequences)
     def score_samples(self, X, lengths=None, sequence_ids=None):
         """Per-step predictive log-density ``log p(x_t | x_1..t-1)``.
 
@@ -500,6 +607,7 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         weights = check_sample_weight(sample_weight, log_density[:, np.newaxis])
         return float(np.average(log_density, weights=weights))
 
+    @sequencewise(lambda self: self.n_components, check_sequences)
     def predict_proba(self, X, lengths=None, sequence_ids=None):
         """Smoothed state posteriors ``p(z_t = k | x_1..T)`` (forward-backward).
 
@@ -521,6 +629,7 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         self._raise_if_impossible(result.log_likelihood)
         return result.posteriors
 
+    @sequencewise(lambda self: self.n_components, check_sequences)
     def filter(self, X, lengths=None, sequence_ids=None):
         """Filtered (causal) state probabilities ``p(z_t = k | x_1..t)``.
 
@@ -567,6 +676,10 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         algorithm = self.algorithm if algorithm is None else algorithm
         if algorithm not in ("viterbi", "map"):
             raise ValueError(f"algorithm must be 'viterbi' or 'map', got {algorithm!r}.")
+        if is_dask_array(X):  # the states lazily, the log-probability (one number per chunk) computed
+            states = self._decoded_states(X, lengths=lengths, sequence_ids=sequence_ids, algorithm=algorithm)
+            answers = per_chunk(self, self.decode, X, lengths, sequence_ids, check_sequences, algorithm=algorithm)
+            return float(sum(log_prob for log_prob, _ in answers)), states
         emission_input, offsets, params = self._check_fitted_input(X, lengths, sequence_ids)
         if algorithm == "viterbi":
             log_frameprob = self._emission_log_likelihood(emission_input, params, self._emission_context(params))
@@ -580,6 +693,11 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         self._raise_if_impossible(result.log_likelihood)
         return float(result.log_likelihood.sum()), np.argmax(result.posteriors, axis=1)
 
+    @sequencewise("rows", check_sequences)
+    def _decoded_states(self, X, lengths=None, sequence_ids=None, algorithm=None):
+        return self.decode(X, lengths=lengths, sequence_ids=sequence_ids, algorithm=algorithm)[1]
+
+    @sequencewise("rows", check_sequences)
     def predict(self, X, lengths=None, sequence_ids=None):
         """Most likely state of each row (``decode`` with the estimator's ``algorithm``).
 
@@ -617,6 +735,9 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         """
         if not isinstance(n_steps, Integral) or n_steps < 1:
             raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}.")
+        if is_dask_array(X):  # one small answer per sequence: computed chunk by chunk, then joined
+            answers = per_chunk(self, self.forecast, X, lengths, sequence_ids, check_sequences, n_steps=n_steps)
+            return tuple(np.concatenate(parts, axis=0) for parts in zip(*answers))
         emission_input, offsets, params = self._check_fitted_input(X, lengths, sequence_ids)
         frames = self._frames(emission_input, params)
         result = forward(params["startprob_"], params["transmat_"], offsets=offsets, **frames)
@@ -763,6 +884,11 @@ _SHARED_PARAMS_DOC = """
     keep_params_history : bool, default=False
         Keep the winning restart's parameters after every iteration in
         ``params_history_``.
+    learning_decay : float, default=0.7
+        Online EM (:meth:`partial_fit`): update ``t`` has step size
+        ``(t + learning_offset) ** -learning_decay`` (LDA's names).
+    learning_offset : float, default=10.0
+        Online EM: the step size's offset.
 """
 
 
@@ -873,6 +999,8 @@ class GaussianHMM(_BaseHMM):
         verbose_interval=10,
         n_jobs=None,
         keep_params_history=False,
+        learning_decay=0.7,
+        learning_offset=10.0,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -899,6 +1027,8 @@ class GaussianHMM(_BaseHMM):
         self.verbose_interval = verbose_interval
         self.n_jobs = n_jobs
         self.keep_params_history = keep_params_history
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     # ------------------------------------------------------------ emission hooks
     def _emission_validate_X(self, X, reset):
@@ -908,7 +1038,10 @@ class GaussianHMM(_BaseHMM):
                 f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
                 f"n_samples = {X.shape[0]}."
             )
-        return X, X
+        return X, self._emission_input(X)
+
+    def _emission_input(self, X):
+        return X
 
     def _emission_shapes(self, data):
         n_features = data.X.shape[1]
@@ -937,7 +1070,7 @@ class GaussianHMM(_BaseHMM):
             "covars_weight": float(self.covars_weight),
         }
 
-    def _emission_check(self, X, emission_input):
+    def _emission_check(self, X, emission_input, continuing):
         n_features = X.shape[1]
         K = self.n_components
         _check_prior(self.means_weight, "means_weight", (K,))
@@ -1017,6 +1150,9 @@ class GaussianHMM(_BaseHMM):
 
     def _emission_context(self, params):
         return gaussian.precisions_cholesky(params["covars_"], self.covariance_type)
+
+    def _emission_recenter(self, stats, old_params, new_params):
+        return gaussian.recenter(stats, old_params["means_"], new_params["means_"], self.covariance_type)
 
     def _emission_log_likelihood(self, X, params, prec_chol):
         return gaussian.log_likelihood(X, params["means_"], prec_chol, self.covariance_type)
@@ -1144,6 +1280,8 @@ class CategoricalHMM(_BaseHMM):
         verbose_interval=10,
         n_jobs=None,
         keep_params_history=False,
+        learning_decay=0.7,
+        learning_offset=10.0,
     ):
         self.n_components = n_components
         self.n_features = n_features
@@ -1165,6 +1303,8 @@ class CategoricalHMM(_BaseHMM):
         self.verbose_interval = verbose_interval
         self.n_jobs = n_jobs
         self.keep_params_history = keep_params_history
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -1174,6 +1314,17 @@ class CategoricalHMM(_BaseHMM):
 
     def _emission_validate_X(self, X, reset):
         X = validate_data(self, X, reset=reset, dtype=None)
+        symbols = self._emission_input(X)
+        if not reset:
+            n_symbols = np.shape(self.emissionprob_)[1]
+            if symbols.size and symbols.max() >= n_symbols:
+                raise ValueError(
+                    f"Largest symbol is {symbols.max()} but the model only emits symbols up to {n_symbols - 1}."
+                )
+        return X, symbols
+
+    def _emission_input(self, X):
+        """Check one column of integer symbols (any numeric dtype); return them as int64."""
         if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
             raise ValueError(f"CategoricalHMM expects numeric integer symbols, got dtype {X.dtype}.")
         if X.shape[1] != 1:
@@ -1190,16 +1341,9 @@ class CategoricalHMM(_BaseHMM):
                 f"CategoricalHMM: symbol {X.max():.6g} is too large; symbols are the integers 0 .. n_features - 1 "
                 "(encode raw ids first, e.g. with sklearn.preprocessing.OrdinalEncoder)."
             )
-        symbols = X[:, 0].astype(np.int64)
-        if not reset:
-            n_symbols = np.shape(self.emissionprob_)[1]
-            if symbols.size and symbols.max() >= n_symbols:
-                raise ValueError(
-                    f"Largest symbol is {symbols.max()} but the model only emits symbols up to {n_symbols - 1}."
-                )
-        return X, symbols
+        return X[:, 0].astype(np.int64)
 
-    def _emission_check(self, X, symbols):
+    def _emission_check(self, X, symbols, continuing):
         K = self.n_components
         init = self._user_value("e", self.emissionprob_init)
         n_seen = int(symbols.max()) + 1
@@ -1207,7 +1351,7 @@ class CategoricalHMM(_BaseHMM):
             n_symbols = int(self.n_features)
         elif init is not None:
             n_symbols = int(np.shape(init)[-1])
-        elif self.warm_start and self._is_fitted_for_warm_start():
+        elif continuing:
             n_symbols = max(n_seen, int(np.shape(self.emissionprob_)[-1]))  # continue with the fitted symbols
         else:
             n_symbols = n_seen
@@ -1348,6 +1492,8 @@ class PoissonHMM(_BaseHMM):
         verbose_interval=10,
         n_jobs=None,
         keep_params_history=False,
+        learning_decay=0.7,
+        learning_offset=10.0,
     ):
         self.n_components = n_components
         self.startprob_prior = startprob_prior
@@ -1369,6 +1515,8 @@ class PoissonHMM(_BaseHMM):
         self.verbose_interval = verbose_interval
         self.n_jobs = n_jobs
         self.keep_params_history = keep_params_history
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -1377,11 +1525,14 @@ class PoissonHMM(_BaseHMM):
 
     def _emission_validate_X(self, X, reset):
         X = validate_data(self, X, reset=reset, dtype=np.float64)
+        return X, self._emission_input(X)
+
+    def _emission_input(self, X):
         if np.any(X < 0):
             raise ValueError("Negative values in data passed to PoissonHMM: counts must be >= 0.")
-        return X, X
+        return X
 
-    def _emission_check(self, X, emission_input):
+    def _emission_check(self, X, emission_input, continuing):
         shape = (self.n_components, X.shape[1])
         _check_prior(self.lambdas_prior, "lambdas_prior", shape)
         _check_prior(self.lambdas_weight, "lambdas_weight", shape)

@@ -10,9 +10,11 @@ from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.utils import check_random_state
 
 from ._blocks import Blocks, row_bounds
+from ._dask import DaskBlocks, check_dask_array, is_dask_array, row_parts, rowwise, sample_rows
 from ._densities import gaussian
 from ._inference.mixture import normalize_log_rows
 from ._math import safe_log
+from ._stats import sum_in_order
 from ._validation import (
     Interval,
     StrOptions,
@@ -20,11 +22,17 @@ from ._validation import (
     check_is_fitted,
     check_sample_weight,
     check_warm_start_shapes,
+    dask_sample_weight,
+    fit_context,
+    reset_n_features,
     validate_data,
 )
 from .base import BlockResult, EMMixin, NumericalFailure
 
 __all__ = ["GaussianMixture"]
+
+# rows gathered from a dask array to draw a k-means (or random) start
+_INIT_SAMPLE_ROWS = 20_000
 
 
 class _MixtureData(NamedTuple):
@@ -42,6 +50,11 @@ class _MixtureBlock(NamedTuple):
 def _mixture_rows(source, start, stop):
     X, sample_weight = source
     return _MixtureBlock(X[start:stop], None if sample_weight is None else sample_weight[start:stop])
+
+
+def _mixture_chunk(X, sample_weight):
+    """A block made on a Dask worker from one row chunk (and its weights)."""
+    return _MixtureBlock(np.ascontiguousarray(X), None if sample_weight is None else np.asarray(sample_weight))
 
 
 class _MixtureContext(NamedTuple):
@@ -119,6 +132,12 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         Degrees of freedom ``nu`` of the covariance prior (hmmlearn's
         convention: the denominator gains ``max(nu - D, 0)`` for full/tied,
         ``max(nu - 1, 0)`` for diag/spherical). ``None``: no extra count.
+    learning_decay : float, default=0.7
+        Online EM (:meth:`partial_fit`): the step size of update ``t`` is
+        ``(t + learning_offset) ** -learning_decay`` (LDA's names); in
+        [0.5, 1] for convergence.
+    learning_offset : float, default=10.0
+        Online EM: the step size's offset (larger: smaller early steps).
 
     Attributes
     ----------
@@ -190,6 +209,8 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         "means_weight": [Interval(Real, 0.0, None, closed="left"), "array-like", None],
         "covars_prior": [Interval(Real, 0.0, None, closed="left"), "array-like", None],
         "covars_weight": [Interval(Real, 0.0, None, closed="left"), None],
+        "learning_decay": [Interval(Real, 0.5, 1.0, closed="both")],
+        "learning_offset": [Interval(Real, 1.0, None, closed="left")],
     }
 
     def __init__(
@@ -216,6 +237,8 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         means_weight=None,
         covars_prior=None,
         covars_weight=None,
+        learning_decay=0.7,
+        learning_offset=10.0,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -238,6 +261,8 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         self.means_weight = means_weight
         self.covars_prior = covars_prior
         self.covars_weight = covars_weight
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None, sample_weight=None):
@@ -260,6 +285,31 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         """
         return self._fit(X, y, sample_weight=sample_weight)
 
+    @fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """One online-EM update on the chunk X (stepwise EM), for streams and data read chunk by chunk.
+
+        The first call starts from ``init_params`` on its chunk (or from the
+        fitted parameters after ``fit``); each call moves a running average
+        of the sufficient statistics towards the chunk's with step
+        ``(t + learning_offset) ** -learning_decay`` and re-estimates the
+        parameters from it. ``lower_bound_history_`` gets the chunk's mean
+        log-likelihood at the parameters it was given (not monotone).
+
+        Parameters
+        ----------
+        X : array-like or dask array of shape (n_samples, n_features)
+            One chunk of data.
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : GaussianMixture
+        """
+        data = self._validate_fit_data(X, sample_weight=sample_weight, reset=not self._is_fitted_for_warm_start())
+        return self._partial_fit_em(data)
+
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return the most probable component of every training sample.
 
@@ -275,8 +325,10 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         """
         return self.fit(X, sample_weight=sample_weight).predict(X)
 
-    def _validate_fit_data(self, X, y=None, sample_weight=None):
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+    def _validate_fit_data(self, X, y=None, sample_weight=None, reset=True):
+        if is_dask_array(X):
+            return self._validate_dask_fit_data(X, sample_weight)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=reset)
         if X.shape[0] < self.n_components:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
@@ -287,6 +339,30 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         self._check_init_and_priors(X.shape[1])
         step = gaussian.block_size(self.n_components, X.shape[1], self.covariance_type, X.dtype)
         blocks = Blocks((X, sample_weight), row_bounds(X.shape[0], step), _mixture_rows)
+        return _MixtureData(blocks, X, sample_weight, n_units)
+
+    def _validate_dask_fit_data(self, X, sample_weight):
+        """The same checks on a dask array, without gathering it (see :mod:`emkit._dask`)."""
+        whom = f"{type(self).__name__}.fit"
+        X = check_dask_array(X, whom=whom)
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)
+        n_samples = X.shape[0]
+        if n_samples < max(2, self.n_components):
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
+                f"n_samples = {n_samples}"
+            )
+        reset_n_features(self, X.shape[1])
+        if sample_weight is not None:
+            sample_weight = dask_sample_weight(sample_weight, X, whom)
+            n_units = float(sample_weight.sum().compute())
+            if not n_units > 0:
+                raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight.")
+        else:
+            n_units = float(n_samples)
+        self._check_init_and_priors(X.shape[1])
+        blocks = DaskBlocks(row_parts(X, sample_weight), _mixture_chunk, X.nbytes)
         return _MixtureData(blocks, X, sample_weight, n_units)
 
     def _check_init_and_priors(self, n_features):
@@ -373,16 +449,26 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ EM hooks
     def _initialize(self, data, random_state):
-        X = data.X
-        n_samples = X.shape[0]
+        X, sample_weight = data.X, data.sample_weight
         n_components = self.n_components
         given_all = self.weights_init is not None and self.means_init is not None and self.precisions_init is not None
+        if is_dask_array(X) and not given_all:
+            # the data stay on the cluster: random_from_data gathers its rows, the other starts a sample
+            if self.init_params == "random_from_data":
+                n_rows = X.shape[0]
+                rows = random_state.choice(n_rows, size=n_components, replace=False)  # as in memory
+                X, sample_weight = sample_rows(X, n_components, random_state, sample_weight, index=rows)
+            else:
+                n_sample = max(_INIT_SAMPLE_ROWS, 20 * n_components)
+                X, sample_weight = sample_rows(X, n_sample, random_state, sample_weight)
+        n_samples = X.shape[0]
+        dtype = X.dtype
         if given_all:
             resp = None
         elif self.init_params == "kmeans":
             labels = (
                 KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
-                .fit(X, sample_weight=data.sample_weight)
+                .fit(X, sample_weight=sample_weight)
                 .labels_
             )
             resp = np.zeros((n_samples, n_components), dtype=X.dtype)
@@ -392,20 +478,20 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
             resp /= resp.sum(axis=1)[:, np.newaxis]
         elif self.init_params == "random_from_data":
             resp = np.zeros((n_samples, n_components), dtype=X.dtype)
-            indices = random_state.choice(n_samples, size=n_components, replace=False)
+            if is_dask_array(data.X):  # the chosen rows, gathered in order
+                indices = np.arange(n_components)
+            else:
+                indices = random_state.choice(n_samples, size=n_components, replace=False)
             resp[indices, np.arange(n_components)] = 1
         else:  # k-means++
             resp = np.zeros((n_samples, n_components), dtype=X.dtype)
-            _, indices = kmeans_plusplus(
-                X, n_components, random_state=random_state, sample_weight=data.sample_weight
-            )
+            _, indices = kmeans_plusplus(X, n_components, random_state=random_state, sample_weight=sample_weight)
             resp[indices, np.arange(n_components)] = 1
 
-        dtype = X.dtype
         if resp is not None:
-            weighted = resp if data.sample_weight is None else resp * data.sample_weight[:, np.newaxis]
+            weighted = resp if sample_weight is None else resp * sample_weight[:, np.newaxis]
             # centre the moments on the data's mean: the start is then as accurate as later steps
-            center = np.tile(np.average(X, axis=0, weights=data.sample_weight), (n_components, 1))
+            center = np.tile(np.average(X, axis=0, weights=sample_weight), (n_components, 1))
             stats = gaussian.accumulate(X, weighted, center, self.covariance_type)
             means, covariances = gaussian.m_step(
                 stats, center, self.covariance_type, reg_covar=self.reg_covar, **self._prior_kwargs(X.shape[1])
@@ -442,8 +528,19 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
             safe_log(params["weights_"]), params["means_"], params["precisions_cholesky_"], self.covariance_type
         )
 
+    @classmethod
+    def _e_step_block(cls, block, context, state):
+        step = gaussian.block_size(context.means.shape[0], block.X.shape[1], context.covariance_type, block.X.dtype)
+        if block.X.shape[0] <= step:
+            return cls._e_step_rows(block, context)
+        # a large block (a Dask chunk): rows of the usual size, so temporaries stay small, added in order
+        n_rows = block.X.shape[0]
+        parts = Blocks(block, np.r_[np.arange(0, n_rows, step), n_rows], _mixture_rows)
+        results = [cls._e_step_rows(part, context) for part in parts]
+        return BlockResult(sum_in_order(r.stats for r in results), sum(r.objective for r in results))
+
     @staticmethod
-    def _e_step_block(block, context, state):
+    def _e_step_rows(block, context):
         X, cov_type = block.X, context.covariance_type
         # one set of per-row features serves both the densities and the statistics
         features = gaussian.shared_features(X, context.means, cov_type)
@@ -497,6 +594,9 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         }
         check_warm_start_shapes(params, expected)
 
+    def _recenter_stats(self, stats, old_params, new_params):
+        return gaussian.recenter(stats, old_params["means_"], new_params["means_"], self.covariance_type)
+
     def _fitted_params(self):
         return {
             "weights_": self.weights_,
@@ -516,6 +616,7 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         log_prob += safe_log(self.weights_)
         return log_prob
 
+    @rowwise("rows")
     def score_samples(self, X):
         """Log-density of every sample under the fitted mixture.
 
@@ -544,6 +645,7 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         """
         return float(np.mean(self.score_samples(X)))
 
+    @rowwise(lambda self: self.n_components)
     def predict_proba(self, X):
         """Posterior probability of each component for each sample.
 
@@ -560,6 +662,7 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         normalize_log_rows(log_prob)
         return log_prob
 
+    @rowwise("rows")
     def predict(self, X):
         """Most probable component of each sample.
 
@@ -613,8 +716,8 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         -------
         bic : float
         """
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return float(-2 * self.score(X) * X.shape[0] + self._n_parameters() * np.log(X.shape[0]))
+        n_samples = np.shape(X)[0]
+        return float(-2 * self.score(X) * n_samples + self._n_parameters() * np.log(n_samples))
 
     def aic(self, X):
         """Akaike information criterion on X (lower is better).
@@ -627,8 +730,8 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         -------
         aic : float
         """
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return float(-2 * self.score(X) * X.shape[0] + 2 * self._n_parameters())
+        n_samples = np.shape(X)[0]
+        return float(-2 * self.score(X) * n_samples + 2 * self._n_parameters())
 
 
 def _covariance_shape(covariance_type, n_components, n_features):

@@ -681,3 +681,30 @@ def sample(means, covariances, covariance_type, labels, random_state):
             draw = means[k] + random_state.standard_normal((count, n_features)) * np.sqrt(covariances[k])
         X[rows] = draw
     return X
+
+
+def recenter(stats, old_center, new_center, covariance_type):
+    """Statistics taken about ``old_center`` moved, exactly, to ``new_center`` (for running averages).
+
+    With ``d_k = new_k - old_k``: ``first' = first - N_k d_k`` and
+    ``second' = second - first d^T - d first^T + N_k d d^T`` (its diagonal
+    for diag and spherical).
+
+    Parameters
+    ----------
+    stats : GaussianStats
+    old_center, new_center : ndarray of shape (n_components, n_features)
+    covariance_type : {"full", "tied", "diag", "spherical"}
+
+    Returns
+    -------
+    GaussianStats
+    """
+    delta = np.asarray(new_center, dtype=np.float64) - np.asarray(old_center, dtype=np.float64)
+    post = stats.post[:, np.newaxis]
+    if covariance_type in ("full", "tied"):
+        fd = np.einsum("ki,kj->kij", stats.first, delta)
+        second = stats.second - fd - np.swapaxes(fd, 1, 2) + post[:, :, np.newaxis] * np.einsum("ki,kj->kij", delta, delta)
+    else:
+        second = stats.second - 2.0 * stats.first * delta + post * delta**2
+    return GaussianStats(stats.post, stats.first - post * delta, second)
