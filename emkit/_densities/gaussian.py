@@ -704,7 +704,8 @@ def recenter(stats, old_center, new_center, covariance_type):
     post = stats.post[:, np.newaxis]
     if covariance_type in ("full", "tied"):
         fd = np.einsum("ki,kj->kij", stats.first, delta)
-        second = stats.second - fd - np.swapaxes(fd, 1, 2) + post[:, :, np.newaxis] * np.einsum("ki,kj->kij", delta, delta)
+        outer = np.einsum("ki,kj->kij", delta, delta)
+        second = stats.second - fd - np.swapaxes(fd, 1, 2) + post[:, :, np.newaxis] * outer
     else:
         second = stats.second - 2.0 * stats.first * delta + post * delta**2
     return GaussianStats(stats.post, stats.first - post * delta, second)
