@@ -47,6 +47,7 @@ Models signal a numerical failure of a restart by raising
 restart failed.
 """
 
+import contextvars
 import os
 import sys
 import threading
@@ -79,6 +80,11 @@ __all__ = [
     "ThreadExecutor",
     "stopping_tolerance",
 ]
+
+
+# A private per-iteration hook for tests (``hook(iteration)`` after each accepted M-step and E-step of the
+# restart running in the fit's own thread): they stop a fit or kill a worker at a chosen iteration.
+_AFTER_ITERATION = contextvars.ContextVar("emkit_after_iteration", default=None)
 
 
 class NumericalFailure(ArithmeticError):
@@ -604,6 +610,9 @@ class EMMixin:
                 break
             params, stats, state, value = new_params, new_stats, new_state, new_value
             run.history.append(value)
+            hook = _AFTER_ITERATION.get()
+            if hook is not None:
+                hook(iteration)
             if self.keep_params_history:
                 run.params_history.append(_copy_params(params))
             if verbose >= 2 and iteration % interval == 0:
