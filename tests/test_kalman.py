@@ -11,9 +11,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from emkit._blocks import forced_block_count
 from emkit._inference.lgssm import kalman_smoother
-from emkit.kalman import _PARAMS as PARAMS
-from emkit.kalman import KalmanFilter, _sufficient_statistics
+from emkit._inference.lgssm_em import block_statistics
+from emkit._kalman_params import PARAMS
+from emkit.kalman import KalmanFilter
 
 _spec = importlib.util.spec_from_file_location(
     "_lgssm_oracle", Path(__file__).parent / "inference" / "test_lgssm_kernels.py"
@@ -174,21 +176,61 @@ def test_partly_missing_rows_against_joint_gaussian():
     np.testing.assert_allclose(model.smooth(X)[0], sm_means, atol=1e-9)
     np.testing.assert_allclose(model.smooth(X)[1], sm_covs, atol=1e-9)
 
-    # the E-step's expected observations and E[y_t x_t^T] (missing entries imputed) against the joint
+
+
+def _expected_regression(post_mean, post_cov, responses, regressors):
+    """Sums of E[e], E[x], E[x x^T], E[e x^T], E[e e^T] for e = S z - c, x = G z under z ~ N(post_mean, post_cov).
+
+    ``responses`` holds one (S, c) per row, ``regressors`` one G per row (None: no regressor).
+    """
+    sums = None
+    for (S, c), G in zip(responses, regressors):
+        G = np.zeros((0, post_mean.shape[0])) if G is None else G
+        e, x = S @ post_mean - c, G @ post_mean
+        terms = (1.0, x, e, G @ post_cov @ G.T + np.outer(x, x), S @ post_cov @ G.T + np.outer(e, x),
+                 S @ post_cov @ S.T + np.outer(e, e))
+        sums = terms if sums is None else tuple(a + b for a, b in zip(sums, terms))
+    return sums
+
+
+def test_block_statistics_against_joint_gaussian():
+    """Every summed statistic (missing entries imputed) equals its expectation under the exact joint posterior."""
     T, n, m = 6, 2, 3
+    params = make_model(4, n=n, m=m)
+    X = simulate(params, T)
+    X[1, 0] = X[2, [0, 2]] = X[4, 1] = np.nan
+    X[5] = np.nan  # a wholly missing row is not an observation row
+    A, b, Q, H, d, R, mu0, P0 = (np.asarray(params[k], dtype=float) for k in (
+        "transition_matrices", "transition_offsets", "transition_covariance", "observation_matrices",
+        "observation_offsets", "observation_covariance", "initial_state_mean", "initial_state_covariance"))
+    kernel_params = [A[None], b[None], Q[None], H[None], d[None], R[None], mu0, P0]
     mean, cov = oracle.joint_gaussian(T, *kernel_params)
     y_index = T * n + np.arange(T * m)
     observed = ~np.isnan(X.ravel())
     everything = np.arange(T * (n + m))
     post_mean, post_cov = oracle.condition(mean, cov, everything, y_index[observed], X.ravel()[observed])
-    second = post_cov + np.outer(post_mean, post_mean)
-    expected_y = post_mean[y_index].reshape(T, m)
-    expected_yx = sum(second[np.ix_(T * n + t * m + np.arange(m), t * n + np.arange(n))] for t in range(T))
-    data = model._validate_fit_data(X)
-    result = kalman_smoother(X, data.offsets, *kernel_params)
-    stats = _sufficient_statistics(data, result, params)
-    np.testing.assert_allclose(stats["obs_y"], expected_y, atol=1e-9)
-    np.testing.assert_allclose(stats["obs_yx"], expected_yx, atol=1e-9)
+
+    def pick(block, t, size):
+        out = np.zeros((size, T * (n + m)))
+        out[:, block + t * size + np.arange(size)] = np.eye(size)
+        return out
+
+    def x(t):
+        return pick(0, t, n)
+
+    rows = [t for t in range(T) if not np.all(np.isnan(X[t]))]
+    observation = _expected_regression(
+        post_mean, post_cov, [(pick(T * n, t, m) - H @ x(t), d) for t in rows], [x(t) for t in rows])
+    transition = _expected_regression(
+        post_mean, post_cov, [(x(t) - A @ x(t - 1), b) for t in range(1, T)], [x(t - 1) for t in range(1, T)])
+    initial = _expected_regression(post_mean, post_cov, [(x(0), mu0)], [None])
+
+    result = kalman_smoother(X, [0, T], *kernel_params)
+    stats = block_statistics(X, np.array([0, T]), result.smoothed_means, result.smoothed_covariances,
+                             result.pairwise_covariances, A[None], b[None], H[None], d[None], R[None], mu0)
+    for ours, expected in zip(stats, (observation, transition, initial)):
+        for field, value in zip(ours, expected):
+            np.testing.assert_allclose(field, value, rtol=1e-9, atol=1e-9)
 
 
 # --------------------------------------------------------------------------- EM behaviour
