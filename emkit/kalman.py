@@ -309,6 +309,10 @@ initial_state_mean_, initial_state_covariance_ : ndarray
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
+        try:  # a model with its system matrices given answers without fit
+            tags.requires_fit = not is_specified(self._constructor_values(), self.n_dim_state, self.n_dim_obs)
+        except ValueError:  # inconsistent values: fit will say what is wrong
+            tags.requires_fit = True
         return tags
 
     def __sklearn_is_fitted__(self):
@@ -554,12 +558,12 @@ initial_state_mean_, initial_state_covariance_ : ndarray
                     collapsing.append(f"{name}_ (smallest eigenvalue {smallest:.3g})")
         if not collapsing:
             return super()._convergence_message(data, run)
+        named = collapsing[0] if len(collapsing) == 1 else ", ".join(collapsing[:-1]) + " and " + collapsing[-1]
         return (
-            f"KalmanFilter: EM did not converge in {run.n_iter} iterations because the learned "
-            f"{' and '.join(collapsing)} keep shrinking towards zero: the likelihood grows without bound as a "
-            "noise variance vanishes, as it does on a constant or perfectly predictable series. A larger "
-            "max_iter does not help: give that covariance a fixed value (e.g. observation_covariance=...) "
-            "and leave it out of em_vars."
+            f"KalmanFilter: EM did not converge in {run.n_iter} iterations because the learned {named} "
+            "keep shrinking towards zero: the likelihood grows without bound as a noise variance vanishes, as "
+            "it does on a constant or perfectly predictable series. A larger max_iter does not help: fix the "
+            "covariance(s) named here (e.g. observation_covariance=...) and leave them out of em_vars."
         )
 
     # ------------------------------------------------------------------ fitting
