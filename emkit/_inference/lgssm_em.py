@@ -177,12 +177,29 @@ def _partial_row(y, missing, mean, cov, H, d, R):
     return residual, -lifted_H @ cov, lifted_H @ cov @ lifted_H.T + noise
 
 
-def _observation_statistics(X, means, covariances, H, d, R):
-    n_missing = np.isnan(X).sum(axis=1)
-    full = np.flatnonzero(n_missing == 0)
+def _rows(mask):
+    """The rows where ``mask`` holds: a slice when that is every row (views, no copies), else indices."""
+    return slice(None) if mask.all() else np.flatnonzero(mask)
+
+
+def _covariance_sum(covariances, total, rows, excluded):
+    """``sum_t P_t`` over ``rows``: the block's total minus the few ``excluded`` rows (no copy of the rest)."""
+    if isinstance(rows, slice):
+        return total
+    return total - covariances[excluded].sum(axis=0)
+
+
+def _observation_statistics(X, means, covariances, total, H, d, R):
+    missing = np.isnan(X)
+    n_missing = missing.sum(axis=1)
+    full = _rows(n_missing == 0)
     H_full = _at(H, full)
-    full_covs = covariances[full]
-    cov_sum = full_covs.sum(axis=0)
+    if H_full.ndim == 2:  # a shared H needs only the summed covariances
+        full_covs = None
+        cov_sum = _covariance_sum(covariances, total, full, n_missing > 0)
+    else:
+        full_covs = covariances[full]
+        cov_sum = full_covs.sum(axis=0)
     residuals = X[full] - _apply(H_full, means[full]) - _at(d, full)
     stats = _regression(
         residuals,
@@ -199,29 +216,37 @@ def _observation_statistics(X, means, covariances, H, d, R):
     outer = np.zeros((X.shape[1], X.shape[1]))
     for i, t in enumerate(partial):
         residuals[i], row_cross, row_outer = _partial_row(
-            X[t], np.isnan(X[t]), means[t], covariances[t], _at(H, t), _at(d, t), _at(R, t)
+            X[t], missing[t], means[t], covariances[t], _at(H, t), _at(d, t), _at(R, t)
         )
         cross += row_cross
         outer += row_outer
     return stats.add(_regression(residuals, means[partial], outer, cross, covariances[partial].sum(axis=0)))
 
 
-def _transition_statistics(offsets, means, covariances, pairwise, A, b):
-    is_first = np.zeros(means.shape[0], dtype=bool)
-    is_first[offsets[:-1]] = True
-    following = np.flatnonzero(~is_first)
-    previous = following - 1
+def _transition_statistics(offsets, means, covariances, total, pairwise, A, b):
+    if offsets.shape[0] == 2:  # one sequence: transitions are rows 1.. from rows ..-1 (views)
+        following, previous = slice(1, None), slice(0, -1)
+    else:
+        is_first = np.zeros(means.shape[0], dtype=bool)
+        is_first[offsets[:-1]] = True
+        following = np.flatnonzero(~is_first)
+        previous = following - 1
     A_rows = _at(A, previous)
-    previous_covs = covariances[previous]
-    previous_sum = previous_covs.sum(axis=0)
-    pairs = pairwise[following]
-    pair_sum = pairs.sum(axis=0)
+    if A_rows.ndim == 2:  # a shared A needs only sums (the pairwise covariance is zero at first rows)
+        previous_covs = pairs = None
+        previous_sum = total - covariances[offsets[1:] - 1].sum(axis=0)
+        following_sum = total - covariances[offsets[:-1]].sum(axis=0)
+        pair_sum = pairwise.sum(axis=0)
+    else:
+        previous_covs, pairs = covariances[previous], pairwise[following]
+        previous_sum, pair_sum = previous_covs.sum(axis=0), pairs.sum(axis=0)
+        following_sum = covariances[following].sum(axis=0)
     pair_A = _sum_cross(pairs, pair_sum, A_rows)  # sum P_{t,t-1} A^T
     residuals = means[following] - _apply(A_rows, means[previous]) - _at(b, previous)
     return _regression(
         residuals,
         means[previous],
-        covariances[following].sum(axis=0) - pair_A - pair_A.T + _sum_sandwich(A_rows, previous_covs, previous_sum),
+        following_sum - pair_A - pair_A.T + _sum_sandwich(A_rows, previous_covs, previous_sum),
         pair_sum - _sum_product(A_rows, previous_covs, previous_sum),
         previous_sum,
     )
@@ -263,9 +288,10 @@ def block_statistics(
     -------
     LGSSMStats
     """
+    total = covariances.sum(axis=0)
     return LGSSMStats(
-        _observation_statistics(X, means, covariances, H, d, R) if observation else None,
-        _transition_statistics(offsets, means, covariances, pairwise, A, b) if transition else None,
+        _observation_statistics(X, means, covariances, total, H, d, R) if observation else None,
+        _transition_statistics(offsets, means, covariances, total, pairwise, A, b) if transition else None,
         _initial_statistics(offsets, means, covariances, mu0) if initial else None,
     )
 
