@@ -431,37 +431,31 @@ initial_state_mean_, initial_state_covariance_ : ndarray
         """A start from fitted ``params`` must fit the data and hyperparameters of this call."""
         fitted_m = params["observation_matrices_"].shape[-2]
         fitted_n = params["initial_state_mean_"].shape[0]
-        advice = "fit without warm_start (or on a clone) to start afresh."
+        problems = []
         if fitted_m != data.n_dim_obs:
-            raise ValueError(
-                f"X has {data.n_dim_obs} columns, but the fitted parameters observe {fitted_m} dimensions; "
-                f"a warm start (warm_start=True, or em) continues from them: {advice}"
-            )
+            problems.append(f"X has {data.n_dim_obs} columns, but the fitted parameters observe {fitted_m}")
         if fitted_n != data.n_dim_state:
-            raise ValueError(
-                f"the fitted parameters have a {fitted_n}-dimensional state, but n_dim_state and the "
-                f"constructor values now give {data.n_dim_state}; a warm start (warm_start=True, or em) "
-                f"continues from the fitted parameters: {advice}"
+            problems.append(
+                f"the fitted parameters have a {fitted_n}-dimensional state, but n_dim_state and the constructor "
+                f"values now give {data.n_dim_state}"
             )
-        for name in PARAMS:
+        for name in PARAMS if not problems else ():
             value = params[name + "_"]
-            if name in data.varying:
-                if not np.array_equal(value, data.given[name]):
-                    raise ValueError(
-                        f"{name} is time-varying (fixed), and its fitted value {name}_ is not the constructor's "
-                        f"value for these {int(data.n_units)} time steps; a warm start continues from the "
-                        f"fitted values: {advice}"
-                    )
-            elif value.ndim != BASE_NDIM[name]:
-                raise ValueError(
-                    f"{name}_ is time-varying but the constructor's {name} no longer is: {advice}"
+            if name in data.varying and not np.array_equal(value, data.given[name]):
+                problems.append(
+                    f"{name} is time-varying (fixed) and {name}_ is not the constructor's value for these "
+                    f"{int(data.n_units)} time steps"
                 )
+            elif name not in data.varying and value.ndim != BASE_NDIM[name]:
+                problems.append(f"{name}_ is time-varying but the constructor's {name} no longer is")
         for name, covariance_type in data.covariance_types.items():
-            if name in data.learn and not _has_structure(params[name + "_"], covariance_type):
-                raise ValueError(
-                    f"{name}_ is not {covariance_type} but {name}_type={covariance_type!r} and em_vars learns it; "
-                    f"a warm start would leave the constrained set EM climbs on: {advice}"
-                )
+            if not problems and name in data.learn and not _has_structure(params[name + "_"], covariance_type):
+                problems.append(f"{name}_ is not {covariance_type} but {name}_type={covariance_type!r}")
+        if problems:
+            raise ValueError(
+                f"warm_start=True (or em) cannot continue from the fitted model: {'; '.join(problems)}. "
+                "Fit with warm_start=False (or a clone) to start afresh."
+            )
 
     # ------------------------------------------------------------------ EM hooks
     def _project_learned(self, data, params):
