@@ -6,224 +6,100 @@ The model (pykalman's names in brackets)::
     x_{t+1} = A x_t + b + w_t,   w_t ~ N(0, Q)  [transition_matrices, transition_offsets, transition_covariance]
     y_t     = H x_t + d + v_t,   v_t ~ N(0, R)  [observation_matrices, observation_offsets, observation_covariance]
 
-EM treats the states (and the missing entries of partly observed rows) as
-latent. Its M-step is a sequence of closed-form conditional maximisations in
-pykalman's order (H, then R given the new H; A, then Q given the new A;
-mu_0, then P_0; then b given the new A and d given the new H), so each update
-increases the expected complete-data log-likelihood and the exact marginal
-log-likelihood never decreases. Each update is a small function below whose
-docstring states its formula; in them ``E[.]`` is an expectation under the
-smoothed posterior of the previous parameters, ``m_t`` and ``P_t`` are the
-smoothed means and covariances, and ``P_{t,t-1} = Cov(x_t, x_{t-1} | y)``.
+This module holds the estimator only: the filter and smoother are compiled
+kernels (:mod:`emkit._inference.lgssm`), EM's sufficient statistics and
+closed-form updates sit next to them (:mod:`emkit._inference.lgssm_em`), and
+the constructor values are read and checked in the validation layer
+(:mod:`emkit._kalman_params`).
 """
 
-import warnings
-from numbers import Integral
+from numbers import Integral, Real
 from typing import NamedTuple
 
 import numpy as np
 from scipy import linalg
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_array
 
+from ._blocks import Blocks, sequence_bounds
 from ._inference.lgssm import kalman_filter, kalman_smoother
+from ._inference.lgssm_em import block_statistics, constrain_covariance, m_step
+from ._kalman_params import (
+    BASE_NDIM,
+    COVARIANCES,
+    INITIAL_PARAMS,
+    OBSERVATION_PARAMS,
+    PARAMS,
+    TRANSITION_PARAMS,
+    is_specified,
+    kernel_args,
+    kernel_layout,
+    observation_dimension,
+    read_value,
+    resolve_em_vars,
+    resolve_params,
+    state_dimension,
+)
 from ._validation import (
     Interval,
     StrOptions,
     check_array_param,
+    check_is_fitted,
     check_sequences,
     check_y_unsupervised,
+    fit_context,
     validate_data,
 )
-from .base import EMMixin, NumericalFailure
+from .base import BlockResult, EMMixin, NumericalFailure
 
 __all__ = ["KalmanFilter"]
 
-_PARAMS = (
-    "transition_matrices",
-    "observation_matrices",
-    "transition_covariance",
-    "observation_covariance",
-    "transition_offsets",
-    "observation_offsets",
-    "initial_state_mean",
-    "initial_state_covariance",
-)
-_DEFAULT_EM_VARS = (
-    "transition_covariance",
-    "observation_covariance",
-    "initial_state_mean",
-    "initial_state_covariance",
-)
-_COVARIANCES = ("transition_covariance", "observation_covariance", "initial_state_covariance")
-# number of trailing axes of a time-invariant value; one more means a leading time axis
-_BASE_NDIM = {
-    "transition_matrices": 2,
-    "observation_matrices": 2,
-    "transition_covariance": 2,
-    "observation_covariance": 2,
-    "transition_offsets": 1,
-    "observation_offsets": 1,
-    "initial_state_mean": 1,
-    "initial_state_covariance": 2,
-}
+_COLLAPSE_RTOL = 1e-8  # a learned covariance this small relative to the data's scale is collapsing
 
 
-# --------------------------------------------------------------------------- M-step updates
-def _solve_spd(gram, rhs, name):
-    """``rhs @ inv(gram)`` for a symmetric positive-definite ``gram`` (Cholesky solve)."""
-    try:
-        factor = linalg.cho_factor(gram, lower=True, check_finite=False)
-    except linalg.LinAlgError:
-        raise NumericalFailure(
-            f"the expected state second moment is singular, so {name} cannot be learned "
-            "(too little data for this state dimension: fix it by leaving it out of em_vars)"
-        ) from None
-    return linalg.cho_solve(factor, rhs.T, check_finite=False).T
+class _KalmanData(NamedTuple):
+    """Validated data and everything a fit or an ``em`` call resolved once."""
+
+    blocks: Blocks  # of _KalmanBlock: whole sequences
+    X: np.ndarray  # observations, NaN = missing
+    offsets: np.ndarray  # sequence boundaries, (n_sequences + 1,)
+    n_units: float  # time steps (missing rows included)
+    given: dict  # constructor values for these data, pykalman's defaults filled in (names without "_")
+    unset: frozenset  # names the user left None (restarts perturb these when learned)
+    varying: frozenset  # names with a leading time axis: fixed, carried by the blocks row by row
+    learn: frozenset  # em_vars of this call
+    covariance_types: dict  # {"transition_covariance": ..., "observation_covariance": ...}
+    n_dim_state: int
+    n_dim_obs: int
 
 
-def _constrain(covariance, covariance_type):
-    """Constrained maximiser: the diagonal (``"diag"``) or ``trace / n`` times I (``"spherical"``)."""
-    covariance = 0.5 * (covariance + covariance.T)
-    if covariance_type == "diag":
-        return np.diag(np.diag(covariance))
-    if covariance_type == "spherical":
-        return np.eye(covariance.shape[0]) * (np.trace(covariance) / covariance.shape[0])
-    return covariance
+class _KalmanBlock(NamedTuple):
+    X: np.ndarray  # the block's rows
+    offsets: np.ndarray  # its sequences' boundaries, from 0
+    varying: dict  # its rows of each fixed time-varying parameter (kernel layout)
 
 
-def _at_rows(value, rows, base_ndim):
-    """A fixed time-varying value (leading time axis) at ``rows``, or the time-invariant value itself."""
-    return value[rows] if value.ndim > base_ndim else value
+def _kalman_sequences(source, first, last):
+    X, offsets, varying = source
+    begin, end = offsets[first], offsets[last]
+    return _KalmanBlock(
+        X[begin:end], offsets[first : last + 1] - begin, {name: value[begin:end] for name, value in varying.items()}
+    )
 
 
-def _apply(matrices, vectors):
-    """``M_t v_t`` for each row ``t``: one shared matrix or one matrix per row."""
-    if matrices.ndim == 2:
-        return vectors @ matrices.T
-    return np.einsum("tij,tj->ti", matrices, vectors)
+class _KalmanContext(NamedTuple):
+    """What every block of an E-step needs."""
+
+    fixed: dict  # the time-invariant parameters in kernel layout
+    parts: tuple  # (observation, transition, initial): which statistics EM needs
 
 
-def _sandwich_sum(matrices, covariance_sum, covariances):
-    """``sum_t M_t P_t M_t^T``: from the summed covariances when M is shared."""
-    if matrices.ndim == 2:
-        return matrices @ covariance_sum @ matrices.T
-    return np.einsum("tij,tjk,tlk->il", matrices, covariances, matrices, optimize=True)
+def _rows_per_block(n_dim_state):
+    """Rows of whole sequences per E-step block (smoother output of about 10 MB)."""
+    return max(2048, (1 << 18) // (n_dim_state * n_dim_state + n_dim_state))
 
 
-def _offset_outer(offsets, means):
-    """``sum_t c_t m_t^T`` for a shared or per-row offset ``c``."""
-    if offsets.ndim == 1:
-        return np.outer(offsets, means.sum(axis=0))
-    return offsets.T @ means
-
-
-def update_observation_matrix(stats, observation_offsets):
-    r"""Observation matrix H given the offsets d_t.
-
-    .. math:: H = \Big(\sum_{t \in S} E[y_t x_t^T] - d_t m_t^T\Big)\Big(\sum_{t \in S} E[x_t x_t^T]\Big)^{-1}
-
-    over the rows S with at least one observed entry (missing entries of a row
-    are imputed under the posterior).
-    """
-    d = _at_rows(observation_offsets, stats["obs_rows"], 1)
-    cross = stats["obs_yx"] - _offset_outer(d, stats["obs_means"])
-    return _solve_spd(stats["obs_xx"], cross, "observation_matrices")
-
-
-def update_observation_covariance(stats, observation_matrices, observation_offsets, covariance_type):
-    r"""Observation covariance R given H_t and d_t.
-
-    .. math:: R = \frac{1}{|S|} \sum_{t \in S} E[(y_t - H_t x_t - d_t)(y_t - H_t x_t - d_t)^T]
-
-    Each term is ``e_t e_t^T + H_t P_t H_t^T`` with ``e_t = y_t - H_t m_t - d_t``
-    for a fully observed row, plus the posterior covariance of the imputed
-    entries for a partly observed one. ``"diag"`` keeps the diagonal and
-    ``"spherical"`` the mean variance (the constrained maximisers).
-    """
-    rows = stats["obs_rows"]
-    H = _at_rows(observation_matrices, rows, 2)
-    d = _at_rows(observation_offsets, rows, 1)
-    resid = stats["obs_y"] - _apply(H, stats["obs_means"]) - d
-    covariances = stats["covs"][rows] if H.ndim == 3 else None
-    total = resid.T @ resid + _sandwich_sum(H, stats["obs_P"], covariances)
-    for t, G, N in stats["partial"]:
-        Ht = observation_matrices[t] if observation_matrices.ndim == 3 else observation_matrices
-        HG = Ht - G
-        P = stats["covs"][t]
-        total += HG @ P @ HG.T - Ht @ P @ Ht.T + N
-    return _constrain(total / stats["n_obs"], covariance_type)
-
-
-def update_observation_offset(stats, observation_matrices):
-    r"""Observation offset d given H_t: :math:`d = \frac{1}{|S|}\sum_{t \in S} (E[y_t] - H_t m_t)`."""
-    H = _at_rows(observation_matrices, stats["obs_rows"], 2)
-    return (stats["obs_y"] - _apply(H, stats["obs_means"])).sum(axis=0) / stats["n_obs"]
-
-
-def update_transition_matrix(stats, transition_offsets):
-    r"""Transition matrix A given the offsets b_t.
-
-    .. math:: A = \Big(\sum_t P_{t,t-1} + m_t m_{t-1}^T - b_{t-1} m_{t-1}^T\Big)
-              \Big(\sum_t E[x_{t-1} x_{t-1}^T]\Big)^{-1}
-
-    over all transitions ``t-1 -> t`` within sequences.
-    """
-    b = _at_rows(transition_offsets, stats["prev_rows"], 1)
-    cross = stats["pair"] + stats["next_means"].T @ stats["prev_means"] - _offset_outer(b, stats["prev_means"])
-    gram = stats["prev_P"] + stats["prev_means"].T @ stats["prev_means"]
-    return _solve_spd(gram, cross, "transition_matrices")
-
-
-def update_transition_covariance(stats, transition_matrices, transition_offsets, covariance_type):
-    r"""Transition covariance Q given A_t and b_t.
-
-    .. math:: Q = \frac{1}{N} \sum_t e_t e_t^T + P_t - P_{t,t-1} A_{t-1}^T - A_{t-1} P_{t,t-1}^T
-              + A_{t-1} P_{t-1} A_{t-1}^T, \quad e_t = m_t - A_{t-1} m_{t-1} - b_{t-1}
-
-    over the N transitions; ``"diag"`` and ``"spherical"`` as for R.
-    """
-    prev_rows = stats["prev_rows"]
-    A = _at_rows(transition_matrices, prev_rows, 2)
-    b = _at_rows(transition_offsets, prev_rows, 1)
-    resid = stats["next_means"] - _apply(A, stats["prev_means"]) - b
-    if A.ndim == 2:
-        pair_at = stats["pair"] @ A.T
-        spread = A @ stats["prev_P"] @ A.T
-    else:
-        pair_at = np.einsum("tij,tkj->ik", stats["pairs"][stats["next_rows"]], A)
-        spread = _sandwich_sum(A, None, stats["covs"][prev_rows])
-    total = resid.T @ resid + stats["next_P"] - pair_at - pair_at.T + spread
-    return _constrain(total / stats["n_trans"], covariance_type)
-
-
-def update_transition_offset(stats, transition_matrices):
-    r"""Transition offset b given A_t: :math:`b = \frac{1}{N}\sum_t (m_t - A_{t-1} m_{t-1})`."""
-    A = _at_rows(transition_matrices, stats["prev_rows"], 2)
-    return (stats["next_means"] - _apply(A, stats["prev_means"])).sum(axis=0) / stats["n_trans"]
-
-
-def update_initial_state_mean(stats):
-    r"""Initial mean: :math:`\mu_0 = \frac{1}{S}\sum_s m_{s,0}`, the mean over sequences of the first smoothed state."""
-    return stats["first_means"].mean(axis=0)
-
-
-def update_initial_state_covariance(stats, initial_state_mean):
-    r"""Initial covariance given mu_0.
-
-    .. math:: P_0 = \frac{1}{S}\sum_s P_{s,0} + (m_{s,0} - \mu_0)(m_{s,0} - \mu_0)^T
-
-    (pykalman's update for one sequence).
-    """
-    resid = stats["first_means"] - initial_state_mean
-    total = stats["first_P"] + resid.T @ resid
-    total = total / resid.shape[0]
-    return 0.5 * (total + total.T)
-
-
-# --------------------------------------------------------------------------- helpers
 def _as_masked_nan(X):
     """pykalman users pass masked arrays: masked entries become NaN (missing)."""
     if isinstance(X, np.ma.MaskedArray):
@@ -239,12 +115,8 @@ def _is_positive_definite(matrix):
     return True
 
 
-def _check_covariance(value, name):
-    value = 0.5 * (value + np.swapaxes(value, -1, -2))
-    for matrix in value.reshape(-1, value.shape[-2], value.shape[-1]):
-        if not _is_positive_definite(matrix):
-            raise ValueError(f"{name} must be positive definite.")
-    return value
+def _has_structure(covariance, covariance_type):
+    return np.array_equal(covariance, constrain_covariance(covariance, covariance_type))
 
 
 class KalmanFilter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, EMMixin, BaseEstimator):
@@ -254,7 +126,13 @@ class KalmanFilter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, EMMixin, B
     for what ``em_vars`` learns and fixed values for the rest; ``None`` means
     pykalman's default (identity matrices, zero offsets). Learned and fixed
     values land in the same names with a trailing underscore
-    (``transition_covariance_``, ...).
+    (``transition_covariance_``, ...). Scalars are read as pykalman reads
+    them (``transition_matrices=0.98`` is a 1-D state).
+
+    A model whose ``transition_matrices``, ``transition_covariance`` and
+    ``observation_covariance`` are given, and ``observation_matrices`` too
+    unless the state and observation dimensions are equal, counts as fitted:
+    every method answers without ``fit``, as pykalman's model does.
 
     Parameters
     ----------
@@ -297,7 +175,7 @@ class KalmanFilter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, EMMixin, B
         What ``transform`` returns: smoothed state means, or filtered ones for
         causal use.
     max_iter : int, default=100
-        Maximum number of EM iterations (M-steps).
+        Maximum number of EM iterations (M-steps) of ``fit``.
     tol : float, default=1e-4
         Stop when the log-likelihood per time step rises by less than this.
     n_init : int, default=1
@@ -307,13 +185,15 @@ class KalmanFilter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, EMMixin, B
     random_state : int, RandomState instance or None, default=None
         Seeds the restarts and ``sample``.
     warm_start : bool, default=False
-        Start from the fitted parameters of a previous ``fit``.
+        ``fit`` starts from the fitted parameters of the previous ``fit`` or
+        ``em`` (one run).
     verbose : int, default=0
         Print progress.
     verbose_interval : int, default=10
         Iterations between progress lines.
     n_jobs : int, default=None
-        Restarts run in parallel (``n_init > 1``).
+        Restarts run in parallel (``n_init > 1``); with one run, blocks of
+        whole sequences run on ``n_jobs`` threads.
     keep_params_history : bool, default=False
         Keep the parameters after every iteration in ``params_history_``.
 
@@ -327,36 +207,47 @@ initial_state_mean_, initial_state_covariance_ : ndarray
     n_dim_state_ : int
         State dimension.
     converged_, n_iter_, lower_bound_, lower_bound_history_, restarts_
-        Set by the EM engine; ``lower_bound_`` is the log-likelihood per time
-        step of the returned parameters.
+        Set by the EM engine for the last ``fit`` or ``em`` call;
+        ``lower_bound_`` is the log-likelihood per time step of the returned
+        parameters.
     n_features_in_ : int
         Number of observed dimensions.
 
     See Also
     --------
-    pykalman.KalmanFilter : the peer this class replaces; ``fit`` is its
-        ``em`` (also available as :meth:`em`), ``score`` is per time step
+    pykalman.KalmanFilter : the peer this class replaces; ``fit`` runs EM to
+        convergence, :meth:`em` is pykalman's fixed number of iterations from
+        the current parameters, ``score`` is per time step
         (:meth:`loglikelihood` is pykalman's total).
 
     Examples
     --------
     >>> import numpy as np
     >>> from emkit import KalmanFilter
-    >>> truth = KalmanFilter(transition_matrices=[[0.9]], transition_covariance=[[0.5]],
-    ...                      observation_covariance=[[2.0]], n_dim_obs=1)
+    >>> truth = KalmanFilter(transition_matrices=0.9, transition_covariance=0.5, observation_covariance=2.0)
     >>> states, X = truth.sample(2000, random_state=0)
-    >>> model = KalmanFilter(transition_matrices=[[0.9]], em_vars=["transition_covariance",
+    >>> model = KalmanFilter(transition_matrices=0.9, em_vars=["transition_covariance",
     ...                      "observation_covariance"]).fit(X)
     >>> bool(abs(model.transition_covariance_[0, 0] - 0.5) < 0.15)
     True
     >>> means, covariances = model.smooth(X)
     >>> means.shape, covariances.shape
     ((2000, 1), (2000, 1, 1))
+
+    pykalman's loop: each ``em`` call continues from the current parameters.
+
+    >>> kf = KalmanFilter(transition_matrices=0.9)
+    >>> log_likelihoods = []
+    >>> for _ in range(3):
+    ...     kf = kf.em(X, n_iter=1)
+    ...     log_likelihoods.append(kf.loglikelihood(X))
+    >>> bool(log_likelihoods[0] < log_likelihoods[1] < log_likelihoods[2]), kf.n_iter_
+    (True, 1)
     """
 
     _parameter_constraints = {
         **EMMixin._em_parameter_constraints,
-        **{name: ["array-like", None] for name in _PARAMS},
+        **{name: ["array-like", Real, None] for name in PARAMS},  # a scalar: a 1-D state or observation
         "n_dim_state": [Interval(Integral, 1, None, closed="left"), None],
         "n_dim_obs": [Interval(Integral, 1, None, closed="left"), None],
         "em_vars": [StrOptions({"all"}), list, tuple, set, frozenset, None],
@@ -418,187 +309,170 @@ initial_state_mean_, initial_state_covariance_ : ndarray
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
+        try:  # a model with its system matrices given answers without fit
+            tags.requires_fit = not is_specified(self._constructor_values(), self.n_dim_state, self.n_dim_obs)
+        except ValueError:  # inconsistent values: fit will say what is wrong
+            tags.requires_fit = True
         return tags
 
+    def __sklearn_is_fitted__(self):
+        """Fitted, or every system matrix given (pykalman's use without ``fit``)."""
+        return self._has_fitted_params() or is_specified(self._constructor_values(), self.n_dim_state, self.n_dim_obs)
+
     # ------------------------------------------------------------------ parameters
-    def _em_var_set(self):
-        if self.em_vars is None:
-            return frozenset(_DEFAULT_EM_VARS)
-        if isinstance(self.em_vars, str):
-            if self.em_vars == "all":
-                return frozenset(_PARAMS)
-            raise ValueError(f"em_vars must be 'all' or a list of parameter names, got {self.em_vars!r}.")
-        names = list(self.em_vars)
-        unknown = sorted({str(v) for v in names} - set(_PARAMS))
-        if unknown or not all(isinstance(v, str) for v in names):
-            raise ValueError(f"em_vars names unknown parameters {unknown}; choose from {list(_PARAMS)}.")
-        return frozenset(names)
+    def _constructor_values(self):
+        return {name: getattr(self, name) for name in PARAMS}
 
-    def _n_dim_state(self, n_dim_obs):
-        candidates = []
-        for name, axis in (
-            ("transition_matrices", -2),
-            ("transition_offsets", -1),
-            ("transition_covariance", -2),
-            ("initial_state_mean", -1),
-            ("initial_state_covariance", -2),
-            ("observation_matrices", -1),
-        ):
-            value = getattr(self, name)
-            if value is not None:
-                shape = np.shape(value)
-                if len(shape) < _BASE_NDIM[name]:
-                    raise ValueError(
-                        f"{name} must have {_BASE_NDIM[name]} dimensions (plus an optional leading time "
-                        f"axis), got shape {shape}."
-                    )
-                candidates.append((name, shape[axis]))
-        if self.n_dim_state is not None:
-            candidates.append(("n_dim_state", self.n_dim_state))
-        if not candidates:
-            return n_dim_obs
-        sizes = {size for _, size in candidates}
-        if len(sizes) > 1:
-            raise ValueError(
-                "the parameters disagree on the state dimension: "
-                + ", ".join(f"{name} gives {size}" for name, size in candidates)
-            )
-        return candidates[0][1]
-
-    def _given_params(self, n_dim_obs, n_timesteps=None):
-        """Constructor values checked, with pykalman's defaults for None.
-
-        Returns a dict keyed by parameter name (no underscore). Time-varying
-        values (a leading time axis of length n_timesteps, or n_timesteps - 1
-        for the transition parameters, padded here to n_timesteps) are
-        accepted only when ``n_timesteps`` is given.
-        """
-        if self.n_dim_obs is not None and self.n_dim_obs != n_dim_obs:
-            raise ValueError(f"n_dim_obs={self.n_dim_obs} but X has {n_dim_obs} columns.")
-        n, m = self._n_dim_state(n_dim_obs), n_dim_obs
-        shapes = {
-            "transition_matrices": (n, n),
-            "observation_matrices": (m, n),
-            "transition_covariance": (n, n),
-            "observation_covariance": (m, m),
-            "transition_offsets": (n,),
-            "observation_offsets": (m,),
-            "initial_state_mean": (n,),
-            "initial_state_covariance": (n, n),
-        }
-        defaults = {
-            "transition_matrices": np.eye(n),
-            "observation_matrices": np.eye(m, n),
-            "transition_covariance": np.eye(n),
-            "observation_covariance": np.eye(m),
-            "transition_offsets": np.zeros(n),
-            "observation_offsets": np.zeros(m),
-            "initial_state_mean": np.zeros(n),
-            "initial_state_covariance": np.eye(n),
-        }
-        params = {}
-        for name in _PARAMS:
-            value = getattr(self, name)
-            if value is None:
-                params[name] = defaults[name]
-                continue
-            array = np.array(value, dtype=np.float64, copy=True)
-            shape = shapes[name]
-            time_varying = array.ndim == len(shape) + 1 and name not in (
-                "initial_state_mean",
-                "initial_state_covariance",
-            )
-            if time_varying and n_timesteps is None:
-                raise ValueError(f"{name} is time-varying (shape {array.shape}); give this step's value.")
-            if time_varying:
-                ok_lengths = (n_timesteps,) if name.startswith("observation") else (n_timesteps - 1, n_timesteps)
-                if array.shape[1:] != shape or array.shape[0] not in ok_lengths:
-                    raise ValueError(
-                        f"{name} must have shape {shape} or ({n_timesteps}, {', '.join(map(str, shape))}), "
-                        f"got {array.shape}."
-                    )
-                if array.shape[0] == n_timesteps - 1:  # pykalman's T - 1 transitions: pad the unused last
-                    array = np.concatenate([array, array[-1:]], axis=0)
-            elif array.shape != shape:
-                raise ValueError(f"{name} must have shape {shape}, got {array.shape}.")
-            if not np.all(np.isfinite(array)):
-                raise ValueError(f"{name} must be finite (found NaN or inf).")
-            if name in _COVARIANCES:
-                scale = max(1.0, float(np.abs(array).max()))
-                if not np.allclose(array, np.swapaxes(array, -1, -2), rtol=0, atol=1e-10 * scale):
-                    raise ValueError(f"{name} must be symmetric.")
-                array = _check_covariance(array, name)
-            params[name] = array
-        return params
+    def _has_fitted_params(self):
+        return hasattr(self, "transition_matrices_")
 
     def _fitted_params(self):
-        return {name + "_": getattr(self, name + "_").copy() for name in _PARAMS}
+        return {name + "_": getattr(self, name + "_").copy() for name in PARAMS}
 
     def _known_n_dim_obs(self, observation_matrix=None, observation=None):
-        """n_dim_obs without X: fitted, given, read off the observation parameters, else pykalman's 1."""
-        if hasattr(self, "n_features_in_"):
+        """n_dim_obs without X: fitted, declared, fixed by the observation parameters, else pykalman's 1."""
+        if self._has_fitted_params():
             return self.n_features_in_
-        if self.n_dim_obs is not None:
-            return self.n_dim_obs
-        for value, axis in (
-            (observation_matrix, -2),
-            (self.observation_matrices, -2),
-            (self.observation_offsets, -1),
-            (self.observation_covariance, -1),
-        ):
-            if value is not None:
-                return np.shape(value)[axis]
-        return 1 if observation is None else np.size(observation)
+        m = observation_dimension(self._constructor_values(), self.n_dim_obs)
+        if m is None and observation_matrix is not None:
+            m = read_value(observation_matrix, "observation_matrices").shape[-2]
+        if m is None and observation is not None:
+            m = np.size(observation)
+        return 1 if m is None else m
 
     def _current_params(self, n_dim_obs, n_timesteps=None):
         """Fitted parameters when fitted, else the constructor's (pykalman's use without fit)."""
-        if hasattr(self, "transition_matrices_"):
-            return {name: getattr(self, name + "_") for name in _PARAMS}
-        return self._given_params(n_dim_obs, n_timesteps)
+        if self._has_fitted_params():
+            return {name: getattr(self, name + "_") for name in PARAMS}
+        return resolve_params(
+            self._constructor_values(), n_dim_obs, n_timesteps, self.n_dim_state, declared_n_dim_obs=self.n_dim_obs
+        )
 
     # ------------------------------------------------------------------ data
-    def _validate_X(self, X, reset):
+    def _check_X(self, X, series=False):
+        """X as float64 (NaN = missing) for inference; ``series``: a 1-D X is one column (pykalman's)."""
         X = _as_masked_nan(X)
-        if reset:
-            return validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan", reset=True)
-        if hasattr(self, "n_features_in_"):
+        if series and np.ndim(X) == 1:
+            X = np.asarray(X)[:, np.newaxis]
+        if self._has_fitted_params():
             return validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan", reset=False)
         return check_array(X, dtype=np.float64, ensure_all_finite="allow-nan")
 
-    def _validate_fit_data(self, X, y=None, lengths=None, sequence_ids=None):
-        X = self._validate_X(X, reset=True)
-        check_y_unsupervised(None if y is None else np.asarray(y), X.shape[0])  # array-likes without len()
-        offsets = check_sequences(X.shape[0], lengths, sequence_ids)
-        return _KalmanData(X, offsets, X.shape[0])
+    def _fit_data(self, X, y, lengths, sequence_ids, em_vars, series=False):
+        """Validate X and resolve every hyperparameter of one fit or em call (writes nothing).
 
-    @staticmethod
-    def _kernel_args(params):
-        """Parameters as the kernels take them: a leading time axis of length 1 or n_timesteps."""
-        args = []
-        for name in (
-            "transition_matrices",
-            "transition_offsets",
-            "transition_covariance",
-            "observation_matrices",
-            "observation_offsets",
-            "observation_covariance",
-        ):
-            value = params[name]
-            args.append(value[np.newaxis] if value.ndim == _BASE_NDIM[name] else value)
-        args.append(params["initial_state_mean"])
-        args.append(params["initial_state_covariance"])
-        return args
+        Returns
+        -------
+        data : _KalmanData
+        raw : array-like
+            X as given (masked entries as NaN), for scikit-learn's feature bookkeeping.
+        """
+        learn = resolve_em_vars(em_vars)
+        raw = _as_masked_nan(X)
+        if series and np.ndim(raw) == 1:
+            raw = np.asarray(raw)[:, np.newaxis]
+        X = check_array(raw, dtype=np.float64, ensure_all_finite="allow-nan")
+        n_timesteps, n_dim_obs = X.shape
+        check_y_unsupervised(None if y is None else np.asarray(y), n_timesteps)  # array-likes without len()
+        offsets = check_sequences(n_timesteps, lengths, sequence_ids)
+        values = self._constructor_values()
+        given = resolve_params(values, n_dim_obs, n_timesteps, self.n_dim_state, declared_n_dim_obs=self.n_dim_obs)
+        varying = frozenset(name for name in PARAMS if given[name].ndim > BASE_NDIM[name])
+        if learn & varying:
+            raise ValueError(
+                f"{sorted(learn & varying)} have a leading time axis, but EM learns time-invariant parameters "
+                "only: leave them out of em_vars (fixed time-varying values are fine) or give single values."
+            )
+        if np.all(np.isnan(X)):
+            raise ValueError(
+                "X has no observed value (every entry is NaN or masked): EM has nothing to learn from. "
+                "Missing entries are fine, but some must be observed."
+            )
+        learned_transitions = sorted(learn & set(TRANSITION_PARAMS))
+        if learned_transitions and np.all(np.diff(offsets) < 2):
+            what = "Found n_samples=1 time step" if n_timesteps == 1 else "No sequence has two time steps"
+            raise ValueError(
+                f"{what}: EM learns {learned_transitions} from transitions between consecutive time steps, and "
+                "there are none. Give them as fixed values and leave them out of em_vars, or pass longer sequences."
+            )
+        n_dim_state = given["initial_state_mean"].shape[0]
+        varying_rows = {name: given[name] for name in varying}
+        blocks = Blocks((X, offsets, varying_rows), sequence_bounds(offsets, _rows_per_block(n_dim_state)), _kalman_sequences)
+        data = _KalmanData(
+            blocks,
+            X,
+            offsets,
+            float(n_timesteps),
+            given,
+            frozenset(name for name in PARAMS if values[name] is None),
+            varying,
+            learn,
+            {
+                "transition_covariance": self.transition_covariance_type,
+                "observation_covariance": self.observation_covariance_type,
+            },
+            n_dim_state,
+            n_dim_obs,
+        )
+        return data, raw
+
+    def _record_features(self, raw):
+        """Set ``n_features_in_`` (and feature names) once the call is known to go ahead."""
+        validate_data(self, raw, dtype=np.float64, ensure_all_finite="allow-nan", reset=True)
+
+    def _validate_fit_data(self, X, y=None, lengths=None, sequence_ids=None):
+        data, raw = self._fit_data(X, y, lengths, sequence_ids, self.em_vars)
+        if self.warm_start and self._is_fitted_for_warm_start():
+            self._check_warm_start(data, self._fitted_params())  # before anything on the estimator changes
+        self._record_features(raw)
+        return data
+
+    def _check_warm_start(self, data, params):
+        """A start from fitted ``params`` must fit the data and hyperparameters of this call."""
+        fitted_m = params["observation_matrices_"].shape[-2]
+        fitted_n = params["initial_state_mean_"].shape[0]
+        problems = []
+        if fitted_m != data.n_dim_obs:
+            problems.append(f"X has {data.n_dim_obs} columns, but the fitted parameters observe {fitted_m}")
+        if fitted_n != data.n_dim_state:
+            problems.append(
+                f"the fitted parameters have a {fitted_n}-dimensional state, but n_dim_state and the constructor "
+                f"values now give {data.n_dim_state}"
+            )
+        for name in PARAMS if not problems else ():
+            value = params[name + "_"]
+            if name in data.varying and not np.array_equal(value, data.given[name]):
+                problems.append(
+                    f"{name} is time-varying (fixed) and {name}_ is not the constructor's value for these "
+                    f"{int(data.n_units)} time steps"
+                )
+            elif name not in data.varying and value.ndim != BASE_NDIM[name]:
+                problems.append(f"{name}_ is time-varying but the constructor's {name} no longer is")
+        for name, covariance_type in data.covariance_types.items():
+            if not problems and name in data.learn and not _has_structure(params[name + "_"], covariance_type):
+                problems.append(f"{name}_ is not {covariance_type} but {name}_type={covariance_type!r}")
+        if problems:
+            raise ValueError(
+                f"warm_start=True (or em) cannot continue from the fitted model: {'; '.join(problems)}. "
+                "Fit with warm_start=False (or a clone) to start afresh."
+            )
 
     # ------------------------------------------------------------------ EM hooks
+    def _project_learned(self, data, params):
+        """EM climbs from a point of the constrained set: project the learned Q and R onto their structure."""
+        for name, covariance_type in data.covariance_types.items():
+            if name in data.learn:
+                params[name] = constrain_covariance(params[name], covariance_type)
+        return params
+
     def _initialize(self, data, random_state):
-        params = self._given_params(data.X.shape[1], data.X.shape[0])
-        learned = self._em_var_set()
+        params = {name: value.copy() for name, value in data.given.items()}
         if self.n_init > 1:
-            n, m = params["initial_state_mean"].shape[0], data.X.shape[1]
-            for name in _PARAMS:  # a fixed order (not the set's), so every process draws the same
-                if name not in learned or getattr(self, name) is not None:
+            n, m = data.n_dim_state, data.n_dim_obs
+            for name in PARAMS:  # a fixed order (not the set's), so every process draws the same
+                if name not in data.learn or name not in data.unset:
                     continue
-                if name in _COVARIANCES:
+                if name in COVARIANCES:
                     size = params[name].shape[-1]
                     params[name] = np.eye(size) * np.exp(random_state.uniform(np.log(0.1), np.log(10.0)))
                 elif name == "transition_matrices":
@@ -607,59 +481,57 @@ initial_state_mean_, initial_state_covariance_ : ndarray
                     params[name] = np.eye(m, n) + 0.1 * random_state.standard_normal((m, n))
                 else:
                     params[name] = params[name] + 0.1 * random_state.standard_normal(params[name].shape)
-        # EM only climbs from a point of the constrained set: project learned starting covariances onto it
-        for name, covariance_type in (
-            ("transition_covariance", self.transition_covariance_type),
-            ("observation_covariance", self.observation_covariance_type),
-        ):
-            if name in learned:
-                params[name] = _constrain(params[name], covariance_type)
+        params = self._project_learned(data, params)
         return {name + "_": value for name, value in params.items()}
 
-    def _e_step(self, data, params):
-        plain = {name: params[name + "_"] for name in _PARAMS}
+    def _e_step_context(self, data, params):
+        fixed = {name: kernel_layout(name, params[name + "_"]) for name in PARAMS if name not in data.varying}
+        parts = tuple(bool(data.learn & set(names)) for names in (OBSERVATION_PARAMS, TRANSITION_PARAMS, INITIAL_PARAMS))
+        return _KalmanContext(fixed, parts)
+
+    def _e_step_block(self, block, context, state):
+        A, b, Q, H, d, R, mu0, P0 = kernel_args({**context.fixed, **block.varying})
         try:
-            result = kalman_smoother(data.X, data.offsets, *self._kernel_args(plain))
+            result = kalman_smoother(block.X, block.offsets, A, b, Q, H, d, R, mu0, P0)
         except np.linalg.LinAlgError as exc:
             raise NumericalFailure(
                 f"{exc}: the parameters became numerically degenerate; standardize X (e.g. StandardScaler) "
                 "or learn fewer parameters (em_vars)"
             ) from None
-        stats = _sufficient_statistics(data, result, plain)
-        return stats, result.log_likelihood
+        observation, transition, initial = context.parts
+        stats = block_statistics(
+            block.X,
+            block.offsets,
+            result.smoothed_means,
+            result.smoothed_covariances,
+            result.pairwise_covariances,
+            A,
+            b,
+            H,
+            d,
+            R,
+            mu0,
+            observation=observation,
+            transition=transition,
+            initial=initial,
+        )
+        return BlockResult(stats, result.log_likelihood)
 
     def _m_step(self, data, stats, params):
-        learned = self._em_var_set()
-        new = {name: params[name + "_"].copy() for name in _PARAMS}
-        H, d = new["observation_matrices"], new["observation_offsets"]
-        A, b = new["transition_matrices"], new["transition_offsets"]
-        if stats["n_obs"] > 0:
-            if "observation_matrices" in learned:
-                H = new["observation_matrices"] = update_observation_matrix(stats, d)
-            if "observation_covariance" in learned:
-                new["observation_covariance"] = update_observation_covariance(
-                    stats, H, d, self.observation_covariance_type
-                )
-        if stats["n_trans"] > 0:
-            if "transition_matrices" in learned:
-                A = new["transition_matrices"] = update_transition_matrix(stats, b)
-            if "transition_covariance" in learned:
-                new["transition_covariance"] = update_transition_covariance(
-                    stats, A, b, self.transition_covariance_type
-                )
-        if "initial_state_mean" in learned:
-            new["initial_state_mean"] = update_initial_state_mean(stats)
-        if "initial_state_covariance" in learned:
-            new["initial_state_covariance"] = update_initial_state_covariance(stats, new["initial_state_mean"])
-        if stats["n_trans"] > 0 and "transition_offsets" in learned:
-            new["transition_offsets"] = update_transition_offset(stats, A)
-        if stats["n_obs"] > 0 and "observation_offsets" in learned:
-            new["observation_offsets"] = update_observation_offset(stats, H)
-        for name in _PARAMS:
+        current = {name: params[name + "_"] for name in PARAMS}
+        types = data.covariance_types
+        try:
+            new = m_step(
+                stats, current, data.learn, types["transition_covariance"], types["observation_covariance"]
+            )
+        except np.linalg.LinAlgError as exc:
+            raise NumericalFailure(
+                f"{exc} (too little data for this state dimension): fix it by leaving it out of em_vars"
+            ) from None
+        for name in sorted(data.learn):
             if not np.all(np.isfinite(new[name])):
                 raise NumericalFailure(f"the M-step produced a non-finite {name}; leave it out of em_vars")
-        for name in _COVARIANCES:
-            if name in learned and not _is_positive_definite(new[name]):
+            if name in COVARIANCES and not _is_positive_definite(new[name]):
                 raise NumericalFailure(
                     f"the learned {name} is singular (the data cannot identify it: too few time steps, or "
                     "a perfect fit); fix it by leaving it out of em_vars or constrain it with *_covariance_type"
@@ -667,11 +539,33 @@ initial_state_mean_, initial_state_covariance_ : ndarray
         return {name + "_": value for name, value in new.items()}
 
     def _after_fit(self, data, params):
-        self.n_dim_state_ = params["initial_state_mean_"].shape[0]
+        self.n_dim_state_ = data.n_dim_state
+
+    def _convergence_message(self, data, run):
+        observed = data.X[~np.isnan(data.X)]
+        scale = max(1.0, float(np.max(observed**2)))
+        collapsing = []
+        for name in COVARIANCES:
+            if name in data.learn:
+                smallest = float(np.linalg.eigvalsh(run.params[name + "_"]).min())
+                if smallest <= _COLLAPSE_RTOL * scale:
+                    collapsing.append(f"{name}_ (smallest eigenvalue {smallest:.3g})")
+        if not collapsing:
+            return super()._convergence_message(data, run)
+        named = collapsing[0] if len(collapsing) == 1 else ", ".join(collapsing[:-1]) + " and " + collapsing[-1]
+        return (
+            f"KalmanFilter: EM did not converge in {run.n_iter} iterations because the learned {named} "
+            "keep shrinking towards zero: the likelihood grows without bound as a noise variance vanishes, as "
+            "it does on a constant or perfectly predictable series. A larger max_iter does not help: fix the "
+            "covariance(s) named here (e.g. observation_covariance=...) and leave them out of em_vars."
+        )
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None, lengths=None, sequence_ids=None):
-        """Learn the parameters named in ``em_vars`` by EM.
+        """Learn the parameters named in ``em_vars`` by EM (to convergence, ``n_init`` runs).
+
+        Starts from the constructor values, or from the fitted parameters with
+        ``warm_start=True``.
 
         Parameters
         ----------
@@ -689,72 +583,66 @@ initial_state_mean_, initial_state_covariance_ : ndarray
         -------
         self : KalmanFilter
         """
-        self._validate_params()
-        learned = self._em_var_set()
-        data = self._validate_fit_data(X, y, lengths=lengths, sequence_ids=sequence_ids)
-        given = self._given_params(data.X.shape[1], data.X.shape[0])
-        time_varying = sorted(name for name in learned if given[name].ndim > _BASE_NDIM[name])
-        if time_varying:
-            raise ValueError(
-                f"{time_varying} have a leading time axis, but EM learns time-invariant parameters only: "
-                "leave them out of em_vars (fixed time-varying values are fine) or give single values."
-            )
-        if data.n_units < 2 and self.max_iter > 0 and learned:
-            raise ValueError("Found n_samples=1 time step: EM needs at least 2 to learn the parameters.")
-        self._fit_em(data)
-        return self
+        return self._fit(X, y, lengths=lengths, sequence_ids=sequence_ids)
 
-    def em(self, X, y=None, n_iter=None, em_vars=None, lengths=None, sequence_ids=None):
-        """pykalman's name for :meth:`fit`.
+    @fit_context(prefer_skip_nested_validation=True)
+    def em(self, X, y=None, n_iter=10, em_vars=None, lengths=None, sequence_ids=None):
+        """pykalman's ``em``: exactly ``n_iter`` EM iterations from the current parameters.
+
+        Continues from the fitted parameters (of an earlier ``fit`` or
+        ``em``), or from the constructor values when the model is not fitted,
+        as pykalman's ``em`` does, so ``for i in range(n): kf = kf.em(X,
+        n_iter=1)`` climbs. No convergence test and no ConvergenceWarning (the
+        call asked for exactly that many); ``n_iter_``, ``converged_``
+        (False) and ``lower_bound_history_`` describe this call. No
+        constructor parameter changes: the results are in the ``*_``
+        attributes. A learned Q or R that does not have its
+        ``*_covariance_type`` structure is projected onto it first, as in
+        ``fit``.
 
         Parameters
         ----------
-        X : array-like of shape (n_timesteps, n_dim_obs)
-            Observations (NaN = missing).
+        X : array-like of shape (n_timesteps, n_dim_obs) or (n_timesteps,)
+            Observations (NaN or masked = missing); a 1-D X is one observed
+            dimension, as in pykalman.
         y : None
             Ignored.
-        n_iter : int, default=None
-            When given, run exactly this many EM iterations (pykalman's
-            meaning; no convergence test or warning). None: ``max_iter`` and
-            ``tol`` as in ``fit``.
+        n_iter : int, default=10
+            Number of EM iterations (pykalman's default).
         em_vars : "all" or sequence of str, default=None
-            When given, overrides the constructor's ``em_vars`` for this call.
+            What this call learns; None: the constructor's ``em_vars``.
         lengths, sequence_ids : see :meth:`fit`.
 
         Returns
         -------
         self : KalmanFilter
         """
-        saved = {"max_iter": self.max_iter, "em_vars": self.em_vars}
-        try:
-            if em_vars is not None:
-                self.em_vars = em_vars
-            if n_iter is not None:
-                self.max_iter = n_iter
-                self._fixed_iterations = True
-            with warnings.catch_warnings():
-                if n_iter is not None:  # exactly n_iter iterations were asked for
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                self.fit(X, y, lengths=lengths, sequence_ids=sequence_ids)
-        finally:
-            for key, value in saved.items():
-                setattr(self, key, value)
-            self.__dict__.pop("_fixed_iterations", None)
+        if isinstance(n_iter, bool) or not isinstance(n_iter, Integral) or n_iter < 0:
+            raise ValueError(f"n_iter must be a non-negative integer, got {n_iter!r}.")
+        data, raw = self._fit_data(
+            X, y, lengths, sequence_ids, self.em_vars if em_vars is None else em_vars, series=True
+        )
+        if self._has_fitted_params():
+            start = self._fitted_params()
+        else:
+            start = {name + "_": value.copy() for name, value in data.given.items()}
+        plain = self._project_learned(data, {name: start[name + "_"] for name in PARAMS})
+        start = {name + "_": value for name, value in plain.items()}
+        self._check_warm_start(data, start)  # before anything on the estimator changes
+        self._record_features(raw)
+        self._fit_em(data, start=start, max_iter=int(n_iter), fixed_iterations=True)
         return self
 
-    def _is_converged(self, data, history, change):
-        return change < self.tol and not getattr(self, "_fixed_iterations", False)
-
     # ------------------------------------------------------------------ inference
-    def _run(self, X, lengths, sequence_ids, smooth, require_fit):
+    def _run(self, X, lengths, sequence_ids, smooth, require_fit, series=False):
         if require_fit:
             check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
+        X = self._check_X(X, series=series)
         offsets = check_sequences(X.shape[0], lengths, sequence_ids)
         params = self._current_params(X.shape[1], X.shape[0])
         runner = kalman_smoother if smooth else kalman_filter
         try:
-            return runner(X, offsets, *self._kernel_args(params)), offsets, params
+            return runner(X, offsets, *kernel_args(params)), offsets, params
         except np.linalg.LinAlgError as exc:
             raise ValueError(f"Kalman filtering failed: {exc}.") from None
 
@@ -763,8 +651,9 @@ initial_state_mean_, initial_state_covariance_ : ndarray
 
         Parameters
         ----------
-        X : array-like of shape (n_timesteps, n_dim_obs)
-            Observations (NaN = missing).
+        X : array-like of shape (n_timesteps, n_dim_obs) or (n_timesteps,)
+            Observations (NaN = missing); a 1-D X is one observed dimension,
+            as in pykalman.
         lengths, sequence_ids : see :meth:`fit`.
 
         Returns
@@ -772,7 +661,7 @@ initial_state_mean_, initial_state_covariance_ : ndarray
         means : ndarray of shape (n_timesteps, n_dim_state)
         covariances : ndarray of shape (n_timesteps, n_dim_state, n_dim_state)
         """
-        result = self._run(X, lengths, sequence_ids, smooth=False, require_fit=False)[0]
+        result = self._run(X, lengths, sequence_ids, smooth=False, require_fit=False, series=True)[0]
         return result.filtered_means, result.filtered_covariances
 
     def smooth(self, X, lengths=None, sequence_ids=None):
@@ -780,8 +669,9 @@ initial_state_mean_, initial_state_covariance_ : ndarray
 
         Parameters
         ----------
-        X : array-like of shape (n_timesteps, n_dim_obs)
-            Observations (NaN = missing).
+        X : array-like of shape (n_timesteps, n_dim_obs) or (n_timesteps,)
+            Observations (NaN = missing); a 1-D X is one observed dimension,
+            as in pykalman.
         lengths, sequence_ids : see :meth:`fit`.
 
         Returns
@@ -789,7 +679,7 @@ initial_state_mean_, initial_state_covariance_ : ndarray
         means : ndarray of shape (n_timesteps, n_dim_state)
         covariances : ndarray of shape (n_timesteps, n_dim_state, n_dim_state)
         """
-        result = self._run(X, lengths, sequence_ids, smooth=True, require_fit=False)[0]
+        result = self._run(X, lengths, sequence_ids, smooth=True, require_fit=False, series=True)[0]
         return result.smoothed_means, result.smoothed_covariances
 
     def transform(self, X, lengths=None, sequence_ids=None):
@@ -829,7 +719,12 @@ initial_state_mean_, initial_state_covariance_ : ndarray
 
     @property
     def _n_features_out(self):
-        return self.n_dim_state_
+        if hasattr(self, "n_dim_state_"):
+            return self.n_dim_state_
+        if not self.__sklearn_is_fitted__():
+            raise AttributeError("_n_features_out")
+        values = self._constructor_values()
+        return state_dimension(values, self.n_dim_state, observation_dimension(values, self.n_dim_obs))
 
     def score_samples(self, X, lengths=None, sequence_ids=None):
         """Per-step predictive log-density ``log p(y_t | y_<t)`` of the observed entries.
@@ -869,14 +764,15 @@ initial_state_mean_, initial_state_covariance_ : ndarray
 
         Parameters
         ----------
-        X : array-like of shape (n_timesteps, n_dim_obs)
+        X : array-like of shape (n_timesteps, n_dim_obs) or (n_timesteps,)
+            Observations (NaN = missing); a 1-D X is one observed dimension.
         lengths, sequence_ids : see :meth:`fit`.
 
         Returns
         -------
         log_likelihood : float
         """
-        return self._run(X, lengths, sequence_ids, smooth=False, require_fit=False)[0].log_likelihood
+        return self._run(X, lengths, sequence_ids, smooth=False, require_fit=False, series=True)[0].log_likelihood
 
     def filter_update(
         self,
@@ -897,10 +793,12 @@ initial_state_mean_, initial_state_covariance_ : ndarray
         filtered_state_mean : array-like of shape (n_dim_state,)
         filtered_state_covariance : array-like of shape (n_dim_state, n_dim_state)
         observation : array-like of shape (n_dim_obs,), default=None
-            None, NaN or masked entries are missing.
+            None, NaN or masked entries are missing (a scalar for a 1-D
+            observation).
         transition_matrix, transition_offset, transition_covariance, \
 observation_matrix, observation_offset, observation_covariance : array-like, default=None
-            Override the model's values for this step.
+            Override the model's values for this step (scalars as in the
+            constructor).
 
         Returns
         -------
@@ -908,31 +806,44 @@ observation_matrix, observation_offset, observation_covariance : array-like, def
         covariance : ndarray of shape (n_dim_state, n_dim_state)
         """
         m = self._known_n_dim_obs(observation_matrix, observation)
-        params = self._current_params(m)
+        params = dict(self._current_params(m))
         overrides = {
-            "transition_matrices": transition_matrix,
-            "transition_offsets": transition_offset,
-            "transition_covariance": transition_covariance,
-            "observation_matrices": observation_matrix,
-            "observation_offsets": observation_offset,
-            "observation_covariance": observation_covariance,
+            "transition_matrices": ("transition_matrix", transition_matrix),
+            "transition_offsets": ("transition_offset", transition_offset),
+            "transition_covariance": ("transition_covariance", transition_covariance),
+            "observation_matrices": ("observation_matrix", observation_matrix),
+            "observation_offsets": ("observation_offset", observation_offset),
+            "observation_covariance": ("observation_covariance", observation_covariance),
         }
-        params = dict(params)
-        for name, value in overrides.items():
+        for name, (argument, value) in overrides.items():
             if value is not None:
-                params[name] = np.asarray(value, dtype=np.float64)
-        for name in _PARAMS:
-            if params[name].ndim != _BASE_NDIM[name]:
+                override = read_value(value, name)
+                expected = params[name].shape[-BASE_NDIM[name] :]
+                if override.shape != expected:
+                    raise ValueError(f"{argument} must have shape {expected}, got {override.shape}.")
+                params[name] = override
+        for name in PARAMS:
+            if params[name].ndim != BASE_NDIM[name]:
                 raise ValueError(f"{name} is time-varying; give this step's value to filter_update.")
-        mean = np.asarray(filtered_state_mean, dtype=np.float64)
-        cov = np.asarray(filtered_state_covariance, dtype=np.float64)
+        n = params["initial_state_mean"].shape[0]
+        mean = check_array_param(np.atleast_1d(filtered_state_mean), "filtered_state_mean", (n,))
+        cov = check_array_param(np.atleast_2d(filtered_state_covariance), "filtered_state_covariance", (n, n))
         if observation is None:
             y = np.full((1, m), np.nan)
         else:
-            y = np.asarray(_as_masked_nan(np.ma.asarray(observation)), dtype=np.float64).reshape(1, -1)
+            y = np.atleast_1d(np.asarray(_as_masked_nan(np.ma.asarray(observation)), dtype=np.float64))
+            if y.ndim != 1 or y.shape[0] != m:
+                raise ValueError(
+                    f"observation has shape {y.shape}, but the model observes {m} dimension(s): pass one "
+                    f"observation of shape ({m},) (NaN or masked entries are missing, None for no observation)."
+                )
+            y = y[np.newaxis]
         A, b, Q = params["transition_matrices"], params["transition_offsets"], params["transition_covariance"]
         predicted = dict(params, initial_state_mean=A @ mean + b, initial_state_covariance=A @ cov @ A.T + Q)
-        result = kalman_filter(y, [0, 1], *self._kernel_args(predicted))
+        try:
+            result = kalman_filter(y, [0, 1], *kernel_args(predicted))
+        except np.linalg.LinAlgError as exc:
+            raise ValueError(f"Kalman filtering failed: {exc}.") from None
         return result.filtered_means[0], result.filtered_covariances[0]
 
     def forecast(self, X, n_steps, lengths=None, sequence_ids=None):
@@ -956,8 +867,8 @@ observation_matrix, observation_offset, observation_covariance : array-like, def
         if not isinstance(n_steps, Integral) or n_steps < 1:
             raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}.")
         result, offsets, params = self._run(X, lengths, sequence_ids, smooth=False, require_fit=True)
-        for name in _PARAMS:
-            if params[name].ndim > _BASE_NDIM[name]:
+        for name in PARAMS:
+            if params[name].ndim > BASE_NDIM[name]:
                 raise ValueError(f"forecast needs time-invariant parameters; {name}_ is time-varying.")
         A, b, Q = params["transition_matrices"], params["transition_offsets"], params["transition_covariance"]
         H, d, R = params["observation_matrices"], params["observation_offsets"], params["observation_covariance"]
@@ -996,8 +907,7 @@ observation_matrix, observation_offset, observation_covariance : array-like, def
         m = self._known_n_dim_obs()
         params = self._current_params(m, n_timesteps)
         rng = check_random_state(self.random_state if random_state is None else random_state)
-        args = self._kernel_args(params)
-        A, b, Q, H, d, R, mu0, P0 = args
+        A, b, Q, H, d, R, mu0, P0 = kernel_args(params)
         n = mu0.shape[0]
 
         def at(array, t):
@@ -1011,96 +921,9 @@ observation_matrix, observation_offset, observation_covariance : array-like, def
         if initial_state is None:
             states[0] = mu0 + draw(P0)
         else:
-            states[0] = check_array_param(initial_state, "initial_state", (n,))
+            states[0] = check_array_param(np.atleast_1d(initial_state), "initial_state", (n,))
         for t in range(n_timesteps):
             if t > 0:
                 states[t] = at(A, t - 1) @ states[t - 1] + at(b, t - 1) + draw(at(Q, t - 1))
             observations[t] = at(H, t) @ states[t] + at(d, t) + draw(at(R, t))
         return states, observations
-
-
-class _KalmanData(NamedTuple):
-    """Validated data: observations (NaN = missing), sequence offsets, number of time steps."""
-
-    X: np.ndarray
-    offsets: np.ndarray
-    n_units: int
-
-
-def _sufficient_statistics(data, result, params):
-    """Posterior quantities the M-step updates need (see each update's formula).
-
-    Observation side, over rows with at least one observed entry: expected
-    observations (missing entries imputed from the observed ones of the same
-    row), smoothed means and summed covariances, and for each partly observed
-    row ``(t, G, N)`` from ``y_t | x_t, y_obs = G x_t + g + noise(N)``.
-    Transition side: means before/after each transition, summed covariances
-    and lag-one cross-covariances. Initial side: first smoothed moments of
-    each sequence. The per-row covariances are kept (not copied) for fixed
-    time-varying matrices.
-    """
-    X, offsets = data.X, data.offsets
-    means, covs, pairs = result.smoothed_means, result.smoothed_covariances, result.pairwise_covariances
-    first = offsets[:-1]
-    is_first = np.zeros(X.shape[0], dtype=bool)
-    is_first[first] = True
-    is_last = np.zeros(X.shape[0], dtype=bool)
-    is_last[offsets[1:] - 1] = True
-
-    missing = np.isnan(X)
-    n_missing = missing.sum(axis=1)
-    observed_rows = np.flatnonzero(n_missing < X.shape[1])
-    partial_rows = np.flatnonzero((n_missing < X.shape[1]) & (n_missing > 0))
-    expected_y = np.where(missing, 0.0, X)
-    partial = []
-    yx_correction = np.zeros((X.shape[1], means.shape[1]))
-    for t in partial_rows:
-        H, d, R = (
-            value[t] if value.ndim > base else value
-            for value, base in (
-                (params["observation_matrices"], 2),
-                (params["observation_offsets"], 1),
-                (params["observation_covariance"], 2),
-            )
-        )
-        miss = missing[t]
-        obs = ~miss
-        factor = linalg.cho_factor(R[np.ix_(obs, obs)], lower=True, check_finite=False)
-        gain = linalg.cho_solve(factor, R[np.ix_(obs, miss)], check_finite=False).T  # R_mo R_oo^{-1}
-        G = np.zeros_like(H)
-        G[miss] = H[miss] - gain @ H[obs]
-        g = np.where(miss, 0.0, X[t])
-        g[miss] = d[miss] + gain @ (X[t, obs] - d[obs])
-        N = np.zeros_like(R)
-        N[np.ix_(miss, miss)] = R[np.ix_(miss, miss)] - gain @ R[np.ix_(obs, miss)]
-        expected_y[t] = G @ means[t] + g
-        yx_correction += G @ covs[t]
-        partial.append((t, G, N))
-
-    obs_means = means[observed_rows]
-    obs_y = expected_y[observed_rows]
-    prev_rows = np.flatnonzero(~is_last)
-    next_rows = np.flatnonzero(~is_first)
-    obs_P = covs[observed_rows].sum(axis=0)
-    return {
-        "covs": covs,
-        "pairs": pairs,
-        "obs_rows": observed_rows,
-        "prev_rows": prev_rows,
-        "next_rows": next_rows,
-        "n_obs": observed_rows.shape[0],
-        "obs_y": obs_y,
-        "obs_means": obs_means,
-        "obs_P": obs_P,
-        "obs_xx": obs_P + obs_means.T @ obs_means,
-        "obs_yx": obs_y.T @ obs_means + yx_correction,
-        "partial": partial,
-        "n_trans": next_rows.shape[0],
-        "prev_means": means[prev_rows],
-        "next_means": means[next_rows],
-        "prev_P": covs[prev_rows].sum(axis=0),
-        "next_P": covs[next_rows].sum(axis=0),
-        "pair": pairs[next_rows].sum(axis=0),
-        "first_means": means[first],
-        "first_P": covs[first].sum(axis=0),
-    }

@@ -7,13 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pykalman import KalmanFilter as PyKalmanFilter
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from emkit._blocks import forced_block_count
 from emkit._inference.lgssm import kalman_smoother
-from emkit.kalman import _PARAMS as PARAMS
-from emkit.kalman import KalmanFilter, _sufficient_statistics
+from emkit._inference.lgssm_em import block_statistics
+from emkit._kalman_params import PARAMS
+from emkit.kalman import KalmanFilter
 
 _spec = importlib.util.spec_from_file_location(
     "_lgssm_oracle", Path(__file__).parent / "inference" / "test_lgssm_kernels.py"
@@ -174,21 +176,83 @@ def test_partly_missing_rows_against_joint_gaussian():
     np.testing.assert_allclose(model.smooth(X)[0], sm_means, atol=1e-9)
     np.testing.assert_allclose(model.smooth(X)[1], sm_covs, atol=1e-9)
 
-    # the E-step's expected observations and E[y_t x_t^T] (missing entries imputed) against the joint
+
+
+def _expected_regression(post_mean, post_cov, responses, regressors):
+    """Sums of E[e], E[x], E[x x^T], E[e x^T], E[e e^T] for e = S z - c, x = G z under z ~ N(post_mean, post_cov).
+
+    ``responses`` holds one (S, c) per row, ``regressors`` one G per row (None: no regressor).
+    """
+    sums = None
+    for (S, c), G in zip(responses, regressors):
+        G = np.zeros((0, post_mean.shape[0])) if G is None else G
+        e, x = S @ post_mean - c, G @ post_mean
+        terms = (1.0, x, e, G @ post_cov @ G.T + np.outer(x, x), S @ post_cov @ G.T + np.outer(e, x),
+                 S @ post_cov @ S.T + np.outer(e, e))
+        sums = terms if sums is None else tuple(a + b for a, b in zip(sums, terms))
+    return sums
+
+
+def test_block_statistics_against_joint_gaussian():
+    """Every summed statistic (missing entries imputed) equals its expectation under the exact joint posterior."""
     T, n, m = 6, 2, 3
+    params = make_model(4, n=n, m=m)
+    X = simulate(params, T)
+    X[1, 0] = X[2, [0, 2]] = X[4, 1] = np.nan
+    X[5] = np.nan  # a wholly missing row is not an observation row
+    A, b, Q, H, d, R, mu0, P0 = (np.asarray(params[k], dtype=float) for k in (
+        "transition_matrices", "transition_offsets", "transition_covariance", "observation_matrices",
+        "observation_offsets", "observation_covariance", "initial_state_mean", "initial_state_covariance"))
+    kernel_params = [A[None], b[None], Q[None], H[None], d[None], R[None], mu0, P0]
     mean, cov = oracle.joint_gaussian(T, *kernel_params)
     y_index = T * n + np.arange(T * m)
     observed = ~np.isnan(X.ravel())
     everything = np.arange(T * (n + m))
     post_mean, post_cov = oracle.condition(mean, cov, everything, y_index[observed], X.ravel()[observed])
-    second = post_cov + np.outer(post_mean, post_mean)
-    expected_y = post_mean[y_index].reshape(T, m)
-    expected_yx = sum(second[np.ix_(T * n + t * m + np.arange(m), t * n + np.arange(n))] for t in range(T))
-    data = model._validate_fit_data(X)
-    result = kalman_smoother(X, data.offsets, *kernel_params)
-    stats = _sufficient_statistics(data, result, params)
-    np.testing.assert_allclose(stats["obs_y"], expected_y, atol=1e-9)
-    np.testing.assert_allclose(stats["obs_yx"], expected_yx, atol=1e-9)
+
+    def pick(block, t, size):
+        out = np.zeros((size, T * (n + m)))
+        out[:, block + t * size + np.arange(size)] = np.eye(size)
+        return out
+
+    def x(t):
+        return pick(0, t, n)
+
+    rows = [t for t in range(T) if not np.all(np.isnan(X[t]))]
+    observation = _expected_regression(
+        post_mean, post_cov, [(pick(T * n, t, m) - H @ x(t), d) for t in rows], [x(t) for t in rows])
+    transition = _expected_regression(
+        post_mean, post_cov, [(x(t) - A @ x(t - 1), b) for t in range(1, T)], [x(t - 1) for t in range(1, T)])
+    initial = _expected_regression(post_mean, post_cov, [(x(0), mu0)], [None])
+
+    result = kalman_smoother(X, [0, T], *kernel_params)
+    stats = block_statistics(X, np.array([0, T]), result.smoothed_means, result.smoothed_covariances,
+                             result.pairwise_covariances, A[None], b[None], H[None], d[None], R[None], mu0)
+    for ours, expected in zip(stats, (observation, transition, initial)):
+        for field, value in zip(ours, expected):
+            np.testing.assert_allclose(field, value, rtol=1e-9, atol=1e-9)
+
+
+def test_em_keeps_parity_with_large_offsets_and_small_noise():
+    """Statistics about the current parameters: no cancellation of large second moments (offsets 1e4, R 1e-4)."""
+    truth = dict(transition_matrices=[[0.95, 0.1], [0.0, 0.9]], observation_matrices=[[1, 0], [0.5, 1], [1, 1]],
+                 transition_covariance=1e-2 * np.eye(2), observation_covariance=1e-4 * np.eye(3),
+                 observation_offsets=[1e4, -3e4, 2e4], transition_offsets=[50.0, -20.0],
+                 initial_state_mean=[1000.0, -200.0])
+    X = KalmanFilter(**truth).sample(300, random_state=0)[1]
+    start = dict(truth, observation_covariance=1e-3 * np.eye(3), transition_covariance=0.1 * np.eye(2),
+                 observation_offsets=np.array([1e4, -3e4, 2e4]) + 1.0)
+    theirs = PyKalmanFilter(**start).em(X, n_iter=8, em_vars="all")
+    ours = KalmanFilter(**start, em_vars="all").em(X, n_iter=8)
+    for name in PARAMS:
+        # pykalman expands P_0 = E[x_0 x_0^T] - ... about 1e3-sized means, which costs it ~1e-7 (checked below)
+        rtol = 1e-6 if name == "initial_state_covariance" else 1e-8
+        np.testing.assert_allclose(getattr(ours, name + "_"), getattr(theirs, name), rtol=rtol, atol=1e-12,
+                                   err_msg=name)
+    # one sequence: the learned P_0 is the smoothed covariance of the first state, exactly
+    one_step = KalmanFilter(**start, em_vars="all").em(X, n_iter=1)
+    np.testing.assert_allclose(one_step.initial_state_covariance_, KalmanFilter(**start).smooth(X)[1][0],
+                               rtol=1e-12)
 
 
 # --------------------------------------------------------------------------- EM behaviour
@@ -398,3 +462,395 @@ def test_does_not_modify_input_or_constructor_values():
     np.testing.assert_array_equal(X, X_copy)
     for name in PARAMS:
         np.testing.assert_array_equal(getattr(model, name), params[name])
+
+
+# --------------------------------------------------------------------------- blocks and threads
+def _max_relative_difference(a, b):
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if b.size == 0:  # the initial state's (empty) regressor fields
+        return 0.0 if a.shape == b.shape else np.inf
+    return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), np.finfo(float).tiny)
+
+
+def _block_problem(time_varying):
+    """Eight sequences, partly and wholly missing rows; optionally a fixed time-varying observation matrix."""
+    params = make_model(14, n=2, m=3)
+    lengths = [40, 25, 60, 30, 35, 20, 50, 45]
+    X = np.vstack([simulate(params, T, seed=s) for s, T in enumerate(lengths)])
+    rng = np.random.RandomState(3)
+    X[rng.rand(*X.shape) < 0.1] = np.nan
+    X[[5, 6, 70, 200]] = np.nan
+    start = perturbed(params)
+    em_vars = "all"
+    if time_varying:
+        start["observation_matrices"] = params["observation_matrices"] * (1 + 0.2 * rng.rand(len(X), 1, 1))
+        em_vars = [name for name in PARAMS if name != "observation_matrices"]
+    return X, lengths, dict(start, em_vars=em_vars, max_iter=12, tol=0.0)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("time_varying", [False, True])
+@pytest.mark.parametrize("n_blocks", [1, 2, 7])
+def test_fit_does_not_depend_on_blocks_or_threads(n_blocks, time_varying):
+    """Whole sequences cut into 1, 2 or 7 blocks, serially or on two threads: the same fit to rtol 1e-12."""
+    X, lengths, settings = _block_problem(time_varying)
+    reference = KalmanFilter(**settings).fit(X, lengths=lengths)
+    with forced_block_count(n_blocks):
+        data = KalmanFilter(**settings)._validate_fit_data(X, lengths=lengths)
+        assert len(data.blocks) == n_blocks
+        split = KalmanFilter(**settings).fit(X, lengths=lengths)
+        threaded = KalmanFilter(**settings, n_jobs=2).fit(X, lengths=lengths)
+    for model in (split, threaded):
+        assert model.n_iter_ == reference.n_iter_ == 12
+        assert _max_relative_difference(model.lower_bound_history_, reference.lower_bound_history_) <= 1e-12
+        for name in PARAMS:
+            assert _max_relative_difference(getattr(model, name + "_"), getattr(reference, name + "_")) <= 1e-12, name
+
+
+def test_block_statistics_add_across_blocks():
+    """The statistics of the blocks (each with its rows of the time-varying matrix) add up to the whole's."""
+    X, lengths, settings = _block_problem(time_varying=True)
+    model = KalmanFilter(**settings)
+    with forced_block_count(1):
+        whole = model._validate_fit_data(X, lengths=lengths)
+    with forced_block_count(5):
+        split = model._validate_fit_data(X, lengths=lengths)
+    params = model._initialize(whole, np.random.RandomState(0))
+    context = model._e_step_context(whole, params)
+    total = model._e_step_block(whole.blocks[0], context, None)
+    parts = [model._e_step_block(block, context, None) for block in split.blocks]
+    assert sum(p.objective for p in parts) == pytest.approx(total.objective, rel=1e-12)
+    summed = parts[0].stats
+    for part in parts[1:]:
+        summed = summed.add(part.stats)
+    for ours, reference in zip(summed, total.stats):
+        for field, value in zip(ours, reference):
+            assert _max_relative_difference(field, value) <= 1e-12
+    assert all(block.varying["observation_matrices"].shape[0] == block.X.shape[0] for block in split.blocks)
+
+
+# --------------------------------------------------------------------------- em: pykalman's semantics
+@pytest.fixture
+def em_problem():
+    params = make_model(15, n=2, m=2)
+    X = simulate(params, 120)
+    return X, perturbed(params)
+
+
+def test_em_loop_of_single_iterations_matches_pykalman(em_problem):
+    """``for i in range(5): kf = kf.em(X, n_iter=1)`` climbs, as pykalman's loop does (issue: it stayed flat)."""
+    X, start = em_problem
+    theirs = PyKalmanFilter(**start)
+    ours = KalmanFilter(**start, em_vars="all")
+    log_likelihoods = []
+    for _ in range(5):
+        theirs = theirs.em(X, n_iter=1, em_vars="all")
+        ours = ours.em(X, n_iter=1)
+        log_likelihoods.append(ours.loglikelihood(X))
+        assert ours.n_iter_ == 1 and len(ours.lower_bound_history_) == 1 and not ours.converged_
+    assert np.all(np.diff(log_likelihoods) > 0)
+    reference = PyKalmanFilter(**start).em(X, n_iter=5, em_vars="all")
+    for name in PARAMS:
+        np.testing.assert_allclose(getattr(ours, name + "_"), getattr(reference, name), rtol=1e-8, atol=1e-12,
+                                   err_msg=name)
+        np.testing.assert_allclose(getattr(ours, name + "_"), getattr(theirs, name), rtol=1e-8, atol=1e-12,
+                                   err_msg=name)
+    assert ours.lower_bound_ == pytest.approx(reference.loglikelihood(X) / len(X), rel=1e-10)
+
+
+def test_em_runs_exactly_n_iter_and_never_warns_about_convergence(em_problem):
+    X, start = em_problem
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ConvergenceWarning, however loose tol and short max_iter are
+        model = KalmanFilter(**start, tol=1e3, max_iter=1).em(X, n_iter=7)
+    assert model.n_iter_ == 7 and len(model.lower_bound_history_) == 7 and not model.converged_
+    assert len(model.restarts_) == 1 and model.restarts_[0]["n_iter"] == 7
+    assert model.max_iter == 1 and model.tol == 1e3
+    assert KalmanFilter(**start).em(X).n_iter_ == 10  # pykalman's default n_iter
+    unchanged = KalmanFilter(**start).em(X, n_iter=0)
+    for name in PARAMS:
+        np.testing.assert_array_equal(getattr(unchanged, name + "_"), np.asarray(start[name], dtype=float))
+    with pytest.raises(ValueError, match="n_iter must be a non-negative integer"):
+        KalmanFilter(**start).em(X, n_iter=-1)
+
+
+def test_em_continues_from_fit_and_em_vars_applies_to_that_call_only(em_problem):
+    X, start = em_problem
+    with pytest.warns(ConvergenceWarning):
+        model = KalmanFilter(**start, max_iter=3, tol=0.0).fit(X)
+    fitted = {name: getattr(model, name + "_").copy() for name in PARAMS}
+    model.em(X, n_iter=2, em_vars=["transition_matrices", "observation_offsets"])
+    assert model.em_vars is None
+    theirs = PyKalmanFilter(**fitted).em(X, n_iter=2, em_vars=["transition_matrices", "observation_offsets"])
+    for name in PARAMS:
+        np.testing.assert_allclose(getattr(model, name + "_"), getattr(theirs, name), rtol=1e-8, atol=1e-12,
+                                   err_msg=name)
+
+
+def test_fit_follows_warm_start_after_em(em_problem):
+    X, start = em_problem
+    cold = KalmanFilter(**start, max_iter=4, tol=0.0)
+    with pytest.warns(ConvergenceWarning):
+        reference = KalmanFilter(**start, max_iter=4, tol=0.0).fit(X)
+        cold.em(X, n_iter=3)
+        cold.fit(X)  # warm_start=False: from the constructor values again
+    for name in PARAMS:
+        np.testing.assert_array_equal(getattr(cold, name + "_"), getattr(reference, name + "_"))
+    warm = KalmanFilter(**start, max_iter=4, tol=0.0, warm_start=True)
+    with pytest.warns(ConvergenceWarning):
+        warm.em(X, n_iter=3)
+        warm.fit(X)  # continues from em's parameters: 3 + 4 iterations
+    seven = KalmanFilter(**start).em(X, n_iter=7)
+    for name in PARAMS:
+        np.testing.assert_allclose(getattr(warm, name + "_"), getattr(seven, name + "_"), rtol=1e-12, atol=1e-14)
+
+
+def test_em_never_assigns_a_constructor_parameter(em_problem, monkeypatch):
+    X, start = em_problem
+    model = KalmanFilter(**start, random_state=0)
+    names = set(model.get_params())
+
+    def guarded_setattr(self, key, value):
+        assert key not in names, f"{key} was assigned"
+        object.__setattr__(self, key, value)
+
+    monkeypatch.setattr(KalmanFilter, "__setattr__", guarded_setattr)
+    model.em(X, n_iter=2)
+    model.em(X, n_iter=1, em_vars="all")
+    model.em(X[:, 0:1].repeat(2, axis=1), n_iter=1, em_vars=["observation_covariance"])
+    with pytest.raises(ValueError, match="unknown parameters"):
+        model.em(X, n_iter=1, em_vars=["noise"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X)
+    assert model.em_vars is None and model.max_iter == 100
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_clone_fit_reproduces_fit_after_any_public_calls(em_problem):
+    from sklearn.base import clone
+
+    X, start = em_problem
+    model = KalmanFilter(**start, em_vars="all", n_init=2, max_iter=6, random_state=0)
+    model.em(X, n_iter=2)
+    model.fit(X)
+    model.em(X[:60], n_iter=1, em_vars=["transition_covariance"])
+    model.filter(X), model.smooth(X), model.score(X), model.transform(X), model.sample(4)
+    model.filter_update(np.zeros(2), np.eye(2), X[0])
+    model.forecast(X, 2)
+    model.fit(X)
+    fresh = clone(model).fit(X)
+    assert fresh.lower_bound_ == model.lower_bound_
+    for name in PARAMS:
+        np.testing.assert_array_equal(getattr(fresh, name + "_"), getattr(model, name + "_"))
+
+
+# --------------------------------------------------------------------------- usable without fit
+def _specified_model():
+    params = make_model(16, n=2, m=3)
+    return {k: params[k] for k in ("transition_matrices", "observation_matrices", "transition_covariance",
+                                   "observation_covariance")}, simulate(params, 80)
+
+
+def test_fully_specified_model_answers_every_method_like_pykalman_without_fit():
+    from sklearn.utils.validation import check_is_fitted
+
+    params, X = _specified_model()
+    ours, theirs = KalmanFilter(**params), PyKalmanFilter(**params)
+    check_is_fitted(ours)
+    assert ours.loglikelihood(X) == pytest.approx(theirs.loglikelihood(X), rel=1e-10)
+    assert ours.score(X) == pytest.approx(theirs.loglikelihood(X) / len(X), rel=1e-10)
+    np.testing.assert_allclose(ours.transform(X), theirs.smooth(X)[0], atol=1e-9)
+    np.testing.assert_allclose(ours.score_samples(X).sum(), theirs.loglikelihood(X), rtol=1e-10)
+    for a, b in zip(ours.filter(X), theirs.filter(X)):
+        np.testing.assert_allclose(a, b, atol=1e-9)
+    for a, b in zip(ours.smooth(X), theirs.smooth(X)):
+        np.testing.assert_allclose(a, b, atol=1e-9)
+    means, covs = theirs.filter(X)
+    for a, b in zip(ours.filter_update(means[-1], covs[-1], X[0]), theirs.filter_update(means[-1], covs[-1], X[0])):
+        np.testing.assert_allclose(a, b, atol=1e-9)
+    assert [a.shape for a in ours.sample(7)] == [a.shape for a in theirs.sample(7)]
+    # forecast = pykalman's filter over missing future rows, mapped through H
+    future = np.ma.masked_all((3, 3))
+    padded = np.ma.concatenate([np.ma.asarray(X), future])
+    H = params["observation_matrices"]
+    np.testing.assert_allclose(ours.forecast(X, 3)[0], theirs.filter(padded)[0][-3:] @ H.T, atol=1e-9)
+    assert list(ours.get_feature_names_out()) == ["kalmanfilter0", "kalmanfilter1"]
+
+
+def test_requires_fit_tag_follows_the_given_matrices():
+    params, _ = _specified_model()
+    assert not KalmanFilter(**params).__sklearn_tags__().requires_fit
+    assert KalmanFilter().__sklearn_tags__().requires_fit
+
+
+def test_identity_observation_matrix_is_implied_by_equal_dimensions():
+    from sklearn.utils.validation import check_is_fitted
+
+    A, Q, R = 0.9 * np.eye(2), 0.1 * np.eye(2), [[1.0, 0.2], [0.2, 0.5]]
+    X = KalmanFilter(transition_matrices=A, transition_covariance=Q, observation_covariance=R).sample(
+        40, random_state=0)[1]
+    ours = KalmanFilter(transition_matrices=A, transition_covariance=Q, observation_covariance=R)
+    theirs = PyKalmanFilter(transition_matrices=A, transition_covariance=Q, observation_covariance=R)
+    check_is_fitted(ours)
+    assert ours.score(X) * len(X) == pytest.approx(theirs.loglikelihood(X), rel=1e-10)
+    # a state of another size than the observations needs its observation matrix: not fitted
+    with pytest.raises(NotFittedError):
+        KalmanFilter(transition_matrices=np.eye(3), transition_covariance=np.eye(3),
+                     observation_covariance=R).score(X)
+
+
+@pytest.mark.parametrize("missing", ["transition_matrices", "transition_covariance", "observation_covariance"])
+def test_a_partly_specified_model_needs_fit_for_score_and_transform(missing):
+    params, X = _specified_model()
+    del params[missing]
+    model = KalmanFilter(**params)
+    for method in (model.score, model.transform, model.score_samples):
+        with pytest.raises(NotFittedError):
+            method(X)
+    model.filter(X)  # pykalman's methods keep working on pykalman's defaults
+
+
+# --------------------------------------------------------------------------- scalar parameters
+SCALARS = dict(transition_matrices=0.98, transition_covariance=0.0025, observation_covariance=0.01)
+
+
+@pytest.fixture
+def scalar_series():
+    return PyKalmanFilter(**SCALARS, initial_state_mean=1.0).sample(150, random_state=0)[1].data.ravel()
+
+
+def test_scalar_parameters_filter_smooth_loglikelihood_like_pykalman(scalar_series):
+    X = scalar_series
+    ours, theirs = KalmanFilter(**SCALARS), PyKalmanFilter(**SCALARS)
+    for a, b in zip(ours.filter(X), theirs.filter(X)):  # a 1-D series, as pykalman users pass it
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+    for a, b in zip(ours.smooth(X[:, None]), theirs.smooth(X)):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+    assert ours.loglikelihood(X) == pytest.approx(theirs.loglikelihood(X), rel=1e-12)
+    assert ours.score(X[:, None]) * len(X) == pytest.approx(theirs.loglikelihood(X), rel=1e-12)
+    # pykalman's moving-average idiom: one-element lists
+    idiom = dict(transition_matrices=[1], observation_matrices=[1], initial_state_mean=0,
+                 initial_state_covariance=1, observation_covariance=1, transition_covariance=0.01)
+    np.testing.assert_allclose(KalmanFilter(**idiom).filter(X)[0], PyKalmanFilter(**idiom).filter(X)[0], rtol=1e-10)
+
+
+def test_scalar_parameters_filter_update_sample_and_forecast(scalar_series):
+    X = scalar_series
+    ours, theirs = KalmanFilter(**SCALARS), PyKalmanFilter(**SCALARS)
+    means, covs = theirs.filter(X)
+    for observation in (X[10], X[10:11], None):
+        for a, b in zip(ours.filter_update(means[9], covs[9], observation),
+                        theirs.filter_update(means[9], covs[9], observation)):
+            np.testing.assert_allclose(a, b, rtol=1e-12)
+    for a, b in zip(ours.filter_update(means[9], covs[9], X[10], transition_matrix=0.5, observation_covariance=2.0),
+                    theirs.filter_update(means[9], covs[9], X[10], transition_matrix=np.array([[0.5]]),
+                                         observation_covariance=np.array([[2.0]]))):  # pykalman needs arrays here
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    states, observations = ours.sample(200, random_state=0)
+    assert states.shape == observations.shape == (200, 1)
+    padded = np.ma.concatenate([np.ma.asarray(X), np.ma.masked_all(4)])
+    forecast_means, forecast_covs = ours.forecast(X[:, None], 4)
+    np.testing.assert_allclose(forecast_means, theirs.filter(padded)[0][-4:], rtol=1e-10)
+    np.testing.assert_allclose(forecast_covs, theirs.filter(padded)[1][-4:] + 0.01, rtol=1e-10)
+
+
+def test_scalar_parameters_fit_and_em_like_pykalman(scalar_series):
+    X = scalar_series
+    theirs = PyKalmanFilter(**SCALARS).em(X, n_iter=5)
+    ours = KalmanFilter(**SCALARS).em(X, n_iter=5)
+    with pytest.warns(ConvergenceWarning):
+        fitted = KalmanFilter(**SCALARS, max_iter=5, tol=0.0).fit(X[:, None])
+    for name in PARAMS:
+        expected = np.asarray(getattr(theirs, name), dtype=float)
+        np.testing.assert_allclose(getattr(ours, name + "_"), expected, rtol=1e-8, err_msg=name)
+        np.testing.assert_allclose(getattr(fitted, name + "_"), expected, rtol=1e-8, err_msg=name)
+    assert ours.transition_covariance_.shape == (1, 1) and ours.initial_state_mean_.shape == (1,)
+
+
+# --------------------------------------------------------------------------- rough edges (issue 13)
+def test_warm_start_on_data_with_another_column_count_is_a_clear_error(em_problem):
+    X, start = em_problem
+    model = KalmanFilter(warm_start=True, max_iter=3)
+    with pytest.warns(ConvergenceWarning):
+        model.fit(X)
+    before = {name: getattr(model, name + "_").copy() for name in PARAMS}
+    wider = np.hstack([X, X[:, :1]])
+    with pytest.raises(ValueError, match="X has 3 columns, but the fitted parameters observe 2"):
+        model.fit(wider)
+    with pytest.raises(ValueError, match="X has 3 columns, but the fitted parameters observe 2"):
+        model.em(wider, n_iter=1)
+    assert model.n_features_in_ == 2  # nothing half-changed
+    for name in PARAMS:
+        np.testing.assert_array_equal(getattr(model, name + "_"), before[name])
+
+
+def test_warm_start_with_another_state_dimension_is_a_clear_error(em_problem):
+    X, _ = em_problem
+    model = KalmanFilter(warm_start=True, max_iter=3, n_dim_state=2)
+    with pytest.warns(ConvergenceWarning):
+        model.fit(X)
+    with pytest.raises(ValueError, match="2-dimensional state, but n_dim_state and the constructor values now give 3"):
+        model.set_params(n_dim_state=3).fit(X)
+    with pytest.raises(ValueError, match="not diag but transition_covariance_type='diag'"):
+        model.set_params(n_dim_state=2, transition_covariance_type="diag").fit(X)
+    # em projects what it learns onto the structure instead, as fit does from constructor values
+    model.em(X, n_iter=1)
+    Q = model.transition_covariance_
+    np.testing.assert_array_equal(Q, np.diag(np.diag(Q)))
+
+
+def test_warm_start_with_time_varying_matrices_for_other_data_is_a_clear_error():
+    rng = np.random.RandomState(5)
+    H = rng.standard_normal((30, 1, 2))
+    model = KalmanFilter(observation_matrices=H, transition_covariance=0.1 * np.eye(2), warm_start=True, max_iter=2)
+    X = model.sample(30, random_state=0)[1]
+    with pytest.warns(ConvergenceWarning):
+        model.fit(X)
+    model.set_params(observation_matrices=H * 2)
+    with pytest.raises(ValueError, match="observation_matrices is time-varying"):
+        model.fit(X)
+
+
+def test_fit_on_all_missing_data_is_a_clear_error():
+    for X in (np.full((50, 2), np.nan), np.ma.masked_all((50, 2))):
+        with pytest.raises(ValueError, match="no observed value"):
+            KalmanFilter().fit(X)
+        with pytest.raises(ValueError, match="no observed value"):
+            KalmanFilter().em(X)
+    assert KalmanFilter().filter(np.full((5, 2), np.nan))[0].shape == (5, 2)  # filtering it is fine
+
+
+def test_constant_series_warns_that_a_variance_collapses_and_what_helps():
+    with pytest.warns(ConvergenceWarning) as record:
+        KalmanFilter().fit(np.ones((100, 2)))
+    message = str(record[0].message)
+    assert "shrinking towards zero" in message and "does not help" in message
+    for name in ("transition_covariance_", "observation_covariance_", "initial_state_covariance_"):
+        assert name in message
+    assert "leave them out of em_vars" in message
+    # what helps: the named covariances fixed
+    model = KalmanFilter(em_vars=["initial_state_mean"]).fit(np.ones((100, 2)))
+    assert model.converged_
+
+
+def test_filter_update_with_an_observation_of_the_wrong_size_names_the_observation(em_problem):
+    X, start = em_problem
+    model = KalmanFilter(**start)
+    mean, cov = model.filter(X)
+    with pytest.raises(ValueError, match=r"observation has shape \(3,\), but the model observes 2 dimension"):
+        model.filter_update(mean[-1], cov[-1], np.zeros(3))
+    with pytest.raises(ValueError, match=r"filtered_state_mean must have shape \(2,\)"):
+        model.filter_update(mean[-1][:1], cov[-1], X[0])
+    with pytest.raises(ValueError, match=r"observation_matrix must have shape \(2, 2\)"):
+        model.filter_update(mean[-1], cov[-1], X[0], observation_matrix=np.ones((3, 2)))
+
+
+def test_em_on_a_single_time_step_is_a_clear_error():
+    with pytest.raises(ValueError, match="n_samples=1 time step.*transition_covariance"):
+        KalmanFilter().fit(np.ones((1, 2)))
+    with pytest.raises(ValueError, match="No sequence has two time steps"):
+        KalmanFilter().em(np.arange(6.0).reshape(3, 2), lengths=[1, 1, 1])
+    # what EM can learn from one step per sequence is allowed
+    KalmanFilter(em_vars=["observation_covariance", "initial_state_mean"]).em(np.ones((1, 2)), n_iter=2)
