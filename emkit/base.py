@@ -342,8 +342,16 @@ class EMMixin:
         Families keep explicit ``fit`` signatures (for metadata routing and
         docs) and delegate here.
         """
-        data = self._validate_fit_data(X, y, **fit_params)
-        self._fit_em(data)
+        before = dict(self.__dict__)
+        try:
+            data = self._validate_fit_data(X, y, **fit_params)
+            self._fit_em(data)
+        except Exception:
+            # a fit that raises (bad input, a warm start that no longer fits, every restart failing) leaves the
+            # estimator as it was: validation may already have recorded the new data's features
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
         return self
 
     # ------------------------------------------------------------------ engine
