@@ -5,6 +5,15 @@ joblib workers and later sessions load the machine code instead of compiling
 again) and ``nogil=True``. The undecorated function stays reachable as
 ``kernel.py_func`` for tests.
 
+Caching degrades gracefully. numba stores compiled code in the first writable
+folder of: ``NUMBA_CACHE_DIR``, the package's ``__pycache__``, the user's
+cache folder. Where none is writable (a read-only install as a user without a
+writable home, as in containers, HPC modules or serverless functions), numba
+refuses ``cache=True``, either when the function is decorated (at import) or
+when it first saves compiled code, depending on its version. :func:`jit` then
+compiles in memory instead, and says so once through the ``logging`` module
+(logger ``emkit._inference._jit``, level DEBUG).
+
 :func:`literally` marks an integer argument as a compile-time constant (the
 function is then compiled once per value it is called with from compiled
 code), and ``jit(inline=True)`` inlines a helper into its callers, so a loop
@@ -12,11 +21,88 @@ bound that is a constant in the caller becomes a constant in the helper's
 loops too (fully unrolled small loops for a fixed number of states).
 """
 
+import logging
+import threading
+
 import numba
+from numba.core.caching import NullCache
 
 __all__ = ["jit", "literally"]
 
 literally = numba.literally
+
+_logger = logging.getLogger(__name__)
+_no_cache_noted = threading.Event()
+
+
+def _note_no_cache(function, error):
+    """Log once per process that compiled code is kept in memory only."""
+    if not _no_cache_noted.is_set():
+        _no_cache_noted.set()
+        _logger.debug(
+            "no writable cache folder for numba (%s: %s); emkit compiles its kernels in memory, "
+            "so every new process compiles them again (set NUMBA_CACHE_DIR to a writable folder to cache them)",
+            getattr(function, "__qualname__", function), error,
+        )
+
+
+def _cannot_cache(error):
+    """True for numba's refusals to cache: an unwritable folder or no cache location at all."""
+    return isinstance(error, OSError) or (isinstance(error, RuntimeError) and "cannot cache" in str(error))
+
+
+class _GuardedCache:
+    """A dispatcher's cache whose failures to read or write fall back to compiling in memory.
+
+    numba checks that a cache folder is writable when the function is decorated
+    and writes to it at every compile; if the folder has become unwritable in
+    between (or, in numba versions that look the folder up lazily, was never
+    writable), the save raises. Then this cache replaces itself with numba's
+    ``NullCache`` on its dispatcher and the compiled code stays in memory.
+    Reads that fail (an unreadable index) likewise count as a cache miss.
+    """
+
+    def __init__(self, dispatcher, cache):
+        self._dispatcher = dispatcher
+        self._cache = cache
+
+    def __getattr__(self, name):
+        return getattr(self._cache, name)
+
+    def _disable(self, error):
+        _note_no_cache(self._dispatcher.py_func, error)
+        self._dispatcher._cache = NullCache()
+
+    def load_overload(self, *args, **kwargs):
+        try:
+            return self._cache.load_overload(*args, **kwargs)
+        except (OSError, RuntimeError) as error:
+            if not _cannot_cache(error):
+                raise
+            self._disable(error)
+            return None
+
+    def save_overload(self, *args, **kwargs):
+        try:
+            self._cache.save_overload(*args, **kwargs)
+        except (OSError, RuntimeError) as error:
+            if not _cannot_cache(error):
+                raise
+            self._disable(error)
+
+
+def _compile(function, options):
+    try:
+        dispatcher = numba.njit(cache=True, **options)(function)
+    except (OSError, RuntimeError) as error:  # "cannot cache function ...: no locator available"
+        if not _cannot_cache(error):
+            raise
+        _note_no_cache(function, error)
+        return numba.njit(**options)(function)
+    cache = getattr(dispatcher, "_cache", None)
+    if cache is not None and hasattr(cache, "save_overload"):
+        dispatcher._cache = _GuardedCache(dispatcher, cache)
+    return dispatcher
 
 
 def jit(function=None, *, inline=False, reassociate=False):
@@ -26,12 +112,14 @@ def jit(function=None, *, inline=False, reassociate=False):
     last lets LLVM reorder floating-point sums and fuse multiply-adds
     (``fastmath`` flags ``reassoc`` and ``contract`` only: NaN and inf keep
     their meaning), so reductions vectorise; results change in the last bits.
+    Where no cache folder is writable the function is compiled in memory (see
+    the module docstring).
     """
-    options = {"cache": True, "nogil": True}
+    options = {"nogil": True}
     if inline:
         options["inline"] = "always"
     if reassociate:
         options["fastmath"] = {"reassoc", "contract"}
     if function is None:
-        return numba.njit(**options)
-    return numba.njit(**options)(function)
+        return lambda function: _compile(function, options)
+    return _compile(function, options)
