@@ -29,6 +29,14 @@ Conventions (plain arrays only; float64, C-contiguous):
 
 The public functions are small Python wrappers that fix dtypes, check shapes
 once and return NamedTuples; the compiled functions hold only loops.
+
+Small inputs (at most ``_NUMPY_MAX_ROWS`` rows in all) run the same
+recursions written with numpy, a few vector operations per time step, and
+never touch the compiler, so that a first fit on a small data set does not
+wait seconds for a compilation. They take no steady-state shortcut
+(``steady`` is all False). Which implementation runs depends on the input's
+size alone; both agree to round-off (tests compare both with the dense joint
+Gaussian and with each other).
 """
 
 from typing import NamedTuple
@@ -41,6 +49,7 @@ __all__ = ["FilterResult", "SmootherResult", "kalman_filter", "kalman_smoother",
 
 STEADY_RTOL = 1e-14
 _LOG_2PI = np.log(2.0 * np.pi)
+_NUMPY_MAX_ROWS = 200  # calls with at most this many rows run in numpy (see the module docstring)
 
 
 class FilterResult(NamedTuple):
@@ -519,6 +528,84 @@ def _smooth(offsets, A, Q, pred_means, pred_covs, filt_means, filt_covs, steady)
     return sm_means, sm_covs, pair_covs, 0
 
 
+# --------------------------------------------------------------------------- small inputs in numpy
+class _NotPositiveDefinite(Exception):
+    """Raised by the numpy path with the failing row + 1, as the compiled functions return it."""
+
+
+def _triangular_solve(L, B):
+    """``L^-1 B`` for a triangular factor ``L`` (numpy has no triangular solver; the sizes are small)."""
+    return np.linalg.solve(L, B)
+
+
+def _cholesky(a, row):
+    try:
+        return np.linalg.cholesky(a)
+    except np.linalg.LinAlgError:
+        raise _NotPositiveDefinite(row + 1) from None
+
+
+def _numpy_filter(X, offsets, A, b, Q, H, d, R, mu0, P0):
+    """:func:`_filter` in numpy, a few vector operations per time step (no steady-state shortcut)."""
+    T, m = X.shape
+    n = mu0.shape[0]
+    pred_means, filt_means = np.zeros((T, n)), np.zeros((T, n))
+    pred_covs, filt_covs = np.zeros((T, n, n)), np.zeros((T, n, n))
+    step_ll = np.zeros(T)
+    eye = np.eye(n)
+
+    def at(a, t):
+        return a[t if a.shape[0] > 1 else 0]
+
+    for t0, t1 in zip(offsets[:-1], offsets[1:]):
+        for t in range(t0, t1):
+            if t == t0:
+                pred_means[t], pred_covs[t] = mu0, P0
+            else:
+                A_t = at(A, t - 1)
+                pred_means[t] = A_t @ filt_means[t - 1] + at(b, t - 1)
+                P = A_t @ filt_covs[t - 1] @ A_t.T + at(Q, t - 1)
+                pred_covs[t] = 0.5 * (P + P.T)
+            observed = ~np.isnan(X[t])
+            k = int(observed.sum())
+            if k == 0:
+                filt_means[t], filt_covs[t] = pred_means[t], pred_covs[t]
+                continue
+            H_o = at(H, t)[observed]
+            R_o = at(R, t)[np.ix_(observed, observed)]
+            v = X[t, observed] - at(d, t)[observed] - H_o @ pred_means[t]
+            PHt = pred_covs[t] @ H_o.T
+            S = H_o @ PHt + R_o
+            L = _cholesky(0.5 * (S + S.T), t)
+            gain_t = _triangular_solve(L.T, _triangular_solve(L, PHt.T))  # K^T = S^-1 H_o P
+            IKH = eye - gain_t.T @ H_o
+            P = IKH @ pred_covs[t] @ IKH.T + gain_t.T @ R_o @ gain_t  # Joseph form
+            filt_covs[t] = 0.5 * (P + P.T)
+            filt_means[t] = pred_means[t] + gain_t.T @ v
+            z = _triangular_solve(L, v)
+            step_ll[t] = -0.5 * (k * _LOG_2PI + 2.0 * np.log(np.diag(L)).sum() + z @ z)
+    return pred_means, pred_covs, filt_means, filt_covs, step_ll, np.zeros(T, dtype=bool)
+
+
+def _numpy_smooth(offsets, A, Q, pred_means, pred_covs, filt_means, filt_covs):
+    """:func:`_smooth` in numpy: RTS smoother with lag-one cross-covariances."""
+    T, n = filt_means.shape
+    sm_means, sm_covs, pair_covs = filt_means.copy(), filt_covs.copy(), np.zeros((T, n, n))
+    eye = np.eye(n)
+    for t0, t1 in zip(offsets[:-1], offsets[1:]):
+        for t in range(t1 - 2, t0 - 1, -1):
+            A_t, Q_t = A[t if A.shape[0] > 1 else 0], Q[t if Q.shape[0] > 1 else 0]
+            L = _cholesky(pred_covs[t + 1], t + 1)
+            gain_t = _triangular_solve(L.T, _triangular_solve(L, A_t @ filt_covs[t]))  # J^T = P_pred[t+1]^-1 A P_f[t]
+            IJA = eye - gain_t.T @ A_t
+            base = IJA @ filt_covs[t] @ IJA.T + gain_t.T @ Q_t @ gain_t
+            sm_means[t] = filt_means[t] + gain_t.T @ (sm_means[t + 1] - pred_means[t + 1])
+            pair_covs[t + 1] = sm_covs[t + 1] @ gain_t
+            P = base + gain_t.T @ pair_covs[t + 1]
+            sm_covs[t] = 0.5 * (P + P.T)
+    return sm_means, sm_covs, pair_covs
+
+
 # --------------------------------------------------------------------------- public wrappers
 def _time_axis(value, name, T, tail):
     array = np.ascontiguousarray(value, dtype=np.float64)
@@ -561,7 +648,13 @@ def _prepare(X, offsets, A, b, Q, H, d, R, mu0, P0):
 
 
 def _run_filter(args):
-    *out, failed = _filter(*args)
+    if args[0].shape[0] <= _NUMPY_MAX_ROWS:
+        try:
+            out, failed = _numpy_filter(*args), 0
+        except _NotPositiveDefinite as error:
+            failed = error.args[0]
+    else:
+        *out, failed = _filter(*args)
     if failed:
         raise np.linalg.LinAlgError(
             f"the innovation covariance at row {failed - 1} is not positive definite "
@@ -625,10 +718,15 @@ def kalman_smoother(X, offsets, A, b, Q, H, d, R, mu0, P0):
     """
     args = _prepare(X, offsets, A, b, Q, H, d, R, mu0, P0)
     filtered = _run_filter(args)
-    sm_means, sm_covs, pair_covs, failed = _smooth(
-        args[1], args[2], args[4], filtered.predicted_means, filtered.predicted_covariances,
-        filtered.filtered_means, filtered.filtered_covariances, filtered.steady,
-    )
+    moments = (filtered.predicted_means, filtered.predicted_covariances, filtered.filtered_means,
+               filtered.filtered_covariances)
+    if args[0].shape[0] <= _NUMPY_MAX_ROWS:
+        try:
+            (sm_means, sm_covs, pair_covs), failed = _numpy_smooth(args[1], args[2], args[4], *moments), 0
+        except _NotPositiveDefinite as error:
+            failed = error.args[0]
+    else:
+        sm_means, sm_covs, pair_covs, failed = _smooth(args[1], args[2], args[4], *moments, filtered.steady)
     if failed:
         raise np.linalg.LinAlgError(
             f"the predicted state covariance at row {failed - 1} is not positive definite "
