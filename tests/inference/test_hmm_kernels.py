@@ -13,10 +13,13 @@ from emkit._inference._jit import specialized
 @pytest.fixture(autouse=True, params=["compiled", "numpy"])
 def implementation(request, monkeypatch):
     """Run every test through the compiled kernels and through the numpy path for small inputs."""
-    if request.param == "numpy" and request.node.get_closest_marker("compiled_only"):
-        pytest.skip("too long for the numpy path")
     monkeypatch.setattr(kernels, "_NUMPY_MAX_ROWS", -1 if request.param == "compiled" else 10**9)
     return request.param
+
+
+def _compiled_only(implementation):
+    if implementation == "numpy":
+        pytest.skip("tests the compiled kernels only (too long or shortcuts the numpy path does not take)")
 
 
 def _random_model(K, T, rng, scale=3.0):
@@ -111,8 +114,8 @@ def test_many_sequences_equal_one_call_per_sequence():
     np.testing.assert_allclose(joint.start_sum, start, atol=1e-13)
 
 
-@pytest.mark.compiled_only
-def test_long_sequence_stays_finite():
+def test_long_sequence_stays_finite(implementation):
+    _compiled_only(implementation)
     rng = np.random.RandomState(6)
     T = 1_000_000
     startprob, transmat, _ = _random_model(3, 1, rng)

@@ -11,10 +11,13 @@ from emkit._inference.lgssm import kalman_filter, kalman_smoother
 @pytest.fixture(autouse=True, params=["compiled", "numpy"])
 def implementation(request, monkeypatch):
     """Run every test through the compiled kernels and through the numpy path for small inputs."""
-    if request.param == "numpy" and request.node.get_closest_marker("compiled_only"):
-        pytest.skip("tests the compiled kernels only")
     monkeypatch.setattr(lgssm, "_NUMPY_MAX_ROWS", -1 if request.param == "compiled" else 10**9)
     return request.param
+
+
+def _compiled_only(implementation):
+    if implementation == "numpy":
+        pytest.skip("tests the compiled kernels only (too long or shortcuts the numpy path does not take)")
 
 
 def random_model(rng, n, m, T=1):
@@ -163,9 +166,9 @@ def test_many_sequences_equal_separate_runs():
     assert together.log_likelihood == pytest.approx(total, rel=1e-12)
 
 
-@pytest.mark.compiled_only
 @pytest.mark.parametrize("time_varying", [False, True])
-def test_numpy_path_equals_compiled_path(time_varying, monkeypatch):
+def test_numpy_path_equals_compiled_path(time_varying, monkeypatch, implementation):
+    _compiled_only(implementation)
     rng = np.random.RandomState(7)
     params = random_model(rng, 3, 2, 150 if time_varying else 1)
     lengths = [60, 1, 40, 49]
@@ -201,8 +204,8 @@ def test_not_positive_definite_names_the_row(smoother):
             kalman_filter(X, [0, 6], A, b, Q, H, d, R, mu0, P0)
 
 
-@pytest.mark.compiled_only
-def test_compiled_equals_python():
+def test_compiled_equals_python(implementation):
+    _compiled_only(implementation)
     rng = np.random.RandomState(2)
     params = random_model(rng, 3, 2)
     X = simulate(rng, 40, *params)
@@ -220,8 +223,8 @@ def test_compiled_equals_python():
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.compiled_only
-def test_steady_state_shortcut_is_exact():
+def test_steady_state_shortcut_is_exact(implementation):
+    _compiled_only(implementation)
     """Time-invariant parameters take the steady-state path; a time-axis copy of them does not."""
     rng = np.random.RandomState(3)
     A, b, Q, H, d, R, mu0, P0 = random_model(rng, 3, 4)
@@ -239,8 +242,8 @@ def test_steady_state_shortcut_is_exact():
         np.testing.assert_allclose(getattr(fast, name), getattr(slow, name), rtol=1e-9, atol=1e-11)
 
 
-@pytest.mark.compiled_only
-def test_complete_sequences_share_one_covariance_recursion():
+def test_complete_sequences_share_one_covariance_recursion(implementation):
+    _compiled_only(implementation)
     """Complete sequences copy the recursion of earlier ones; the result equals computing each afresh."""
     rng = np.random.RandomState(6)
     A, b, Q, H, d, R, mu0, P0 = random_model(rng, 3, 2)
@@ -262,8 +265,8 @@ def test_complete_sequences_share_one_covariance_recursion():
                           fast.filtered_covariances[offsets[1]:offsets[1] + 40])
 
 
-@pytest.mark.compiled_only
-def test_long_series_stays_symmetric_positive_definite():
+def test_long_series_stays_symmetric_positive_definite(implementation):
+    _compiled_only(implementation)
     """Ill-conditioned model (tiny R, nearly unit-root A) over a long series with gaps."""
     rng = np.random.RandomState(4)
     n, m, T = 3, 2, 20000
