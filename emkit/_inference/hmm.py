@@ -27,7 +27,9 @@ program that only uses 3 states therefore compiles only that.
 Small inputs. Calls with at most ``_NUMPY_MAX_ROWS`` rows in all run the same
 recursions written with numpy, one vector operation per time step, and never
 touch the compiler: a first fit on a small data set answers at once instead
-of waiting seconds for a compilation. Which implementation runs depends on
+of waiting seconds for a compilation. The price is speed once compiled code
+exists: at 200 rows a numpy forward-backward takes ~4 ms against ~0.05 ms, so
+a 100-iteration fit of that size spends ~0.4 s in it instead of ~0.01 s. Which implementation runs depends on
 the input's size alone, never on what happens to be compiled, so a result
 never depends on the history of the process; the two agree to round-off
 (tests compare both with brute force and with each other).
