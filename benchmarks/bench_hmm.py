@@ -11,6 +11,11 @@ library does the same arithmetic):
 - the same on 1,000 sequences of 100 steps;
 - CategoricalHMM, 6 states, 20 symbols, one sequence of 200,000 steps.
 
+``--grid`` runs instead a grid of state counts (K = 2, 3, 4, 8, 20, 50; the
+same diag GaussianHMM, D = 4) on one sequence of 20,000 steps and on 200
+sequences of 100, with ``--grid-iter`` EM iterations (default 5), and prints
+one table of times and ratios.
+
 Each: 10 EM iterations (``max_iter=10, tol=0`` / ``n_iter=10``), one ``score``
 and one ``predict``. emkit evaluates the objective once more than hmmlearn
 (at the start and after every M-step), which the per-iteration figure
@@ -50,9 +55,9 @@ def _sample_states(startprob, transmat, n, rng):
     return z
 
 
-def gaussian_workload(lengths, seed=0):
+def gaussian_workload(lengths, seed=0, K=8):
     rng = np.random.RandomState(seed)
-    K, D = 8, 4
+    D = 4
     sp, tm = _chain(K, rng)
     means = rng.normal(scale=2.0, size=(K, D))
     X = np.concatenate([rng.normal(size=(n, D)) + means[_sample_states(sp, tm, n, rng)] for n in lengths])
@@ -109,7 +114,7 @@ def _time(fn, cpu):
     return clock() - t0, out
 
 
-def run(name, workload, repeats, cpu=False):
+def run(name, workload, repeats, cpu=False, quiet=False):
     X, lengths, ours, theirs = workload
     contenders = {
         "emkit": (ours, lambda m: m.fit(X, lengths=lengths), lambda m: m.score(X, lengths=lengths) * len(X),
@@ -137,6 +142,9 @@ def run(name, workload, repeats, cpu=False):
             times[key]["predict"].append(t_pred)
             logliks[key] = total
     med = {key: {k: float(np.median(v)) for k, v in t.items()} for key, t in times.items()}
+    med["loglik_rel_diff"] = abs(logliks["emkit"] - logliks["hmmlearn-log"]) / abs(logliks["hmmlearn-log"])
+    if quiet:
+        return med
     clock = "CPU time of the process" if cpu else "wall time"
     print(f"\n## {name}  (n_samples={len(X)}, n_sequences={len(lengths)}, {repeats} repeats, medians of {clock})")
     print(f"{'':18s} {'s/iter':>9s} {'score s':>9s} {'predict s':>9s}   log-likelihood after fit")
@@ -152,16 +160,38 @@ def run(name, workload, repeats, cpu=False):
     return med
 
 
+def grid(repeats, cpu, n_iter):
+    """K = 2 .. 50 on one long sequence and on many short ones; one line per shape."""
+    global N_ITER
+    N_ITER = n_iter
+    print(f"\n## grid: GaussianHMM diag, D=4, {n_iter} EM iterations, {repeats} repeats, medians "
+          f"({'CPU time' if cpu else 'wall time'}); ratio = hmmlearn-scaling / emkit (higher: emkit faster)")
+    print(f"{'K':>3s} {'sequences':>12s} {'emkit s/iter':>12s} {'hl-scal s/iter':>14s} {'ratio':>6s} "
+          f"{'score ratio':>11s} {'predict ratio':>13s} {'ratio vs hl-log':>15s} {'rel. loglik diff':>16s}")
+    for K in (2, 3, 4, 8, 20, 50):
+        for label, lengths in (("1 x 20,000", [20_000]), ("200 x 100", [100] * 200)):
+            med = run("", gaussian_workload(lengths, seed=K, K=K), repeats, cpu, quiet=True)
+            ours, scal, log = med["emkit"], med["hmmlearn-scaling"], med["hmmlearn-log"]
+            print(f"{K:3d} {label:>12s} {ours['fit']:12.5f} {scal['fit']:14.5f} {scal['fit'] / ours['fit']:6.2f} "
+                  f"{scal['score'] / ours['score']:11.2f} {scal['predict'] / ours['predict']:13.2f} "
+                  f"{log['fit'] / ours['fit']:15.2f} {med['loglik_rel_diff']:16.1e}", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cpu", action="store_true",
                         help="time with the process's CPU time instead of wall time (steadier on a busy machine)")
+    parser.add_argument("--grid", action="store_true", help="the grid of state counts and shapes instead")
+    parser.add_argument("--grid-iter", type=int, default=5, help="EM iterations per fit in the grid")
     args = parser.parse_args()
     logging.getLogger("hmmlearn").setLevel(logging.ERROR)
     warnings.simplefilter("ignore")
     print(f"python {platform.python_version()}, {platform.processor() or platform.machine()}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    if args.grid:
+        grid(args.repeats, args.cpu, args.grid_iter)
+        return
     run("GaussianHMM diag, K=8, D=4, one sequence of 100,000", gaussian_workload([100_000]), args.repeats, args.cpu)
     run("GaussianHMM diag, K=8, D=4, 1,000 sequences of 100", gaussian_workload([100] * 1000), args.repeats,
         args.cpu)

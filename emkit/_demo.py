@@ -9,6 +9,7 @@ classic animation of EM) to the output folder.
 
 import argparse
 import os
+import sys
 
 import numpy as np
 
@@ -114,13 +115,34 @@ def _responsibilities(params, X):
     return np.exp(log_normalize(_log_joint(params, X))[0])
 
 
+DESCRIPTION = (
+    "Fit a 2-D Gaussian mixture with EM from a deliberately poor start, print the mean log-likelihood after "
+    "every iteration, and draw the fit (emkit_demo.png, a grid of snapshots, and emkit_demo.gif, an animation "
+    "of EM). Drawing needs matplotlib: install emkit[demo], or pass --no-plot."
+)
+
+
+def _matplotlib_missing():
+    """The message to print when matplotlib cannot be imported, else None."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return "python -m emkit demo: matplotlib is not installed; install emkit[demo], or pass --no-plot"
+    return None
+
+
 def main(argv=None):
-    """Entry point of ``python -m emkit``."""
-    parser = argparse.ArgumentParser(prog="python -m emkit", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["demo"], help="what to run")
-    parser.add_argument("--outdir", default=".", help="folder for emkit_demo.png and emkit_demo.gif")
-    parser.add_argument("--no-plot", action="store_true", help="print only, draw nothing")
+    """Entry point of ``python -m emkit``; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m emkit", description=DESCRIPTION)
+    parser.add_argument("command", choices=["demo"], help="what to run (demo: the EM demo above)")
+    parser.add_argument("--outdir", default=".", help="folder for emkit_demo.png and emkit_demo.gif (default: .)")
+    parser.add_argument("--no-plot", action="store_true", help="print the EM run only, draw nothing")
     args = parser.parse_args(argv)
+    if not args.no_plot:
+        message = _matplotlib_missing()
+        if message is not None:
+            print(message, file=sys.stderr)
+            return 1
     X, _ = make_data()
     model = fit_demo(X)
     if not args.no_plot:

@@ -147,7 +147,8 @@ UNWRITABLE_LOCATOR = textwrap.dedent(
     """
 )
 
-# Imports emkit with debug logging, runs one HMM and one Kalman kernel, prints the log records.
+# Imports emkit with debug logging, runs one HMM and one Kalman kernel, prints the log records. The inputs have
+# more rows than the kernels' numpy path for small inputs takes, so that the compiled kernels run.
 RUN_KERNELS = textwrap.dedent(
     """
     import logging
@@ -159,10 +160,10 @@ RUN_KERNELS = textwrap.dedent(
     logging.getLogger("emkit").setLevel(logging.DEBUG)
     from emkit._inference.hmm import viterbi
     from emkit._inference.lgssm import kalman_filter
-    result = viterbi(np.log([0.5, 0.5]), np.log([[0.9, 0.1], [0.2, 0.8]]), np.zeros((4, 2)))
-    assert result.states.shape == (4,)
+    result = viterbi(np.log([0.5, 0.5]), np.log([[0.9, 0.1], [0.2, 0.8]]), np.zeros((1000, 2)))
+    assert result.states.shape == (1000,)
     one = np.ones((1, 1, 1))
-    filtered = kalman_filter(np.ones((3, 1)), [0, 3], one, np.zeros((1, 1)), one, one, np.zeros((1, 1)), one,
+    filtered = kalman_filter(np.ones((1000, 1)), [0, 1000], one, np.zeros((1, 1)), one, one, np.zeros((1, 1)), one,
                              np.zeros(1), np.eye(1))
     assert np.isfinite(filtered.log_likelihood)
     for record in records:

@@ -14,22 +14,22 @@ when it first saves compiled code, depending on its version. :func:`jit` then
 compiles in memory instead, and says so once through the ``logging`` module
 (logger ``emkit._inference._jit``, level DEBUG).
 
-:func:`literally` marks an integer argument as a compile-time constant (the
-function is then compiled once per value it is called with from compiled
-code), and ``jit(inline=True)`` inlines a helper into its callers, so a loop
-bound that is a constant in the caller becomes a constant in the helper's
-loops too (fully unrolled small loops for a fixed number of states).
+``jit(inline=True)`` inlines a helper into its callers, so a loop bound that
+is a constant in the caller becomes a constant in the helper's loops too.
+:func:`specialized` is the one dispatcher from Python to compiled code: it
+compiles a kernel only for the argument types (and, for small state counts,
+the constant ``n_components``) a call needs, when the call first needs them,
+and then calls the machine code directly.
 """
 
 import logging
 import threading
 
 import numba
+from numba.core import types
 from numba.core.caching import NullCache
 
-__all__ = ["jit", "literally"]
-
-literally = numba.literally
+__all__ = ["jit", "specialized"]
 
 _logger = logging.getLogger(__name__)
 _no_cache_noted = threading.Event()
@@ -123,3 +123,41 @@ def jit(function=None, *, inline=False, reassociate=False):
     if function is None:
         return lambda function: _compile(function, options)
     return _compile(function, options)
+
+
+_entries = {}  # (kernel, constant or None) -> compiled entry point
+
+
+def specialized(kernel, args, constant=False):
+    """The compiled entry point of ``kernel`` for ``args``, compiled (or loaded from the cache) on first use.
+
+    Parameters
+    ----------
+    kernel : numba dispatcher
+        A function decorated with :func:`jit`.
+    args : tuple
+        The arguments of the call. Their types must not change from call to
+        call (the public wrappers fix dtype, dimension and contiguity).
+    constant : bool, default=False
+        Compile the last argument, an integer, as a compile-time constant:
+        machine code specialised for that value (constant loop bounds, which
+        LLVM unrolls), compiled once per value the program uses. Otherwise one
+        machine code serves every value.
+
+    Returns
+    -------
+    entry : callable
+        Call it with ``args``. Calling the entry point directly skips numba's
+        per-call type dispatch, which for a constant argument would otherwise
+        redo type inference on every call.
+    """
+    key = (kernel, args[-1] if constant else None)
+    entry = _entries.get(key)
+    if entry is None:
+        if not hasattr(kernel, "compile"):  # NUMBA_DISABLE_JIT=1: plain Python
+            return kernel
+        signature = [numba.typeof(arg) for arg in args]
+        if constant:
+            signature[-1] = types.IntegerLiteral(int(args[-1]))
+        entry = _entries[key] = kernel.compile(tuple(signature))
+    return entry

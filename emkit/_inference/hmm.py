@@ -18,6 +18,22 @@ predicted state weights.
 Viterbi is max-plus in log space, with ``-inf`` allowed for forbidden starts
 and transitions.
 
+Compilation. Each kernel is one compiled function that takes the number of
+states as its last argument; :func:`._jit.specialized` compiles it, on first
+use, for the state count at hand as a compile-time constant when it is small
+(2 to 8: unrolled loops, markedly faster) and once for all larger counts. A
+program that only uses 3 states therefore compiles only that.
+
+Small inputs. Calls with at most ``_NUMPY_MAX_ROWS`` rows in all run the same
+recursions written with numpy, one vector operation per time step, and never
+touch the compiler: a first fit on a small data set answers at once instead
+of waiting seconds for a compilation. The price is speed once compiled code
+exists: at 200 rows a numpy forward-backward takes ~4 ms against ~0.05 ms, so
+a 100-iteration fit of that size spends ~0.4 s in it instead of ~0.01 s. Which implementation runs depends on
+the input's size alone, never on what happens to be compiled, so a result
+never depends on the history of the process; the two agree to round-off
+(tests compare both with brute force and with each other).
+
 Notation, for one sequence of length ``T`` and ``K`` states, with ``A`` the
 transition matrix and ``a[t]``, ``b[t]`` the forward and backward messages up to
 positive factors:
@@ -33,11 +49,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._jit import jit, literally
+from ._jit import jit, specialized
 
 _UNDERFLOW = 1e-290  # a step's sum below this would lose precision: redo it in log space
 _RESCALE = 1e-150  # lazily normalised messages are rescaled when they fall below this
-_FIXED_SIZES = (2, 3, 4, 5, 6, 7, 8)  # state counts compiled with constant loop bounds (about 2x faster)
+_FIXED_SIZES = range(2, 9)  # state counts compiled with constant loop bounds (unrolled loops)
+_NUMPY_MAX_ROWS = 200  # calls with at most this many rows run in numpy (see "Small inputs" above)
 _RESCALE_UP = 1.0  # backward messages never exceed 1 except after a log-space step (frames up to e^700)
 
 __all__ = [
@@ -171,7 +188,8 @@ def _forward_pass(startprob, transmat_t, log_frameprob, from_log, begin, end, al
     ``log p(x_t | x_<t) = shifts[t] + log(ratio[t])``. A step whose sum
     underflows is redone in log space (from ``log_frameprob`` when
     ``from_log``, else from ``log(frame)``), updating ``frame[t]`` and
-    ``shifts[t]``. Returns False if the sequence is impossible.
+    ``shifts[t]``. Returns False if the sequence is impossible; its rows
+    ``alpha[begin:end]`` are then zero.
     Inlined into its callers, so that ``n_components`` can be a compile-time
     constant there.
     """
@@ -199,8 +217,10 @@ def _forward_pass(startprob, transmat_t, log_frameprob, from_log, begin, end, al
                     shifts[r] = -np.inf
                     ratio[r] = 1.0
                     for k in range(n_components):
-                        alpha[r, k] = 0.0
                         frame[r, k] = 0.0
+                for r in range(begin, end):
+                    for k in range(n_components):
+                        alpha[r, k] = 0.0
                 return False
         ratio[t] = total / fed
         shifts[t] = shift
@@ -226,62 +246,22 @@ def _normalize_rows(a, begin, end):
                 a[t, k] *= inv
 
 
-@jit(inline=True)
-def _forward_sequence(startprob, transmat_t, log_frameprob, from_log, begin, end, filtered, frame, ratio, shifts,
-                      normalize, n_components):
-    _forward_pass(
-        startprob, transmat_t, log_frameprob, from_log, begin, end, filtered, frame, ratio, shifts, n_components
-    )
-    if normalize:
-        _normalize_rows(filtered, begin, end)
-
-
 @jit
-def _forward_sequence_fixed(startprob, transmat_t, log_frameprob, from_log, begin, end, filtered, frame, ratio,
-                            shifts, normalize, n_components):
-    literally(n_components)
-    _forward_sequence(
-        startprob, transmat_t, log_frameprob, from_log, begin, end, filtered, frame, ratio, shifts, normalize,
-        n_components,
-    )
+def _forward_kernel(startprob, transmat_t, log_frameprob, frame, shifts, from_log, offsets, normalize, filtered, ratio,
+                    n_components):
+    """Forward pass over every sequence; writes ``filtered``, ``ratio`` and ``shifts`` (see :func:`_forward_pass`)."""
+    for s in range(offsets.shape[0] - 1):
+        begin, end = offsets[s], offsets[s + 1]
+        _forward_pass(
+            startprob, transmat_t, log_frameprob, from_log, begin, end, filtered, frame, ratio, shifts, n_components
+        )
+        if normalize:
+            _normalize_rows(filtered, begin, end)
 
 
-@jit
-def _forward_sequence_any(startprob, transmat_t, log_frameprob, from_log, begin, end, filtered, frame, ratio,
-                          shifts, normalize, n_components):
-    _forward_sequence(
-        startprob, transmat_t, log_frameprob, from_log, begin, end, filtered, frame, ratio, shifts, normalize,
-        n_components,
-    )
-
-
-@jit
-def _forward_kernel(startprob, transmat, log_frameprob, frame, shifts, from_log, offsets, normalize):
-    n_samples, n_components = frame.shape
-    n_sequences = offsets.shape[0] - 1
-    transmat_t = np.ascontiguousarray(transmat.T)
-    filtered = np.empty((n_samples, n_components))
-    ratio = np.empty(n_samples)
-    for s in range(n_sequences):
-        b, e = offsets[s], offsets[s + 1]
-        # compiled once per small state count, with constant loop bounds (see _FIXED_SIZES)
-        if n_components == 2:
-            _forward_sequence_fixed(startprob, transmat_t, log_frameprob, from_log, b, e, filtered, frame, ratio, shifts, normalize, 2)
-        elif n_components == 3:
-            _forward_sequence_fixed(startprob, transmat_t, log_frameprob, from_log, b, e, filtered, frame, ratio, shifts, normalize, 3)
-        elif n_components == 4:
-            _forward_sequence_fixed(startprob, transmat_t, log_frameprob, from_log, b, e, filtered, frame, ratio, shifts, normalize, 4)
-        elif n_components == 5:
-            _forward_sequence_fixed(startprob, transmat_t, log_frameprob, from_log, b, e, filtered, frame, ratio, shifts, normalize, 5)
-        elif n_components == 6:
-            _forward_sequence_fixed(startprob, transmat_t, log_frameprob, from_log, b, e, filtered, frame, ratio, shifts, normalize, 6)
-        elif n_components == 7:
-            _forward_sequence_fixed(startprob, transmat_t, log_frameprob, from_log, b, e, filtered, frame, ratio, shifts, normalize, 7)
-        elif n_components == 8:
-            _forward_sequence_fixed(startprob, transmat_t, log_frameprob, from_log, b, e, filtered, frame, ratio, shifts, normalize, 8)
-        else:
-            _forward_sequence_any(startprob, transmat_t, log_frameprob, from_log, b, e, filtered, frame, ratio, shifts, normalize, n_components)
-    return filtered, ratio, shifts
+def _run(kernel, *args):
+    """Call a compiled kernel through the one dispatcher; the last argument is ``n_components``."""
+    specialized(kernel, args, constant=args[-1] in _FIXED_SIZES)(*args)
 
 
 def _log_steps(ratio, shifts, offsets):
@@ -323,10 +303,100 @@ def _frames(log_frameprob, frameprob, overwrite):
     log_frameprob = np.ascontiguousarray(log_frameprob, dtype=np.float64)
     if log_frameprob.ndim != 2:
         raise ValueError(f"log_frameprob must be 2-D, got shape {log_frameprob.shape}.")
-    shifts = _row_max(log_frameprob)
+    if log_frameprob.shape[0] <= _NUMPY_MAX_ROWS:
+        shifts = np.max(log_frameprob, axis=1) if log_frameprob.size else np.zeros(log_frameprob.shape[0])
+        shifts[~(shifts > -np.inf)] = 0.0  # an all -inf row gives zero frames (impossible step)
+    else:
+        shifts = _row_max(log_frameprob)
     frame = np.subtract(log_frameprob, shifts[:, np.newaxis])
     np.exp(frame, out=frame)
     return log_frameprob, frame, shifts, True
+
+
+# ------------------------------------------------------------- small inputs in numpy
+def _numpy_log_space_step(predicted, log_frameprob, frame, shift, from_log, t):
+    """:func:`_log_space_step` for the numpy path: rewrites ``frame[t]``; returns ``(p, total, new_shift)``."""
+    with np.errstate(divide="ignore"):
+        lf = log_frameprob[t] if from_log else np.log(frame[t]) + shift
+        log_predicted = np.log(predicted)
+    reachable = predicted > 0.0
+    best = np.max(np.where(reachable, log_predicted + lf, -np.inf))
+    if not best > -np.inf:
+        return predicted, 0.0, best
+    # unreachable states (predicted 0) never matter; keep their frames <= 1
+    frame[t] = np.exp(np.minimum(lf - best, np.where(reachable, 700.0, 0.0)))
+    p = predicted * frame[t]
+    return p, p.sum(), best
+
+
+def _numpy_forward(startprob, transmat, log_frameprob, frame, shifts, from_log, offsets):
+    """Forward recursion in numpy, normalised at every step; returns ``(filtered, log_step, possible)``.
+
+    Rewrites ``frame`` where a step is redone in log space, like the kernel.
+    """
+    filtered = np.zeros(frame.shape)
+    log_step = np.empty(frame.shape[0])
+    possible = np.ones(offsets.shape[0] - 1, dtype=bool)
+    for s in range(offsets.shape[0] - 1):
+        begin, end = offsets[s], offsets[s + 1]
+        for t in range(begin, end):
+            predicted = startprob if t == begin else filtered[t - 1] @ transmat
+            p = predicted * frame[t]
+            total, shift = p.sum(), shifts[t]
+            if not total >= _UNDERFLOW:
+                p, total, shift = _numpy_log_space_step(predicted, log_frameprob, frame, shift, from_log, t)
+                if not total > 0.0:  # x_t is impossible under the model
+                    filtered[begin:end] = 0.0
+                    frame[t:end] = 0.0
+                    log_step[t:end] = -np.inf
+                    possible[s] = False
+                    break
+            filtered[t] = p / total
+            log_step[t] = shift + np.log(total)
+    return filtered, log_step, possible
+
+
+def _numpy_backward(transmat, frame, offsets, filtered, possible, compute_xi):
+    """Backward recursion in numpy from the normalised filtered probabilities; returns ``(posteriors, outer)``."""
+    posteriors = np.zeros(frame.shape)
+    n_components = frame.shape[1]
+    outer = np.zeros((n_components, n_components))
+    weighted = np.zeros(frame.shape)  # frame[t] * beta[t], the backward message fed from step t
+    scaled = np.zeros(frame.shape)  # filtered[t] / norm_t
+    for s in np.flatnonzero(possible):
+        begin, end = offsets[s], offsets[s + 1]
+        posteriors[end - 1] = filtered[end - 1]
+        beta = np.ones(n_components)
+        for t in range(end - 2, begin - 1, -1):
+            weighted[t + 1] = frame[t + 1] * beta
+            beta = transmat @ weighted[t + 1]
+            joint = filtered[t] * beta
+            norm = joint.sum()
+            posteriors[t] = joint / norm
+            scaled[t] = filtered[t] / norm
+            beta /= beta.max()
+        if compute_xi and end - begin > 1:
+            outer += scaled[begin:end - 1].T @ weighted[begin + 1:end]
+    return posteriors, outer
+
+
+def _numpy_viterbi(log_startprob, log_transmat, log_frameprob, offsets):
+    """Viterbi in numpy, one vector operation per step; same ties (lowest state index) as the kernel."""
+    delta = np.empty(log_frameprob.shape)
+    states = np.empty(log_frameprob.shape[0], dtype=np.int64)
+    log_prob = np.empty(offsets.shape[0] - 1)
+    for s in range(offsets.shape[0] - 1):
+        begin, end = offsets[s], offsets[s + 1]
+        delta[begin] = log_startprob + log_frameprob[begin]
+        for t in range(begin + 1, end):
+            delta[t] = np.max(delta[t - 1][:, np.newaxis] + log_transmat, axis=0) + log_frameprob[t]
+        arg = int(np.argmax(delta[end - 1]))
+        log_prob[s] = delta[end - 1, arg]
+        states[end - 1] = arg
+        for t in range(end - 1, begin, -1):
+            arg = int(np.argmax(delta[t - 1] + log_transmat[:, arg]))
+            states[t - 1] = arg
+    return log_prob, states
 
 
 def forward(
@@ -369,20 +439,52 @@ def forward(
     """
     log_frameprob, frame, shifts, from_log = _frames(log_frameprob, frameprob, overwrite_frameprob)
     startprob, transmat, _, offsets = _check_inputs(startprob, transmat, frame, offsets)
-    filtered, ratio, shifts = _forward_kernel(
-        startprob, transmat, log_frameprob, frame, shifts, from_log, offsets, bool(compute_filtered)
-    )
+    n_samples, n_components = frame.shape
+    if n_samples <= _NUMPY_MAX_ROWS:
+        filtered, log_step, _ = _numpy_forward(startprob, transmat, log_frameprob, frame, shifts, from_log, offsets)
+        return ForwardResult(np.add.reduceat(log_step, offsets[:-1]), filtered, log_step)
+    filtered = np.empty((n_samples, n_components))
+    ratio = np.empty(n_samples)
+    _run(_forward_kernel, startprob, np.ascontiguousarray(transmat.T), log_frameprob, frame, shifts, from_log, offsets,
+         bool(compute_filtered), filtered, ratio, n_components)
     log_step, log_likelihood = _log_steps(ratio, shifts, offsets)
     return ForwardResult(log_likelihood, filtered, log_step)
 
 
 # -------------------------------------------------------- forward-backward pass
+@jit
+def _renormalize_step(posteriors, t, alpha_t, new_beta, weighted, largest):
+    """Redo backward step ``t`` whose ``sum(alpha_t * beta_t)`` underflowed; returns the new sum.
+
+    Both messages are normalised lazily, so each may be as small as
+    ``_RESCALE`` and their product can underflow. Normalising ``alpha_t`` to
+    sum one and ``beta_t`` (with ``weighted``, which it is linear in) to a
+    largest entry of one leaves the posteriors and ``xi`` unchanged. Kept out
+    of the hot loop.
+    """
+    total = 0.0
+    for k in range(alpha_t.shape[0]):
+        total += alpha_t[k]
+    inv_total = 1.0 / total
+    inv_largest = 1.0 / largest
+    norm = 0.0
+    for k in range(alpha_t.shape[0]):
+        alpha_t[k] *= inv_total
+        new_beta[k] *= inv_largest
+        weighted[k] *= inv_largest
+        g = alpha_t[k] * new_beta[k]
+        posteriors[t, k] = g
+        norm += g
+    return norm
+
+
 @jit(inline=True)
 def _forward_backward_sequence(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, begin, end,
-                               posteriors, ratio, compute_xi, outer, n_components):
+                               posteriors, ratio, compute_xi, outer, work, n_components):
     """Forward then backward pass over rows begin:end; smoothed posteriors land in ``posteriors``.
 
-    Adds this sequence's ``sum_t alpha_t,i weighted_t+1,j / norm_t`` to ``outer``.
+    Adds this sequence's ``sum_t alpha_t,i weighted_t+1,j / norm_t`` to
+    ``outer``. ``work`` is a scratch array of shape (4, n_components).
     """
     possible = _forward_pass(
         startprob, transmat_t, log_frameprob, from_log, begin, end, posteriors, frame, ratio, shifts, n_components
@@ -390,10 +492,9 @@ def _forward_backward_sequence(startprob, transmat, transmat_t, log_frameprob, f
     if not possible:
         return  # posteriors of an impossible sequence are left at zero
     _normalize_rows(posteriors, end - 1, end)  # last step: smoothed = filtered
-    beta = np.ones(n_components)
-    new_beta = np.empty(n_components)
-    weighted = np.empty(n_components)
-    alpha_t = np.empty(n_components)
+    beta, new_beta, weighted, alpha_t = work[0], work[1], work[2], work[3]
+    for k in range(n_components):
+        beta[k] = 1.0
     for t in range(end - 2, begin - 1, -1):
         # unnormalised backward message: beta_t = A (frame_t+1 * beta_t+1), rescaled only when tiny
         for j in range(n_components):
@@ -411,6 +512,9 @@ def _forward_backward_sequence(startprob, transmat, transmat_t, log_frameprob, f
             g = a * acc
             posteriors[t, i] = g
             norm += g
+        if not norm >= _UNDERFLOW:
+            norm = _renormalize_step(posteriors, t, alpha_t, new_beta, weighted, largest)
+            largest = 1.0
         inv_norm = 1.0 / norm
         for k in range(n_components):
             posteriors[t, k] *= inv_norm
@@ -430,57 +534,22 @@ def _forward_backward_sequence(startprob, transmat, transmat_t, log_frameprob, f
 
 
 @jit
-def _forward_backward_fixed(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, begin, end,
-                            posteriors, ratio, compute_xi, outer, n_components):
-    literally(n_components)
-    _forward_backward_sequence(
-        startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, begin, end, posteriors, ratio,
-        compute_xi, outer, n_components,
-    )
+def _forward_backward_kernel(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, offsets,
+                             compute_xi, posteriors, ratio, start_sum, outer, work, n_components):
+    """Forward-backward over every sequence.
 
-
-@jit
-def _forward_backward_any(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, begin, end,
-                          posteriors, ratio, compute_xi, outer, n_components):
-    _forward_backward_sequence(
-        startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, begin, end, posteriors, ratio,
-        compute_xi, outer, n_components,
-    )
-
-
-@jit
-def _forward_backward_kernel(startprob, transmat, log_frameprob, frame, shifts, from_log, offsets, compute_xi):
-    n_samples, n_components = frame.shape
-    n_sequences = offsets.shape[0] - 1
-    transmat_t = np.ascontiguousarray(transmat.T)
-    posteriors = np.empty((n_samples, n_components))  # holds alpha, then smoothed posteriors
-    ratio = np.empty(n_samples)
-    start_sum = np.zeros(n_components)
-    # outer[i, j] = sum_t alpha[t, i] * weighted[t + 1, j] / norm_t; xi_sum = transmat * outer
-    outer = np.zeros((n_components, n_components))
-    for s in range(n_sequences):
-        b, e = offsets[s], offsets[s + 1]
-        # compiled once per small state count, with constant loop bounds (see _FIXED_SIZES)
-        if n_components == 2:
-            _forward_backward_fixed(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, b, e, posteriors, ratio, compute_xi, outer, 2)
-        elif n_components == 3:
-            _forward_backward_fixed(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, b, e, posteriors, ratio, compute_xi, outer, 3)
-        elif n_components == 4:
-            _forward_backward_fixed(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, b, e, posteriors, ratio, compute_xi, outer, 4)
-        elif n_components == 5:
-            _forward_backward_fixed(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, b, e, posteriors, ratio, compute_xi, outer, 5)
-        elif n_components == 6:
-            _forward_backward_fixed(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, b, e, posteriors, ratio, compute_xi, outer, 6)
-        elif n_components == 7:
-            _forward_backward_fixed(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, b, e, posteriors, ratio, compute_xi, outer, 7)
-        elif n_components == 8:
-            _forward_backward_fixed(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, b, e, posteriors, ratio, compute_xi, outer, 8)
-        else:
-            _forward_backward_any(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, b, e, posteriors, ratio, compute_xi, outer, n_components)
+    Writes ``posteriors``, ``ratio`` and ``shifts``; adds the first steps'
+    posteriors to ``start_sum`` and ``sum_t alpha_t,i weighted_t+1,j / norm_t``
+    to ``outer`` (so that ``xi_sum = transmat * outer``).
+    """
+    for s in range(offsets.shape[0] - 1):
+        begin, end = offsets[s], offsets[s + 1]
+        _forward_backward_sequence(
+            startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, begin, end, posteriors, ratio,
+            compute_xi, outer, work, n_components,
+        )
         for k in range(n_components):
-            start_sum[k] += posteriors[b, k]
-    xi_sum = transmat * outer
-    return posteriors, start_sum, xi_sum, ratio, shifts
+            start_sum[k] += posteriors[begin, k]
 
 
 def forward_backward(
@@ -514,11 +583,24 @@ def forward_backward(
     """
     log_frameprob, frame, shifts, from_log = _frames(log_frameprob, frameprob, overwrite_frameprob)
     startprob, transmat, _, offsets = _check_inputs(startprob, transmat, frame, offsets)
-    posteriors, start_sum, xi_sum, ratio, shifts = _forward_backward_kernel(
-        startprob, transmat, log_frameprob, frame, shifts, from_log, offsets, bool(compute_xi)
-    )
+    n_samples, n_components = frame.shape
+    if n_samples <= _NUMPY_MAX_ROWS:
+        filtered, log_step, possible = _numpy_forward(
+            startprob, transmat, log_frameprob, frame, shifts, from_log, offsets
+        )
+        posteriors, outer = _numpy_backward(transmat, frame, offsets, filtered, possible, bool(compute_xi))
+        start_sum = posteriors[offsets[:-1]].sum(axis=0)
+        log_likelihood = np.add.reduceat(log_step, offsets[:-1])
+        return ForwardBackwardResult(log_likelihood, posteriors, start_sum, transmat * outer, log_step)
+    posteriors = np.empty((n_samples, n_components))  # holds alpha, then smoothed posteriors
+    ratio = np.empty(n_samples)
+    start_sum = np.zeros(n_components)
+    outer = np.zeros((n_components, n_components))
+    _run(_forward_backward_kernel, startprob, transmat, np.ascontiguousarray(transmat.T), log_frameprob, frame, shifts,
+         from_log, offsets, bool(compute_xi), posteriors, ratio, start_sum, outer, np.empty((4, n_components)),
+         n_components)
     log_step, log_likelihood = _log_steps(ratio, shifts, offsets)
-    return ForwardBackwardResult(log_likelihood, posteriors, start_sum, xi_sum, log_step)
+    return ForwardBackwardResult(log_likelihood, posteriors, start_sum, transmat * outer, log_step)
 
 
 # --------------------------------------------------------------------- Viterbi
@@ -561,44 +643,12 @@ def _viterbi_sequence(log_startprob, log_transmat_t, log_frameprob, begin, end, 
 
 
 @jit
-def _viterbi_fixed(log_startprob, log_transmat_t, log_frameprob, begin, end, delta, states, n_components):
-    literally(n_components)
-    return _viterbi_sequence(log_startprob, log_transmat_t, log_frameprob, begin, end, delta, states, n_components)
-
-
-@jit
-def _viterbi_any(log_startprob, log_transmat_t, log_frameprob, begin, end, delta, states, n_components):
-    return _viterbi_sequence(log_startprob, log_transmat_t, log_frameprob, begin, end, delta, states, n_components)
-
-
-@jit
-def _viterbi_kernel(log_startprob, log_transmat, log_frameprob, offsets):
-    n_samples, n_components = log_frameprob.shape
-    n_sequences = offsets.shape[0] - 1
-    log_transmat_t = np.ascontiguousarray(log_transmat.T)
-    states = np.empty(n_samples, dtype=np.int64)
-    delta = np.empty((n_samples, n_components))
-    log_prob = np.empty(n_sequences)
-    for s in range(n_sequences):
-        b, e = offsets[s], offsets[s + 1]
-        # compiled once per small state count, with constant loop bounds (see _FIXED_SIZES)
-        if n_components == 2:
-            log_prob[s] = _viterbi_fixed(log_startprob, log_transmat_t, log_frameprob, b, e, delta, states, 2)
-        elif n_components == 3:
-            log_prob[s] = _viterbi_fixed(log_startprob, log_transmat_t, log_frameprob, b, e, delta, states, 3)
-        elif n_components == 4:
-            log_prob[s] = _viterbi_fixed(log_startprob, log_transmat_t, log_frameprob, b, e, delta, states, 4)
-        elif n_components == 5:
-            log_prob[s] = _viterbi_fixed(log_startprob, log_transmat_t, log_frameprob, b, e, delta, states, 5)
-        elif n_components == 6:
-            log_prob[s] = _viterbi_fixed(log_startprob, log_transmat_t, log_frameprob, b, e, delta, states, 6)
-        elif n_components == 7:
-            log_prob[s] = _viterbi_fixed(log_startprob, log_transmat_t, log_frameprob, b, e, delta, states, 7)
-        elif n_components == 8:
-            log_prob[s] = _viterbi_fixed(log_startprob, log_transmat_t, log_frameprob, b, e, delta, states, 8)
-        else:
-            log_prob[s] = _viterbi_any(log_startprob, log_transmat_t, log_frameprob, b, e, delta, states, n_components)
-    return log_prob, states
+def _viterbi_kernel(log_startprob, log_transmat_t, log_frameprob, offsets, delta, states, log_prob, n_components):
+    """Viterbi over every sequence; writes ``states`` and ``log_prob`` (``delta`` is scratch)."""
+    for s in range(offsets.shape[0] - 1):
+        log_prob[s] = _viterbi_sequence(
+            log_startprob, log_transmat_t, log_frameprob, offsets[s], offsets[s + 1], delta, states, n_components
+        )
 
 
 def viterbi(log_startprob, log_transmat, log_frameprob, offsets=None):
@@ -623,4 +673,11 @@ def viterbi(log_startprob, log_transmat, log_frameprob, offsets=None):
     log_startprob, log_transmat, log_frameprob, offsets = _check_inputs(
         log_startprob, log_transmat, log_frameprob, offsets
     )
-    return ViterbiResult(*_viterbi_kernel(log_startprob, log_transmat, log_frameprob, offsets))
+    n_samples, n_components = log_frameprob.shape
+    if n_samples <= _NUMPY_MAX_ROWS:
+        return ViterbiResult(*_numpy_viterbi(log_startprob, log_transmat, log_frameprob, offsets))
+    states = np.empty(n_samples, dtype=np.int64)
+    log_prob = np.empty(offsets.shape[0] - 1)
+    _run(_viterbi_kernel, log_startprob, np.ascontiguousarray(log_transmat.T), log_frameprob, offsets,
+         np.empty((n_samples, n_components)), states, log_prob, n_components)
+    return ViterbiResult(log_prob, states)

@@ -7,6 +7,19 @@ import pytest
 from scipy.special import logsumexp
 
 from emkit._inference import hmm as kernels
+from emkit._inference._jit import specialized
+
+
+@pytest.fixture(autouse=True, params=["compiled", "numpy"])
+def implementation(request, monkeypatch):
+    """Run every test through the compiled kernels and through the numpy path for small inputs."""
+    monkeypatch.setattr(kernels, "_NUMPY_MAX_ROWS", -1 if request.param == "compiled" else 10**9)
+    return request.param
+
+
+def _compiled_only(implementation):
+    if implementation == "numpy":
+        pytest.skip("tests the compiled kernels only (too long or shortcuts the numpy path does not take)")
 
 
 def _random_model(K, T, rng, scale=3.0):
@@ -101,7 +114,8 @@ def test_many_sequences_equal_one_call_per_sequence():
     np.testing.assert_allclose(joint.start_sum, start, atol=1e-13)
 
 
-def test_long_sequence_stays_finite():
+def test_long_sequence_stays_finite(implementation):
+    _compiled_only(implementation)
     rng = np.random.RandomState(6)
     T = 1_000_000
     startprob, transmat, _ = _random_model(3, 1, rng)
@@ -136,6 +150,16 @@ def test_impossible_sequence_gives_minus_inf_and_no_nan():
     result = kernels.forward_backward(startprob, transmat, log_frameprob)
     assert result.log_likelihood[0] == -np.inf
     assert not np.isnan(result.posteriors).any() and not np.isnan(result.xi_sum).any()
+    np.testing.assert_array_equal(result.posteriors, 0.0)
+    # an impossible sequence among possible ones leaves the others untouched
+    offsets = np.array([0, 2, 5])
+    joined = np.r_[log_frameprob, [[0.0, -1.0], [-2.0, 0.0], [-1.0, -1.0]]]
+    both = kernels.forward_backward(startprob, transmat, joined, offsets)
+    alone = kernels.forward_backward(startprob, transmat, joined[2:])
+    np.testing.assert_array_equal(both.posteriors[:2], 0.0)
+    np.testing.assert_allclose(both.posteriors[2:], alone.posteriors, rtol=1e-14)
+    np.testing.assert_allclose(both.log_likelihood, [-np.inf, alone.log_likelihood[0]], rtol=1e-14)
+    np.testing.assert_allclose(both.xi_sum, alone.xi_sum, rtol=1e-14)
 
 
 @pytest.mark.parametrize("shift_row", [0, 2, 4])
@@ -154,24 +178,87 @@ def test_shifting_a_row_only_shifts_the_log_likelihood(shift_row):
     np.testing.assert_array_equal(va.states, vb.states)
 
 
-def test_compiled_equals_py_func():
+def _kernel_args(startprob, transmat, log_frameprob, offsets):
+    """Arguments of the three compiled kernels, built as the public wrappers build them."""
+    T, K = log_frameprob.shape
+    log_fp, frame, shifts, from_log = kernels._frames(log_frameprob, None, False)
+    transmat_t = np.ascontiguousarray(transmat.T)
+    forward = (startprob, transmat_t, log_fp, frame, shifts, from_log, offsets, True, np.empty((T, K)), np.empty(T), K)
+    forward_backward = (startprob, transmat, transmat_t, log_fp, frame.copy(), shifts.copy(), from_log, offsets, True,
+                        np.empty((T, K)), np.empty(T), np.zeros(K), np.zeros((K, K)), np.empty((4, K)), K)
+    with np.errstate(divide="ignore"):
+        log_startprob, log_transmat_t = np.log(startprob), np.ascontiguousarray(np.log(transmat).T)
+    viterbi = (log_startprob, log_transmat_t, log_frameprob, offsets, np.empty((T, K)), np.empty(T, dtype=np.int64),
+               np.empty(len(offsets) - 1), K)
+    return {kernels._forward_kernel: forward, kernels._forward_backward_kernel: forward_backward,
+            kernels._viterbi_kernel: viterbi}
+
+
+def _copy(args):
+    return tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)
+
+
+def _outputs(args):
+    return [a for a in args if isinstance(a, np.ndarray)]
+
+
+@pytest.mark.parametrize("K", [3, 10])
+def test_compiled_equals_py_func(K, implementation):
+    if implementation == "numpy":
+        pytest.skip("compares the compiled kernels only")
     rng = np.random.RandomState(8)
     offsets = np.array([0, 4, 9, 10], dtype=np.int64)
-    startprob, transmat, log_frameprob = _random_model(3, 10, rng)
-    log_fp, frame, shifts, from_log = kernels._frames(log_frameprob, None, False)
-    args = (startprob, transmat, log_fp, frame, shifts, from_log, offsets)
-    compiled = kernels._forward_backward_kernel(*args, True)
-    python = kernels._forward_backward_kernel.py_func(*args, True)
-    for c, p in zip(compiled, python):
-        np.testing.assert_allclose(c, p, rtol=1e-13, atol=1e-15)
-    compiled = kernels._forward_kernel(*args, True)
-    python = kernels._forward_kernel.py_func(*args, True)
-    for c, p in zip(compiled, python):
-        np.testing.assert_allclose(c, p, rtol=1e-13, atol=1e-15)
-    args = (np.log(startprob), np.log(transmat), log_frameprob, offsets)
-    for c, p in zip(kernels._viterbi_kernel(*args), kernels._viterbi_kernel.py_func(*args)):
-        np.testing.assert_array_equal(c, p)
+    startprob, transmat, log_frameprob = _random_model(K, 10, rng)
+    for kernel, args in _kernel_args(startprob, transmat, log_frameprob, offsets).items():
+        compiled, python = _copy(args), _copy(args)
+        kernels._run(kernel, *compiled)
+        kernel.py_func(*python)
+        for c, p in zip(_outputs(compiled), _outputs(python)):
+            np.testing.assert_allclose(c, p, rtol=1e-13, atol=1e-15)
     np.testing.assert_array_equal(kernels._row_max(log_frameprob), kernels._row_max.py_func(log_frameprob))
+
+
+def test_fixed_size_path_equals_general_path(implementation):
+    if implementation == "numpy":
+        pytest.skip("compares the compiled kernels only")
+    rng = np.random.RandomState(11)
+    offsets = np.array([0, 20, 50], dtype=np.int64)
+    startprob, transmat, log_frameprob = _random_model(4, 50, rng)
+    for kernel, args in _kernel_args(startprob, transmat, log_frameprob, offsets).items():
+        fixed, general = _copy(args), _copy(args)
+        specialized(kernel, fixed, constant=True)(*fixed)
+        specialized(kernel, general)(*general)
+        for a, b in zip(_outputs(fixed), _outputs(general)):  # same operations in the same order
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("K", [1, 2, 3, 5, 9])
+def test_numpy_path_equals_compiled_path(K, implementation, monkeypatch):
+    if implementation == "numpy":
+        pytest.skip("compares both paths in one test")
+    rng = np.random.RandomState(12 + K)
+    offsets = np.array([0, 1, 30, 34, 120], dtype=np.int64)
+    startprob, transmat, log_frameprob = _random_model(K, 120, rng, scale=20.0)
+    if K > 1:
+        transmat[0, 1:] = 0.0  # state 0 absorbing: lazily normalised messages then underflow together
+    transmat /= transmat.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore"):
+        log_startprob, log_transmat = np.log(startprob), np.log(transmat)
+    results = {}
+    for name, max_rows in [("compiled", -1), ("numpy", 10**9)]:
+        monkeypatch.setattr(kernels, "_NUMPY_MAX_ROWS", max_rows)
+        results[name] = (
+            kernels.forward_backward(startprob, transmat, log_frameprob, offsets),
+            kernels.forward_backward(startprob, transmat, offsets=offsets, frameprob=np.exp(log_frameprob / 10)),
+            kernels.forward(startprob, transmat, log_frameprob, offsets),
+            kernels.viterbi(log_startprob, log_transmat, log_frameprob, offsets),
+        )
+    for compiled, numpy_path in zip(results["compiled"], results["numpy"]):
+        for a, b in zip(compiled, numpy_path):
+            if a.dtype == np.int64:
+                np.testing.assert_array_equal(a, b)
+            else:
+                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
 
 
 def test_wrapper_checks_shapes():
@@ -254,18 +341,3 @@ def test_matches_hmmlearn_kernels_for_larger_state_counts(K):
         np.testing.assert_array_equal(vit.states[a:b], path)
         np.testing.assert_allclose(vit.log_prob[i], vit_ll, rtol=1e-12)
     np.testing.assert_allclose(result.xi_sum, xi, rtol=1e-9, atol=1e-10)
-
-
-def test_fixed_size_path_equals_general_path():
-    rng = np.random.RandomState(11)
-    K, T = 4, 50
-    startprob, transmat, log_frameprob = _random_model(K, T, rng)
-    log_fp, frame, shifts, from_log = kernels._frames(log_frameprob, None, False)
-    outputs = []
-    for function in (kernels._forward_backward_fixed, kernels._forward_backward_any):
-        posteriors, ratio, outer = np.empty((T, K)), np.empty(T), np.zeros((K, K))
-        function(startprob, transmat, np.ascontiguousarray(transmat.T), log_fp, frame.copy(), shifts.copy(),
-                 from_log, 0, T, posteriors, ratio, True, outer, K)
-        outputs.append((posteriors, ratio, outer))
-    for fixed, general in zip(*outputs):
-        np.testing.assert_allclose(fixed, general, rtol=1e-13, atol=1e-15)

@@ -8,6 +8,18 @@ from emkit._inference import lgssm
 from emkit._inference.lgssm import kalman_filter, kalman_smoother
 
 
+@pytest.fixture(autouse=True, params=["compiled", "numpy"])
+def implementation(request, monkeypatch):
+    """Run every test through the compiled kernels and through the numpy path for small inputs."""
+    monkeypatch.setattr(lgssm, "_NUMPY_MAX_ROWS", -1 if request.param == "compiled" else 10**9)
+    return request.param
+
+
+def _compiled_only(implementation):
+    if implementation == "numpy":
+        pytest.skip("tests the compiled kernels only (too long or shortcuts the numpy path does not take)")
+
+
 def random_model(rng, n, m, T=1):
     """Stable random parameters, each with a leading time axis of length T."""
     A = np.empty((T, n, n))
@@ -154,7 +166,46 @@ def test_many_sequences_equal_separate_runs():
     assert together.log_likelihood == pytest.approx(total, rel=1e-12)
 
 
-def test_compiled_equals_python():
+@pytest.mark.parametrize("time_varying", [False, True])
+def test_numpy_path_equals_compiled_path(time_varying, monkeypatch, implementation):
+    _compiled_only(implementation)
+    rng = np.random.RandomState(7)
+    params = random_model(rng, 3, 2, 150 if time_varying else 1)
+    lengths = [60, 1, 40, 49]
+    X = np.vstack([simulate(rng, L, *params)[:L] if not time_varying else rng.standard_normal((L, 2)) * 3
+                   for L in lengths])
+    X[[5, 70]] = np.nan
+    X[[8, 90, 120], [0, 1, 0]] = np.nan
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    results = {}
+    for name, max_rows in [("compiled", -1), ("numpy", 10**9)]:
+        monkeypatch.setattr(lgssm, "_NUMPY_MAX_ROWS", max_rows)
+        results[name] = kalman_smoother(X, offsets, *params)
+    assert results["compiled"].steady.any() != time_varying  # the compiled side takes its shortcuts
+    assert not results["numpy"].steady.any()
+    for field in results["compiled"]._fields:
+        if field != "steady":
+            np.testing.assert_allclose(getattr(results["numpy"], field), getattr(results["compiled"], field),
+                                       rtol=1e-9, atol=1e-11, err_msg=field)
+
+
+@pytest.mark.parametrize("smoother", [False, True])
+def test_not_positive_definite_names_the_row(smoother):
+    rng = np.random.RandomState(8)
+    A, b, Q, H, d, R, mu0, P0 = random_model(rng, 2, 2, 6)
+    X = simulate(rng, 6, A, b, Q, H, d, R, mu0, P0)
+    if smoother:
+        Q[2] = -np.eye(2)  # the predicted covariance of row 3 is not positive definite
+        with pytest.raises(np.linalg.LinAlgError, match="predicted state covariance at row 3 "):
+            kalman_smoother(X, [0, 6], A, b, Q, H, d, R * 0 + np.eye(2) * 1e3, mu0, P0)
+    else:
+        R[4] = -np.eye(2) * 1e3
+        with pytest.raises(np.linalg.LinAlgError, match="innovation covariance at row 4 "):
+            kalman_filter(X, [0, 6], A, b, Q, H, d, R, mu0, P0)
+
+
+def test_compiled_equals_python(implementation):
+    _compiled_only(implementation)
     rng = np.random.RandomState(2)
     params = random_model(rng, 3, 2)
     X = simulate(rng, 40, *params)
@@ -172,7 +223,8 @@ def test_compiled_equals_python():
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
-def test_steady_state_shortcut_is_exact():
+def test_steady_state_shortcut_is_exact(implementation):
+    _compiled_only(implementation)
     """Time-invariant parameters take the steady-state path; a time-axis copy of them does not."""
     rng = np.random.RandomState(3)
     A, b, Q, H, d, R, mu0, P0 = random_model(rng, 3, 4)
@@ -190,7 +242,8 @@ def test_steady_state_shortcut_is_exact():
         np.testing.assert_allclose(getattr(fast, name), getattr(slow, name), rtol=1e-9, atol=1e-11)
 
 
-def test_complete_sequences_share_one_covariance_recursion():
+def test_complete_sequences_share_one_covariance_recursion(implementation):
+    _compiled_only(implementation)
     """Complete sequences copy the recursion of earlier ones; the result equals computing each afresh."""
     rng = np.random.RandomState(6)
     A, b, Q, H, d, R, mu0, P0 = random_model(rng, 3, 2)
@@ -212,7 +265,8 @@ def test_complete_sequences_share_one_covariance_recursion():
                           fast.filtered_covariances[offsets[1]:offsets[1] + 40])
 
 
-def test_long_series_stays_symmetric_positive_definite():
+def test_long_series_stays_symmetric_positive_definite(implementation):
+    _compiled_only(implementation)
     """Ill-conditioned model (tiny R, nearly unit-root A) over a long series with gaps."""
     rng = np.random.RandomState(4)
     n, m, T = 3, 2, 20000
