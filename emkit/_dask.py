@@ -79,7 +79,9 @@ def _chunk_summary(chunk, check_negative):
     return np.array([summary], dtype=object).reshape((1,) * chunk.ndim)
 
 
-def check_dask_array(X, *, name="X", n_features=None, allow_nan=False, non_negative=False, whom="fit"):
+def check_dask_array(
+    X, *, name="X", n_features=None, allow_nan=False, non_negative=False, whom="fit", check_values=True
+):
     """Validate a dask array of rows without gathering it; return it with one column chunk.
 
     Parameters
@@ -95,6 +97,9 @@ def check_dask_array(X, *, name="X", n_features=None, allow_nan=False, non_negat
         Refuse negative entries (counts).
     whom : str
         The method, for the error messages.
+    check_values : bool, default=True
+        Run the pass over the chunks that checks their values; False checks
+        the metadata only (prediction: each chunk's own method checks it).
 
     Returns
     -------
@@ -125,6 +130,8 @@ def check_dask_array(X, *, name="X", n_features=None, allow_nan=False, non_negat
         raise ValueError(f"{whom}: {name} must be numeric, got dtype {X.dtype}.")
     if len(X.chunks[1]) > 1:
         X = X.rechunk({1: -1})
+    if not check_values:
+        return X
     summaries = dask.compute(X.map_blocks(_chunk_summary, non_negative, dtype=object))[0].ravel()
     dtypes = {s["dtype"] for s in summaries}
     if len(dtypes) > 1 or (dtypes and np.dtype(dtypes.pop()) != X.dtype):

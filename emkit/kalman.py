@@ -23,6 +23,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array
 
 from ._blocks import Blocks, sequence_bounds
+from ._dask import DaskBlocks, check_dask_array, gather_labels, is_dask_array, row_chunks_on_sequences
 from ._inference.lgssm import kalman_filter, kalman_smoother
 from ._inference.lgssm_em import block_statistics, constrain_covariance, m_step
 from ._kalman_params import (
@@ -49,6 +50,7 @@ from ._validation import (
     check_sequences,
     check_y_unsupervised,
     fit_context,
+    reset_n_features,
     validate_data,
 )
 from .base import BlockResult, EMMixin, NumericalFailure
@@ -84,8 +86,15 @@ def _kalman_sequences(source, first, last):
     X, offsets, varying = source
     begin, end = offsets[first], offsets[last]
     return _KalmanBlock(
-        X[begin:end], offsets[first : last + 1] - begin, {name: value[begin:end] for name, value in varying.items()}
+        None if X is None else X[begin:end],
+        offsets[first : last + 1] - begin,
+        {name: value[begin:end] for name, value in varying.items()},
     )
+
+
+def _kalman_chunk(X, offsets, varying):
+    """A block made on a Dask worker from one chunk of whole sequences."""
+    return _KalmanBlock(np.asarray(X, dtype=np.float64), offsets, varying)
 
 
 class _KalmanContext(NamedTuple):
@@ -368,13 +377,18 @@ initial_state_mean_, initial_state_covariance_ : ndarray
             X as given (masked entries as NaN), for scikit-learn's feature bookkeeping.
         """
         learn = resolve_em_vars(em_vars)
-        raw = _as_masked_nan(X)
-        if series and np.ndim(raw) == 1:
-            raw = np.asarray(raw)[:, np.newaxis]
-        X = check_array(raw, dtype=np.float64, ensure_all_finite="allow-nan")
+        on_dask = is_dask_array(X)
+        if on_dask:  # checked chunk by chunk, never gathered
+            raw = X[:, None] if series and X.ndim == 1 else X
+            X = check_dask_array(raw, allow_nan=True, whom=f"{type(self).__name__}.fit").astype(np.float64)
+        else:
+            raw = _as_masked_nan(X)
+            if series and np.ndim(raw) == 1:
+                raw = np.asarray(raw)[:, np.newaxis]
+            X = check_array(raw, dtype=np.float64, ensure_all_finite="allow-nan")
         n_timesteps, n_dim_obs = X.shape
         check_y_unsupervised(None if y is None else np.asarray(y), n_timesteps)  # array-likes without len()
-        offsets = check_sequences(n_timesteps, lengths, sequence_ids)
+        offsets = check_sequences(n_timesteps, lengths, gather_labels(sequence_ids))
         values = self._constructor_values()
         given = resolve_params(values, n_dim_obs, n_timesteps, self.n_dim_state, declared_n_dim_obs=self.n_dim_obs)
         varying = frozenset(name for name in PARAMS if given[name].ndim > BASE_NDIM[name])
@@ -383,7 +397,7 @@ initial_state_mean_, initial_state_covariance_ : ndarray
                 f"{sorted(learn & varying)} have a leading time axis, but EM learns time-invariant parameters "
                 "only: leave them out of em_vars (fixed time-varying values are fine) or give single values."
             )
-        if np.all(np.isnan(X)):
+        if bool(np.all(np.isnan(X))):
             raise ValueError(
                 "X has no observed value (every entry is NaN or masked): EM has nothing to learn from. "
                 "Missing entries are fine, but some must be observed."
@@ -397,7 +411,16 @@ initial_state_mean_, initial_state_covariance_ : ndarray
             )
         n_dim_state = given["initial_state_mean"].shape[0]
         varying_rows = {name: given[name] for name in varying}
-        blocks = Blocks((X, offsets, varying_rows), sequence_bounds(offsets, _rows_per_block(n_dim_state)), _kalman_sequences)
+        if on_dask:
+            X, bounds = row_chunks_on_sequences(X, offsets)
+            parts = []
+            for i, chunk in enumerate(X.to_delayed(optimize_graph=False).ravel()):
+                block = _kalman_sequences((None, offsets, varying_rows), bounds[i], bounds[i + 1])
+                parts.append((chunk, block.offsets, block.varying))
+            blocks = DaskBlocks(parts, _kalman_chunk, X.nbytes)
+        else:
+            bounds = sequence_bounds(offsets, _rows_per_block(n_dim_state))
+            blocks = Blocks((X, offsets, varying_rows), bounds, _kalman_sequences)
         data = _KalmanData(
             blocks,
             X,
@@ -418,7 +441,10 @@ initial_state_mean_, initial_state_covariance_ : ndarray
 
     def _record_features(self, raw):
         """Set ``n_features_in_`` (and feature names) once the call is known to go ahead."""
-        validate_data(self, raw, dtype=np.float64, ensure_all_finite="allow-nan", reset=True)
+        if is_dask_array(raw):
+            reset_n_features(self, raw.shape[1])
+        else:
+            validate_data(self, raw, dtype=np.float64, ensure_all_finite="allow-nan", reset=True)
 
     def _validate_fit_data(self, X, y=None, lengths=None, sequence_ids=None):
         data, raw = self._fit_data(X, y, lengths, sequence_ids, self.em_vars)
@@ -637,6 +663,8 @@ initial_state_mean_, initial_state_covariance_ : ndarray
     def _run(self, X, lengths, sequence_ids, smooth, require_fit, series=False):
         if require_fit:
             check_is_fitted(self)
+        if is_dask_array(X):
+            return self._run_on_dask(X, lengths, sequence_ids, smooth, series)
         X = self._check_X(X, series=series)
         offsets = check_sequences(X.shape[0], lengths, sequence_ids)
         params = self._current_params(X.shape[1], X.shape[0])
@@ -645,6 +673,40 @@ initial_state_mean_, initial_state_covariance_ : ndarray
             return runner(X, offsets, *kernel_args(params)), offsets, params
         except np.linalg.LinAlgError as exc:
             raise ValueError(f"Kalman filtering failed: {exc}.") from None
+
+    def _run_on_dask(self, X, lengths, sequence_ids, smooth, series):
+        """The filter (or smoother) chunk by chunk of whole sequences: a result whose arrays are lazy."""
+        import dask
+        import dask.array as da
+
+        if series and X.ndim == 1:
+            X = X[:, None]
+        n_features = getattr(self, "n_features_in_", None)
+        X = check_dask_array(X, allow_nan=True, n_features=n_features, whom=type(self).__name__, check_values=False)
+        offsets = check_sequences(X.shape[0], lengths, gather_labels(sequence_ids))
+        params = self._current_params(X.shape[1])  # time-varying values need the rows in memory: refused here
+        X, bounds = row_chunks_on_sequences(X, offsets)
+        runner = dask.delayed(kalman_smoother if smooth else kalman_filter, pure=True)
+        args = kernel_args(params)
+        results = [
+            runner(chunk, offsets[bounds[i] : bounds[i + 1] + 1] - offsets[bounds[i]], *args)
+            for i, chunk in enumerate(X.astype(np.float64).to_delayed(optimize_graph=False).ravel())
+        ]
+        probe = (kalman_smoother if smooth else kalman_filter)(np.zeros((2, X.shape[1])), np.array([0, 2]), *args)
+        fields = {}
+        for name, value in probe._asdict().items():
+            if name == "log_likelihood":
+                total = dask.delayed(np.sum)([r.log_likelihood for r in results])
+                fields[name] = da.from_delayed(total, shape=(), dtype=np.float64)
+            elif name == "steady":
+                fields[name] = value  # a per-sequence flag of the filter's own, not a per-row output
+            else:
+                pieces = [
+                    da.from_delayed(getattr(r, name), shape=(size,) + value.shape[1:], dtype=value.dtype)
+                    for r, size in zip(results, X.chunks[0])
+                ]
+                fields[name] = da.concatenate(pieces, axis=0)
+        return type(probe)(**fields), offsets, params
 
     def filter(self, X, lengths=None, sequence_ids=None):
         """Filtered state moments ``p(x_t | y_1..t)``.
@@ -757,7 +819,7 @@ initial_state_mean_, initial_state_covariance_ : ndarray
         """
         result = self._run(X, lengths, sequence_ids, smooth=False, require_fit=True)[0]
         check_y_unsupervised(None if y is None else np.asarray(y), result.step_log_likelihoods.shape[0])
-        return result.log_likelihood / result.step_log_likelihoods.shape[0]
+        return float(result.log_likelihood) / result.step_log_likelihoods.shape[0]
 
     def loglikelihood(self, X, lengths=None, sequence_ids=None):
         """Total log-likelihood of X (pykalman's ``loglikelihood``; ``score`` is per time step).
@@ -772,7 +834,7 @@ initial_state_mean_, initial_state_covariance_ : ndarray
         -------
         log_likelihood : float
         """
-        return self._run(X, lengths, sequence_ids, smooth=False, require_fit=False, series=True)[0].log_likelihood
+        return float(self._run(X, lengths, sequence_ids, smooth=False, require_fit=False, series=True)[0].log_likelihood)
 
     def filter_update(
         self,
@@ -872,9 +934,14 @@ observation_matrix, observation_offset, observation_covariance : array-like, def
                 raise ValueError(f"forecast needs time-invariant parameters; {name}_ is time-varying.")
         A, b, Q = params["transition_matrices"], params["transition_offsets"], params["transition_covariance"]
         H, d, R = params["observation_matrices"], params["observation_offsets"], params["observation_covariance"]
+        ends = offsets[1:] - 1
+        last_means, last_covariances = result.filtered_means[ends], result.filtered_covariances[ends]
+        if is_dask_array(last_means):  # one small moment per sequence: gathered
+            import dask
+
+            last_means, last_covariances = dask.compute(last_means, last_covariances)
         means, covs = [], []
-        for end in offsets[1:] - 1:
-            mean, cov = result.filtered_means[end], result.filtered_covariances[end]
+        for mean, cov in zip(last_means, last_covariances):
             for _ in range(n_steps):
                 mean = A @ mean + b
                 cov = A @ cov @ A.T + Q

@@ -303,3 +303,28 @@ def test_hmm_partial_fit_over_chunks_of_sequences_reaches_the_batch_score():
     for part in np.array_split(np.arange(len(lengths)), 16):
         online.partial_fit(X[offsets[part[0]] : offsets[part[-1] + 1]], lengths=lengths[part])
     assert online.score(X, lengths=lengths) >= batch.score(X, lengths=lengths) - 0.02
+
+
+# ---------------------------------------------------------------- KalmanFilter
+def test_kalman_on_dask_equals_the_fit_in_memory_and_answers_lazily(client):
+    from emkit import KalmanFilter
+
+    rng = np.random.RandomState(0)
+    lengths = rng.randint(50, 150, 40)
+    n = lengths.sum()
+    states = np.cumsum(rng.normal(scale=0.3, size=(n, 2)), axis=0)
+    X = states @ np.array([[1.0, 0.2, 0.0], [0.0, 1.0, 0.5]]) + rng.normal(scale=0.5, size=(n, 3))
+    X[rng.rand(n) < 0.05, 1] = np.nan  # missing entries stay missing on the cluster
+    make = lambda: KalmanFilter(n_dim_state=2, em_vars="all", max_iter=8, tol=0, random_state=0)  # noqa: E731
+    reference = _quiet(make().fit, X, lengths=lengths)
+    Xd = da.from_array(X, chunks=(1111, 3))
+    model = _quiet(make().fit, Xd, lengths=lengths)
+    for name, value in reference._fitted_params().items():
+        assert _relative(model._fitted_params()[name], value) <= 1e-10, name
+    _assert_no_dask_inside(model)
+    means, covariances = model.smooth(Xd, lengths=lengths)
+    assert isinstance(means, da.Array) and isinstance(covariances, da.Array)
+    np.testing.assert_allclose(means.compute(), reference.smooth(X, lengths=lengths)[0], rtol=1e-9, atol=1e-12)
+    assert isinstance(model.transform(Xd, lengths=lengths), da.Array)
+    np.testing.assert_allclose(model.score(Xd, lengths=lengths), reference.score(X, lengths=lengths), rtol=1e-12)
+    assert _cluster_holds_nothing(client)
