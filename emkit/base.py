@@ -404,14 +404,21 @@ class EMMixin:
                 executor.close()
         else:
             runs = [None] * len(starts)
-            tasks = Parallel(n_jobs=self.n_jobs, return_as="generator_unordered")(
-                delayed(_run_restart_task)(self, data, s, options, min(n_workers, len(starts))) for s in starts
-            )
-            for run in tasks:  # as each restart ends: its verbose lines now, its warnings later, in order
-                runs[run.index] = run
-                for line in run.messages:
-                    print(line)
-                sys.stdout.flush()
+            n_workers = min(n_workers, len(starts))
+            # Threads unless the user chose a backend: the kernels release the GIL, a thread starts in
+            # microseconds where a worker process costs seconds (and compiles or loads every kernel again).
+            # BLAS threads are shared out between the workers (processes set their own limit).
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(limits=max(1, cpu_count() // n_workers), user_api="blas"):
+                tasks = Parallel(n_jobs=self.n_jobs, prefer="threads", return_as="generator_unordered")(
+                    delayed(_run_restart_task)(self, data, s, options, n_workers) for s in starts
+                )
+                for run in tasks:  # as each restart ends: its verbose lines now, its warnings later, in order
+                    runs[run.index] = run
+                    for line in run.messages:
+                        print(line)
+                    sys.stdout.flush()
         return self._finish_fit(data, runs, options)
 
     def _partial_fit_em(self, data):
