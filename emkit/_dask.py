@@ -37,7 +37,6 @@ __all__ = [
     "DaskExecutor",
     "check_dask_array",
     "row_chunks_on_sequences",
-    "row_parts",
     "sample_rows",
     "rowwise",
     "sequencewise",
@@ -181,26 +180,63 @@ def row_chunks_on_sequences(X, offsets, whom="fit"):
 class DaskBlocks:
     """E-step blocks that live on a Dask cluster: one per row chunk.
 
+    The arrays are persisted on the workers when they take at most half of the
+    workers' memory (then every later use, the start's sample included, reads
+    the same chunks); otherwise every pass recomputes them chunk by chunk from
+    their source. :meth:`release` (called when the fit ends) frees them.
+
     Parameters
     ----------
-    parts : list of tuple
-        For each block, the ``dask.delayed`` pieces it is made of (the chunk
-        of X, and aligned pieces such as that chunk's sample weights or
-        sequence offsets).
+    arrays : list of dask.array.Array or None
+        Row-aligned arrays with the same row chunks (X, its sample weights,
+        ...); None for an absent one.
     make : callable
-        ``make(*parts) -> block``, run on the worker (module level, so it
-        pickles).
-    nbytes : int
-        Size of the data, which decides whether they are persisted.
+        ``make(*chunks, *extras[i]) -> block``, run on the worker next to the
+        chunks (module level, so it pickles).
+    extras : list of tuple, optional
+        Small per-chunk values in memory (a chunk's sequence offsets, its rows
+        of time-varying parameters).
     """
 
-    def __init__(self, parts, make, nbytes):
-        self.parts = list(parts)
+    def __init__(self, arrays, make, extras=None):
+        arrays = list(arrays)
         self.make = make
-        self.nbytes = int(nbytes)
+        n_chunks = len(next(a for a in arrays if a is not None).chunks[0])
+        self.extras = [()] * n_chunks if extras is None else [tuple(e) for e in extras]
+        self.nbytes = int(sum(a.nbytes for a in arrays if a is not None))
+        self._held = []  # futures of the persisted chunks
+        client = _client()
+        if client is not None:
+            workers = client.scheduler_info().get("workers", {})
+            memory = sum(w.get("memory_limit", 0) or 0 for w in workers.values())
+            if memory and self.nbytes <= _PERSIST_FRACTION * memory:
+                from distributed import futures_of, wait
+
+                present = iter(client.persist([a for a in arrays if a is not None]))
+                arrays = [None if a is None else next(present) for a in arrays]
+                self._held = [f for a in arrays if a is not None for f in futures_of(a)]
+                wait(self._held)
+        self.arrays = arrays
 
     def __len__(self):
-        return len(self.parts)
+        return len(self.extras)
+
+    def parts(self):
+        """Per block, the delayed chunks of the arrays followed by its extras."""
+        columns = [None if a is None else list(a.to_delayed().ravel()) for a in self.arrays]
+        return [
+            tuple(None if c is None else c[i] for c in columns) + self.extras[i] for i in range(len(self.extras))
+        ]
+
+    def release(self):
+        """Let go of the persisted chunks (the fit is over).
+
+        Dropping the references is what frees them: the scheduler forgets a key
+        once no client wants it. (Cancelling would also cancel the same keys
+        for any computation of the user's that shares them.)
+        """
+        self._held = []
+        self.arrays = [None] * len(self.arrays)
 
 
 def _run_block(function, make, parts, context, state):
@@ -221,8 +257,7 @@ class DaskExecutor:
     Parameters
     ----------
     blocks : DaskBlocks
-        The fit's blocks; persisted on the workers when they fit in their
-        memory.
+        The fit's blocks (released by :meth:`close`).
     """
 
     def __init__(self, blocks):
@@ -230,21 +265,9 @@ class DaskExecutor:
 
         self._dask = dask
         self.client = _client()
-        self.n_workers = 1
-        self._held = []  # futures this executor put on the cluster
-        self._parts = blocks.parts
-        if self.client is not None:
-            workers = self.client.scheduler_info().get("workers", {})
-            self.n_workers = max(1, len(workers))
-            memory = sum(w.get("memory_limit", 0) or 0 for w in workers.values())
-            if memory and blocks.nbytes <= _PERSIST_FRACTION * memory:
-                from distributed import futures_of
-
-                lazy = dask.is_dask_collection
-                flat = [p for parts in blocks.parts for p in parts if lazy(p)]
-                persisted = iter(self.client.persist(flat))
-                self._parts = [tuple(next(persisted) if lazy(p) else p for p in parts) for parts in blocks.parts]
-                self._held.extend(f for parts in self._parts for p in parts if lazy(p) for f in futures_of(p))
+        self.n_workers = 1 if self.client is None else max(1, len(self.client.scheduler_info().get("workers", {})))
+        self._blocks = blocks
+        self._parts = blocks.parts()
 
     def map(self, function, blocks, contexts, states):
         """The block function on every block, next to its data; results in block order.
@@ -274,32 +297,8 @@ class DaskExecutor:
 
     def close(self):
         """Release what the fit put on the cluster."""
-        if self.client is not None and self._held:
-            self.client.cancel(self._held)
-        self._held = []
+        self._blocks.release()
         self._parts = None
-
-
-def row_parts(*arrays):
-    """Per row chunk, the tuple of the aligned arrays' delayed chunks (None stays None).
-
-    Parameters
-    ----------
-    *arrays : dask.array.Array or None
-        Arrays of the same row chunking (2-D with one column chunk, or 1-D).
-
-    Returns
-    -------
-    parts : list of tuple
-    """
-    columns = []
-    for array in arrays:
-        if array is None:
-            columns.append(None)
-        else:
-            columns.append(list(array.to_delayed(optimize_graph=False).ravel()))
-    n_chunks = next(len(c) for c in columns if c is not None)
-    return [tuple(None if c is None else c[i] for c in columns) for i in range(n_chunks)]
 
 
 def sample_rows(X, n_rows, random_state, weights=None, index=None):
@@ -486,7 +485,7 @@ def per_chunk(estimator, method, X, lengths, sequence_ids, check_sequences, **kw
     call = dask.delayed(_call_per_chunk, pure=False)
     tasks = [
         call(method, estimator, np.asarray, chunk, lengths_i, kwargs)
-        for chunk, lengths_i in zip(X.to_delayed(optimize_graph=False).ravel(), chunk_lengths)
+        for chunk, lengths_i in zip(X.to_delayed().ravel(), chunk_lengths)
     ]
     return list(dask.compute(*tasks))
 

@@ -327,11 +327,11 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
                 given[attr] = _check_distribution(value, name, shape)
         given.update(self._emission_check(X, emission_input, continuing))
         if is_dask_array(X):
-            parts = [
-                (chunk, offsets[bounds[i] : bounds[i + 1] + 1] - offsets[bounds[i]])
-                for i, chunk in enumerate(emission_input.to_delayed(optimize_graph=False).ravel())
-            ]
-            blocks = DaskBlocks(parts, _hmm_chunk, emission_input.nbytes)
+            extras = [(offsets[bounds[i] : bounds[i + 1] + 1] - offsets[bounds[i]],) for i in range(len(bounds) - 1)]
+            blocks = DaskBlocks([emission_input], _hmm_chunk, extras)
+            (emission_input,) = blocks.arrays  # persisted when they fit in the workers' memory
+            if emission_input.ndim == 2:  # the checked values are X's (Gaussian, Poisson): one copy on the cluster
+                X = emission_input
         else:
             blocks = Blocks((emission_input, offsets), sequence_bounds(offsets, _rows_per_block(K)), _hmm_sequences)
         return _HMMData(blocks, X, emission_input, offsets, given, learn, float(X.shape[0]))

@@ -413,11 +413,12 @@ initial_state_mean_, initial_state_covariance_ : ndarray
         varying_rows = {name: given[name] for name in varying}
         if on_dask:
             X, bounds = row_chunks_on_sequences(X, offsets)
-            parts = []
-            for i, chunk in enumerate(X.to_delayed(optimize_graph=False).ravel()):
+            extras = []
+            for i in range(len(bounds) - 1):
                 block = _kalman_sequences((None, offsets, varying_rows), bounds[i], bounds[i + 1])
-                parts.append((chunk, block.offsets, block.varying))
-            blocks = DaskBlocks(parts, _kalman_chunk, X.nbytes)
+                extras.append((block.offsets, block.varying))
+            blocks = DaskBlocks([X], _kalman_chunk, extras)
+            (X,) = blocks.arrays  # persisted when they fit in the workers' memory
         else:
             bounds = sequence_bounds(offsets, _rows_per_block(n_dim_state))
             blocks = Blocks((X, offsets, varying_rows), bounds, _kalman_sequences)
@@ -690,7 +691,7 @@ initial_state_mean_, initial_state_covariance_ : ndarray
         args = kernel_args(params)
         results = [
             runner(chunk, offsets[bounds[i] : bounds[i + 1] + 1] - offsets[bounds[i]], *args)
-            for i, chunk in enumerate(X.astype(np.float64).to_delayed(optimize_graph=False).ravel())
+            for i, chunk in enumerate(X.astype(np.float64).to_delayed().ravel())
         ]
         probe = (kalman_smoother if smooth else kalman_filter)(np.zeros((2, X.shape[1])), np.array([0, 2]), *args)
         fields = {}

@@ -10,7 +10,7 @@ from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.utils import check_random_state
 
 from ._blocks import Blocks, row_bounds
-from ._dask import DaskBlocks, check_dask_array, is_dask_array, row_parts, rowwise, sample_rows
+from ._dask import DaskBlocks, check_dask_array, is_dask_array, rowwise, sample_rows
 from ._densities import gaussian
 from ._inference.mixture import normalize_log_rows
 from ._math import safe_log
@@ -362,7 +362,8 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         else:
             n_units = float(n_samples)
         self._check_init_and_priors(X.shape[1])
-        blocks = DaskBlocks(row_parts(X, sample_weight), _mixture_chunk, X.nbytes)
+        blocks = DaskBlocks([X, sample_weight], _mixture_chunk)
+        X, sample_weight = blocks.arrays  # persisted when they fit in the workers' memory
         return _MixtureData(blocks, X, sample_weight, n_units)
 
     def _check_init_and_priors(self, n_features):

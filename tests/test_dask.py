@@ -50,9 +50,18 @@ def _assert_no_dask_inside(model):
     pickle.loads(pickle.dumps(model))
 
 
-def _cluster_holds_nothing(client):
-    gc.collect()
-    return client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) == 0
+def _cluster_holds_nothing(client, timeout=10.0):
+    """True once the scheduler holds no task (releases travel asynchronously: wait a little for them)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        gc.collect()
+        if client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) == 0:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
 
 
 # ---------------------------------------------------------------- data
@@ -328,3 +337,20 @@ def test_kalman_on_dask_equals_the_fit_in_memory_and_answers_lazily(client):
     assert isinstance(model.transform(Xd, lengths=lengths), da.Array)
     np.testing.assert_allclose(model.score(Xd, lengths=lengths), reference.score(X, lengths=lengths), rtol=1e-12)
     assert _cluster_holds_nothing(client)
+
+
+def test_the_scaling_example_runs_as_written(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "scaling_example.py"
+    spec = importlib.util.spec_from_file_location("scaling_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a second cluster's start-up chatter
+        mixture, hmm, online = module.main()
+    np.testing.assert_allclose(np.sort(mixture.means_[:, 0]), [0.0, 4.0], atol=0.01)
+    np.testing.assert_allclose(np.sort(hmm.means_[:, 0]), [0.0, 3.0], atol=0.05)
+    np.testing.assert_allclose(np.sort(online.means_[:, 0]), [0.0, 4.0], atol=0.05)
+    assert "cluster sizes:" in capsys.readouterr().out
