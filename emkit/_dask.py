@@ -286,12 +286,11 @@ class DaskExecutor:
         ]
         if self.client is None:
             return list(self._dask.compute(*tasks))
+        if all(state is None for state in states):  # no state: one round trip brings back the small results
+            return list(self.client.gather(self.client.compute(tasks)))
         futures = self.client.compute(tasks)
         small = self.client.gather([self.client.submit(_small_part, f, pure=False) for f in futures])
-        if all(state is None for state in states):
-            new_states = [None] * len(futures)
-        else:
-            new_states = [self.client.submit(_state_part, f, pure=False) for f in futures]
+        new_states = [self.client.submit(_state_part, f, pure=False) for f in futures]  # stays on the workers
         del futures
         return [BlockResult(stats, objective, state) for (stats, objective), state in zip(small, new_states)]
 
