@@ -294,6 +294,16 @@ class EMMixin:
         "keep_params_history": ["boolean"],
     }
 
+    def __setstate__(self, state):
+        # A model pickled by an earlier release lacks the constructor parameters added since: they take their
+        # defaults, so get_params, clone and every method work on it.
+        import inspect
+
+        super().__setstate__(state)
+        for name, parameter in inspect.signature(type(self).__init__).parameters.items():
+            if parameter.default is not inspect.Parameter.empty and name not in self.__dict__:
+                setattr(self, name, parameter.default)
+
     # ------------------------------------------------------------------ optional hooks
     def _initial_state(self, data, params, random_state):
         return None
