@@ -277,51 +277,19 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
                 raise ValueError("weights_init must lie in [0, 1].")
             if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-6):
                 raise ValueError(f"weights_init must sum to 1, got {weights.sum():.8f}.")
+        # shapes and values of the Gaussian parameters: one table, shared with GaussianHMM
+        shape_args = (self.covariance_type, n_components, n_features)
         if self.means_init is not None:
-            check_array_param(self.means_init, "means_init", (n_components, n_features))
+            gaussian.check_parameter(self.means_init, "means", *shape_args, label="means_init")
         if self.precisions_init is not None:
-            shape = _covariance_shape(self.covariance_type, n_components, n_features)
-            precisions = check_array_param(self.precisions_init, "precisions_init", shape)
-            if self.covariance_type in ("full", "tied"):
-                mats = precisions if self.covariance_type == "full" else precisions[np.newaxis]
-                if not np.allclose(mats, np.swapaxes(mats, -1, -2), atol=1e-10 * max(1.0, np.abs(mats).max())):
-                    raise ValueError("precisions_init must be symmetric.")
-            try:
-                gaussian.covariances_from_precisions(precisions, self.covariance_type)
-            except np.linalg.LinAlgError as exc:
-                raise ValueError(f"precisions_init must be positive definite: {exc}.") from None
+            gaussian.check_parameter(self.precisions_init, "precisions", *shape_args, label="precisions_init")
         if self.weights_prior is not None:
             alpha = np.broadcast_to(np.asarray(self.weights_prior, dtype=np.float64), (n_components,))
             if np.any(alpha <= 0) or not np.all(np.isfinite(alpha)):
                 raise ValueError("weights_prior must be positive and finite.")
-        if self.means_prior is not None:
-            prior = np.asarray(self.means_prior, dtype=np.float64)
-            if prior.shape not in ((n_features,), (n_components, n_features), ()):
-                raise ValueError(
-                    f"means_prior must have shape ({n_features},) or ({n_components}, {n_features}), "
-                    f"got {prior.shape}."
-                )
-        if self.means_weight is not None:
-            weight = np.asarray(self.means_weight, dtype=np.float64)
-            if weight.shape not in ((), (n_components,)) or np.any(weight < 0):
-                raise ValueError(f"means_weight must be a non-negative float or of shape ({n_components},).")
-        if self.covars_prior is not None:
-            prior = np.asarray(self.covars_prior, dtype=np.float64)
-            if self.covariance_type in ("full", "tied"):
-                allowed = ((), (n_features, n_features))
-            elif self.covariance_type == "diag":
-                allowed = ((), (n_features,), (n_components, n_features))
-            else:
-                allowed = ((), (n_components,))
-            if prior.shape not in allowed or np.any(~np.isfinite(prior)):
-                raise ValueError(f"covars_prior for covariance_type={self.covariance_type!r} must have a shape in {allowed}.")
-            if prior.ndim == 2 and self.covariance_type in ("full", "tied"):
-                try:
-                    np.linalg.cholesky(prior)
-                except np.linalg.LinAlgError:
-                    raise ValueError("covars_prior must be a positive-definite matrix.") from None
-            elif np.any(prior < 0):
-                raise ValueError("covars_prior must be non-negative.")
+        for name in ("means_prior", "means_weight", "covars_prior"):
+            if getattr(self, name) is not None:
+                gaussian.check_parameter(getattr(self, name), name, *shape_args)
 
     # ------------------------------------------------------------------ priors
     def _prior_kwargs(self, n_features):
@@ -387,6 +355,9 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
             # centre the moments on the data's mean: the start is then as accurate as later steps
             center = np.tile(np.average(X, axis=0, weights=data.sample_weight), (n_components, 1))
             stats = gaussian.accumulate(X, weighted, center, self.covariance_type)
+            # second pass about each component's own mean: exact however far apart the clusters are
+            center = center + stats.first / (stats.post[:, np.newaxis] + 10 * np.finfo(np.float64).eps)
+            stats = gaussian.accumulate(X, weighted, center, self.covariance_type)
             means, covariances = gaussian.m_step(
                 stats, center, self.covariance_type, reg_covar=self.reg_covar, **self._prior_kwargs(X.shape[1])
             )
@@ -419,28 +390,18 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
 
     def _e_step(self, data, params):
         X = data.X
-        n_samples, n_features = X.shape
         cov_type = self.covariance_type
         means = params["means_"]
         prec_chol = params["precisions_cholesky_"]
         log_weights = safe_log(params["weights_"])
-        step = gaussian.block_size(self.n_components, n_features, cov_type, X.dtype)
+        step = gaussian.block_size(self.n_components, X.shape[1], cov_type, X.dtype)
 
         def one_block(start):
-            Xb = X[start : start + step]
-            # one set of per-row features serves both the densities and the statistics
-            features = gaussian.shared_features(Xb, means, cov_type)
-            log_prob = gaussian.log_likelihood(Xb, means, prec_chol, cov_type, features=features)
-            log_prob += log_weights
-            log_norm = normalize_log_rows(log_prob)  # log_prob now holds the responsibilities
-            if data.sample_weight is not None:
-                wb = data.sample_weight[start : start + step]
-                log_prob *= wb[:, np.newaxis]
-                return gaussian.accumulate(Xb, log_prob, means, cov_type, features), float(np.dot(wb, log_norm))
-            return gaussian.accumulate(Xb, log_prob, means, cov_type, features), float(np.sum(log_norm))
+            weight = None if data.sample_weight is None else data.sample_weight[start : start + step]
+            return gaussian.mixture_block(X[start : start + step], weight, log_weights, means, prec_chol, cov_type)
 
         # blocks may run on threads (n_jobs with one restart); their sums are added in block order
-        results = map_blocks(one_block, range(0, n_samples, step))
+        results = map_blocks(one_block, range(0, X.shape[0], step))
         stats, total = results[0]
         for block_stats, block_total in results[1:]:
             stats = gaussian.add_stats(stats, block_stats)
@@ -605,12 +566,3 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         """
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
-
-
-def _covariance_shape(covariance_type, n_components, n_features):
-    return {
-        "full": (n_components, n_features, n_features),
-        "tied": (n_features, n_features),
-        "diag": (n_components, n_features),
-        "spherical": (n_components,),
-    }[covariance_type]
