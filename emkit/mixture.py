@@ -355,9 +355,6 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
             # centre the moments on the data's mean: the start is then as accurate as later steps
             center = np.tile(np.average(X, axis=0, weights=data.sample_weight), (n_components, 1))
             stats = gaussian.accumulate(X, weighted, center, self.covariance_type)
-            # second pass about each component's own mean: exact however far apart the clusters are
-            center = center + stats.first / (stats.post[:, np.newaxis] + 10 * np.finfo(np.float64).eps)
-            stats = gaussian.accumulate(X, weighted, center, self.covariance_type)
             means, covariances = gaussian.m_step(
                 stats, center, self.covariance_type, reg_covar=self.reg_covar, **self._prior_kwargs(X.shape[1])
             )

@@ -73,7 +73,8 @@ def test_accumulate_matches_direct_sums(covariance_type, dtype, rng):
     for k in range(4):
         diff = Xd - center[k]
         np.testing.assert_allclose(stats.first[k], pd[:, k] @ diff, rtol=rtol, atol=rtol * 100)
-        scatter = (diff * pd[:, k, None]).T @ diff
+        centred = Xd - np.average(Xd, axis=0, weights=pd[:, k])  # the scatter is about the weighted mean
+        scatter = (centred * pd[:, k, None]).T @ centred
         expected = scatter if covariance_type in ("full", "tied") else np.diag(scatter)
         np.testing.assert_allclose(stats.second[k], expected, rtol=rtol, atol=rtol * 100)
 
@@ -112,13 +113,15 @@ def test_lane_kernels_match_direct_sums_and_py_func(n_features, rng):
     sums = [np.zeros(3), np.zeros((3, n_features)), np.zeros((3, n_features, n_features))]
     kernels.full_moments(lanes, resp, means, *sums)
     py_sums = [np.zeros(3), np.zeros((3, n_features)), np.zeros((3, n_features, n_features))]
-    kernels._full_moments.py_func(lanes, resp, means, *py_sums, np.zeros((n_features + 3, lanes.shape[1])),
-                                  np.zeros((n_features + 1, lanes.shape[1])))
+    kernels._moments.py_func(lanes, resp, means, *py_sums, np.zeros((n_features + 3, lanes.shape[1])),
+                                  np.zeros((n_features + 1, lanes.shape[1])), *(np.empty(n_features) for _ in range(3)))
+    assert sums[0][1] == 0 and not np.any(sums[1][1]) and not np.any(sums[2][1])
     diag_sums = [np.zeros(3), np.zeros((3, n_features)), np.zeros((3, n_features))]
     kernels.diag_moments(lanes, resp, means, *diag_sums)
-    for k in range(3):
+    for k in (0, 2):
         diff = lanes.T - means[k]
-        scatter = (diff * resp[k][:, None]).T @ diff
+        centred = lanes.T - np.average(lanes.T, axis=0, weights=resp[k])
+        scatter = (centred * resp[k][:, None]).T @ centred
         np.testing.assert_allclose(sums[0][k], resp[k].sum(), rtol=1e-13)
         np.testing.assert_allclose(sums[1][k], resp[k] @ diff, rtol=1e-11, atol=1e-12)
         np.testing.assert_allclose(sums[2][k], np.triu(scatter), rtol=1e-11, atol=1e-12)  # upper triangle only

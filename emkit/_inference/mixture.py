@@ -18,6 +18,7 @@ import numpy as np
 from ._jit import jit
 
 __all__ = [
+    "transpose_into",
     "diag_log_density",
     "full_log_density",
     "square_norms",
@@ -30,6 +31,27 @@ __all__ = [
 # Gaps to the row maximum below this are flushed to an exact 0 responsibility: exp(-700) changes no
 # sum, and the subnormal numbers exp() would give below -708 slow every later product tenfold.
 _FLUSH_BELOW = -700.0
+
+
+# --------------------------------------------------------------------------- layout
+@jit
+def _transpose_into(source, target):
+    n_rows, n_cols = source.shape
+    for i in range(n_rows):
+        for j in range(n_cols):
+            target[j, i] = source[i, j]
+
+
+def transpose_into(source, target):
+    """``target[...] = source.T`` (with conversion), compiled: for lanes of a few rows, numpy's
+    strided copy costs several times more.
+
+    Parameters
+    ----------
+    source : ndarray of shape (n, m)
+    target : ndarray of shape (m, n)
+    """
+    _transpose_into(source, target)
 
 
 # --------------------------------------------------------------------------- log-densities
@@ -276,18 +298,129 @@ def normalize_log_rows(log_prob):
 
 
 # --------------------------------------------------------------------------- statistics
+# Running statistics of a component are (N, f, S): the mass N = sum r, the first moment f = sum r (x - c)
+# about the fixed centre c, and the scatter S = sum r (x - m)(x - m)^T about their own weighted mean
+# m = c + f / N. A chunk's (n, s1, Sc) is taken in two passes over its rows (the mean, then the scatter
+# about it) and merged exactly (Chan, Golub and LeVeque):
+#     S += Sc + (N n / (N + n)) u u^T   with   u = f / N - s1 / n,   then f += s1, N += n.
+# Every term is a sum of non-negative squares or of rows centred on their own chunk's mean, so nothing
+# cancels however far the data lie from c: the M-step needs no correction of the size of its step.
 @jit(inline=True)
-def _add_mass(post, k, weights):
-    """Add ``sum(weights)`` to ``post[k]`` and return it."""
-    total = 0.0
-    for i in range(weights.shape[0]):
-        total += weights[i]
-    post[k] += total
-    return total
+def _chunk_mean(lanes, w, center, k, post, first, offset, mean, gap):
+    """Pass 1 for component k over a chunk with weights ``w``.
+
+    Fills ``offset = sum w (x - c_k)`` (the chunk's first moment), ``mean``
+    (the chunk's weighted mean) and ``gap`` (``u`` of the merge); returns the
+    chunk's mass and the weight of ``u u^T`` in the merged scatter (a mass of
+    0 means nothing of the chunk belongs to k: every term is an exact 0).
+    """
+    n_features, n_rows = lanes.shape
+    mass = 0.0
+    for i in range(n_rows):
+        mass += w[i]
+    if mass == 0.0:
+        return 0.0, 0.0
+    total = post[k]
+    for b in range(n_features):
+        c = center[k, b]
+        x = lanes[b]
+        s1 = 0.0
+        for i in range(n_rows):
+            s1 += w[i] * (x[i] - c)
+        offset[b] = s1
+        mean[b] = c + s1 / mass
+        gap[b] = (first[k, b] / total if total > 0.0 else 0.0) - s1 / mass
+    return mass, total * mass / (total + mass)
+
+
+@jit(inline=True)
+def _diag_scatter(lanes, w, mean, scatter):
+    """``scatter[d] += sum w (x_d - mean_d)^2`` (pass 2, diagonal)."""
+    n_features, n_rows = lanes.shape
+    for d in range(n_features):
+        m = mean[d]
+        x = lanes[d]
+        s2 = 0.0
+        for i in range(n_rows):
+            dv = x[i] - m
+            s2 += w[i] * dv * dv
+        scatter[d] += s2
+
+
+@jit(inline=True)
+def _add_four(upper, a, b0, s0, s1, s2, s3, n_features):
+    """Add four sums to ``upper[a, b0:b0+4]``, keeping only entries on or above the diagonal."""
+    if b0 >= a:
+        upper[a, b0] += s0
+    if a <= b0 + 1 < n_features:
+        upper[a, b0 + 1] += s1
+    if a <= b0 + 2 < n_features:
+        upper[a, b0 + 2] += s2
+    if a <= b0 + 3 < n_features:
+        upper[a, b0 + 3] += s3
+
+
+@jit(inline=True)
+def _full_scatter(lanes, w, mean, upper, diff, weighted):
+    """``upper += sum w (x - mean)(x - mean)^T`` on and above the diagonal (pass 2, full)."""
+    n_features, n_rows = lanes.shape
+    for b in range(n_features):
+        m = mean[b]
+        x = lanes[b]
+        db = diff[b]
+        wb = weighted[b]
+        for i in range(n_rows):
+            dv = x[i] - m
+            db[i] = dv
+            wb[i] = w[i] * dv
+    # blocks of two rows a, a+1 by four columns b0..b0+3: eight running sums per sweep over the rows
+    # (padding rows of diff and weighted are 0; sums below the diagonal or past the last feature are dropped)
+    for a in range(0, n_features, 2):
+        p_row, q_row = weighted[a], weighted[a + 1]
+        for b0 in range(a, n_features, 4):
+            d0, d1, d2, d3 = diff[b0], diff[b0 + 1], diff[b0 + 2], diff[b0 + 3]
+            s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = 0.0
+            for i in range(n_rows):
+                p, q = p_row[i], q_row[i]
+                e0, e1, e2, e3 = d0[i], d1[i], d2[i], d3[i]
+                s00 += p * e0
+                s01 += p * e1
+                s02 += p * e2
+                s03 += p * e3
+                s10 += q * e0
+                s11 += q * e1
+                s12 += q * e2
+                s13 += q * e3
+            _add_four(upper, a, b0, s00, s01, s02, s03, n_features)
+            if a + 1 < n_features:
+                _add_four(upper, a + 1, b0, s10, s11, s12, s13, n_features)
+
+
+@jit(reassociate=True)
+def _moments(lanes, resp, center, post, first, second, diff, weighted, offset, mean, gap):
+    n_features = lanes.shape[0]
+    for k in range(center.shape[0]):
+        w = resp[k]
+        mass, weight = _chunk_mean(lanes, w, center, k, post, first, offset, mean, gap)
+        if mass == 0.0:
+            continue
+        scatter = second[k]
+        if second.ndim == 2:  # diag and spherical: the diagonal only
+            _diag_scatter(lanes, w, mean, scatter)
+            for d in range(n_features):
+                scatter[d] += weight * gap[d] * gap[d]
+        else:
+            _full_scatter(lanes, w, mean, scatter, diff, weighted)
+            for a in range(n_features):
+                for b in range(a, n_features):
+                    scatter[a, b] += weight * gap[a] * gap[b]
+        for b in range(n_features):
+            first[k, b] += offset[b]
+        post[k] += mass
 
 
 def diag_moments(lanes, resp, center, post, first, second):
-    """Add a block's centred diagonal moments to running float64 sums.
+    """Merge a chunk's diagonal statistics into running float64 ones (see the comment above).
 
     Parameters
     ----------
@@ -295,97 +428,19 @@ def diag_moments(lanes, resp, center, post, first, second):
     resp : ndarray of shape (n_components, n_rows), float64, C-contiguous
         Weights ``r_ik`` (responsibilities times sample weights).
     center : ndarray of shape (n_components, n_features), float64
+        ``c_k``, the centre of the first moments.
     post, first, second : ndarray of shape (n_components,), (n_components, n_features), (n_components, n_features)
-        Incremented by ``sum_i r_ik``, ``sum_i r_ik (x_i - c_k)`` and
-        ``sum_i r_ik (x_i - c_k)^2`` (elementwise).
+        Running ``N_k = sum r_ik``, ``sum r_ik (x_i - c_k)`` and
+        ``sum r_ik (x_i - m_k)^2`` (elementwise) about the weighted mean
+        ``m_k = c_k + first_k / N_k``; updated in place.
     """
-    _diag_moments(lanes, resp, center, post, first, second)
-
-
-@jit(inline=True)
-def _add_upper(upper, k, a, b0, s0, s1, s2, s3, n_features):
-    """Add four sums to ``upper[k, a, b0:b0+4]``, keeping only entries on or above the diagonal."""
-    if b0 >= a:
-        upper[k, a, b0] += s0
-    if a <= b0 + 1 < n_features:
-        upper[k, a, b0 + 1] += s1
-    if a <= b0 + 2 < n_features:
-        upper[k, a, b0 + 2] += s2
-    if a <= b0 + 3 < n_features:
-        upper[k, a, b0 + 3] += s3
-
-
-@jit(reassociate=True)
-def _diag_moments(lanes, resp, center, post, first, second):
-    n_features, n_rows = lanes.shape
-    n_components = center.shape[0]
-    mass = np.empty(n_components)
-    for k in range(n_components):
-        mass[k] = _add_mass(post, k, resp[k])
-    for d in range(n_features):
-        x = lanes[d]
-        for k in range(n_components):
-            if mass[k] == 0.0:  # nothing of this block belongs to k: every term is an exact 0
-                continue
-            w = resp[k]
-            c = center[k, d]
-            s1 = 0.0
-            s2 = 0.0
-            for i in range(n_rows):
-                dv = x[i] - c
-                v = w[i] * dv
-                s1 += v
-                s2 += v * dv
-            first[k, d] += s1
-            second[k, d] += s2
-
-
-@jit(reassociate=True)
-def _full_moments(lanes, resp, center, post, first, upper, diff, weighted):
-    n_features, n_rows = lanes.shape
-    for k in range(center.shape[0]):
-        w = resp[k]
-        if _add_mass(post, k, w) == 0.0:  # nothing of this block belongs to k: every term is an exact 0
-            continue
-        for b in range(n_features):
-            c = center[k, b]
-            x = lanes[b]
-            db = diff[b]
-            wb = weighted[b]
-            s1 = 0.0
-            for i in range(n_rows):
-                dv = x[i] - c
-                db[i] = dv
-                v = w[i] * dv
-                wb[i] = v
-                s1 += v
-            first[k, b] += s1
-        # upper triangle in blocks of two rows a, a+1 by four columns b0..b0+3: eight running sums per
-        # sweep over the rows (padding rows of diff and weighted are 0; sums below the diagonal or
-        # past the last feature are dropped)
-        for a in range(0, n_features, 2):
-            p_row, q_row = weighted[a], weighted[a + 1]
-            for b0 in range(a, n_features, 4):
-                d0, d1, d2, d3 = diff[b0], diff[b0 + 1], diff[b0 + 2], diff[b0 + 3]
-                s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = 0.0
-                for i in range(n_rows):
-                    p, q = p_row[i], q_row[i]
-                    e0, e1, e2, e3 = d0[i], d1[i], d2[i], d3[i]
-                    s00 += p * e0
-                    s01 += p * e1
-                    s02 += p * e2
-                    s03 += p * e3
-                    s10 += q * e0
-                    s11 += q * e1
-                    s12 += q * e2
-                    s13 += q * e3
-                _add_upper(upper, k, a, b0, s00, s01, s02, s03, n_features)
-                if a + 1 < n_features:
-                    _add_upper(upper, k, a + 1, b0, s10, s11, s12, s13, n_features)
+    n_features = lanes.shape[0]
+    unused = np.empty((0, 0))
+    _moments(lanes, resp, center, post, first, second, unused, unused, *(np.empty(n_features) for _ in range(3)))
 
 
 def full_moments(lanes, resp, center, post, first, upper):
-    """Add a block's centred second moments (upper triangles) to running float64 sums.
+    """Merge a chunk's statistics (scatter matrices as upper triangles) into running float64 ones.
 
     Parameters
     ----------
@@ -393,13 +448,15 @@ def full_moments(lanes, resp, center, post, first, upper):
     resp : ndarray of shape (n_components, n_rows), float64, C-contiguous
         Weights ``r_ik``.
     center : ndarray of shape (n_components, n_features), float64
+        ``c_k``, the centre of the first moments.
     post, first : ndarray of shape (n_components,), (n_components, n_features)
-        Incremented by ``sum_i r_ik`` and ``sum_i r_ik (x_i - c_k)``.
+        Running ``N_k`` and ``sum r_ik (x_i - c_k)``; updated in place.
     upper : ndarray of shape (n_components, n_features, n_features)
-        Its upper triangle is incremented by ``sum_i r_ik (x_i - c_k)(x_i - c_k)^T``
-        (the strict lower triangle is not touched).
+        Its upper triangle holds the running ``sum r_ik (x_i - m_k)(x_i - m_k)^T``
+        about the weighted mean ``m_k = c_k + first_k / N_k``; updated in
+        place (the strict lower triangle is not touched).
     """
     n_features, n_rows = lanes.shape
     diff = np.zeros((n_features + 3, n_rows))  # zero rows pad the last sweeps of two rows and four columns
     weighted = np.zeros((n_features + 1, n_rows))
-    _full_moments(lanes, resp, center, post, first, upper, diff, weighted)
+    _moments(lanes, resp, center, post, first, upper, diff, weighted, *(np.empty(n_features) for _ in range(3)))
