@@ -230,6 +230,15 @@ def kernel_for(n_components, n_features, covariance_type):
     in accuracy. Measured per row, one core: the lane loops are faster up to
     about 100 features (at D=64, K=8: 2.5 us against 5.1 us for the
     densities), BLAS beyond (D=256: 5.3 us against 8.5 us).
+
+    Parameters
+    ----------
+    n_components, n_features : int
+    covariance_type : {"full", "tied", "diag", "spherical"}
+
+    Returns
+    -------
+    kind : {"diag", "full", "blas"}
     """
     _check_type(covariance_type)
     if covariance_type in ("diag", "spherical"):
@@ -252,6 +261,17 @@ def block_size(n_components, n_features, covariance_type="diag", dtype=np.float6
 
     The size depends on the shape alone (never on the data), so results do
     not depend on how a caller splits its rows into blocks of this size.
+
+    Parameters
+    ----------
+    n_components, n_features : int
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="diag"
+    dtype : dtype, default=float64
+        Not used (every kernel computes in float64); kept for callers.
+
+    Returns
+    -------
+    rows : int
     """
     kind = kernel_for(n_components, n_features, covariance_type)
     return _CHUNKS_PER_BLOCK * _chunk_rows(kind, n_components, n_features)
