@@ -214,7 +214,7 @@ def run_hmm(cell, n_iter, repeats):
         "emkit_total_loglik": totals["emkit"],
         "hmmlearn_scaling_total_loglik": totals["hmmlearn_scaling"],
         "hmmlearn_log_total_loglik": totals["hmmlearn_log"],
-        "relative_loglik_difference": abs(totals["emkit"] - totals["hmmlearn_scaling"]) / abs(totals["hmmlearn_scaling"]),
+        "relative_loglik_difference": abs(totals["emkit"] / totals["hmmlearn_scaling"] - 1.0),
     }
 
 

@@ -103,8 +103,8 @@ def test_lane_kernels_match_direct_sums_and_py_func(n_features, rng):
 
     scales = rng.uniform(0.5, 2.0, size=means.shape)
     kernels.diag_log_density(lanes, means, scales, const, out)
-    np.testing.assert_allclose(out, const[:, None] - 0.5 * np.sum(((lanes.T[None] - means[:, None]) * scales[:, None]) ** 2,
-                                                                  axis=2), rtol=1e-12)
+    whitened = (lanes.T[None] - means[:, None]) * scales[:, None]
+    np.testing.assert_allclose(out, const[:, None] - 0.5 * np.sum(whitened**2, axis=2), rtol=1e-12)
     kernels._diag_log_density.py_func(lanes, means, scales, const, again)
     np.testing.assert_allclose(again, out, rtol=1e-13)
 
