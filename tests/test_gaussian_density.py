@@ -169,6 +169,41 @@ def test_normalize_log_rows_kernel(rng):
     assert np.all(np.isfinite(np.delete(log_norm, 3)))
 
 
+def test_responsibility_and_layout_kernels_match_py_func(rng):
+    """The compiled passes around exp, the transposition and the square norms == their .py_func."""
+    lanes = rng.normal(size=(4, 30)) * 300
+    lanes[:, 3] = -np.inf
+    weight = rng.uniform(0.5, 2.0, size=30)
+    compiled, plain = lanes.copy(), lanes.copy()
+    outputs = []
+    for array, shift, normalize in ((compiled, kernels._shift_lanes, kernels._normalize_lanes),
+                                    (plain, kernels._shift_lanes.py_func, kernels._normalize_lanes.py_func)):
+        peaks, log_norm, scale = np.empty(30), np.empty(30), np.empty(30)
+        with np.errstate(invalid="ignore"):  # the python version meets -inf - -inf on the empty row
+            shift(array, peaks)
+        np.exp(array, out=array)
+        normalize(array, peaks, weight, log_norm, scale)
+        outputs.append(log_norm)
+    np.testing.assert_array_equal(compiled, plain)
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    np.testing.assert_allclose(compiled.sum(axis=0), np.where(np.arange(30) == 3, 0.0, weight), rtol=1e-14)
+
+    source = rng.normal(size=(7, 5)).astype(np.float32)
+    target, again = np.empty((5, 7)), np.empty((5, 7))
+    kernels.transpose_into(source, target)
+    kernels._transpose_into.py_func(source, again)
+    np.testing.assert_array_equal(target, source.T)
+    np.testing.assert_array_equal(again, target)
+
+    whitened = rng.normal(size=(3, 6, 4))
+    const = rng.normal(size=3)
+    out, out_py = np.empty((3, 6)), np.empty((3, 6))
+    kernels.square_norms(whitened, const, out)
+    kernels._square_norms.py_func(whitened, const, out_py)
+    np.testing.assert_allclose(out, const[:, None] - 0.5 * np.sum(whitened**2, axis=2), rtol=1e-14)
+    np.testing.assert_allclose(out_py, out, rtol=1e-14)
+
+
 @pytest.mark.parametrize("covariance_type", TYPES)
 def test_map_step_maximises_the_penalised_objective(covariance_type, rng):
     """Q(params) + log_prior(params) is largest at m_step's answer (perturbations only lower it)."""
