@@ -1045,16 +1045,8 @@ class GaussianHMM(_BaseHMM):
 
     def _emission_shapes(self, data):
         n_features = data.X.shape[1]
-        return {"means_": (self.n_components, n_features), "covars_": self._covars_shape(n_features)}
-
-    def _covars_shape(self, n_features):
-        K = self.n_components
-        return {
-            "full": (K, n_features, n_features),
-            "tied": (n_features, n_features),
-            "diag": (K, n_features),
-            "spherical": (K,),
-        }[self.covariance_type]
+        shape = gaussian.parameter_shapes("covariances", self.covariance_type, self.n_components, n_features)[0]
+        return {"means_": (self.n_components, n_features), "covars_": shape}
 
     def _prior_kwargs(self, n_features):
         K = self.n_components
@@ -1071,45 +1063,17 @@ class GaussianHMM(_BaseHMM):
         }
 
     def _emission_check(self, X, emission_input, continuing):
-        n_features = X.shape[1]
-        K = self.n_components
-        _check_prior(self.means_weight, "means_weight", (K,))
-        means_prior = np.asarray(self.means_prior, dtype=np.float64)
-        if means_prior.shape not in ((), (n_features,), (K, n_features)) or not np.all(np.isfinite(means_prior)):
-            raise ValueError(f"means_prior must be a scalar or of shape ({n_features},) or ({K}, {n_features}).")
-        covars_prior = np.asarray(self.covars_prior, dtype=np.float64)
-        allowed = {
-            "full": ((), (n_features, n_features), (K, n_features, n_features)),
-            "tied": ((), (n_features, n_features)),
-            "diag": ((), (n_features,), (K, n_features)),
-            "spherical": ((), (K,)),
-        }[self.covariance_type]
-        if covars_prior.shape not in allowed or not np.all(np.isfinite(covars_prior)):
-            raise ValueError(
-                f"covars_prior for covariance_type={self.covariance_type!r} must be finite with a shape in {allowed}."
-            )
-        if covars_prior.ndim >= 2:
-            mats = covars_prior.reshape(-1, n_features, n_features)
-            if not np.allclose(mats, np.swapaxes(mats, 1, 2)) or np.any(np.linalg.eigvalsh(mats) < -1e-12):
-                raise ValueError("covars_prior matrices must be symmetric positive semi-definite.")
-        elif np.any(covars_prior < 0):
-            raise ValueError("covars_prior must be non-negative.")
+        # shapes and values of the Gaussian parameters: one table, shared with GaussianMixture
+        shape_args = (self.covariance_type, self.n_components, X.shape[1])
+        for name in ("means_weight", "means_prior", "covars_prior"):
+            gaussian.check_parameter(getattr(self, name), name, *shape_args)
         given = {}
         value = self._user_value("m", self.means_init)
         if value is not None:
-            given["means_"] = check_array_param(value, "means_init", (K, n_features))
+            given["means_"] = gaussian.check_parameter(value, "means", *shape_args, label="means_init")
         value = self._user_value("c", self.covars_init)
         if value is not None:
-            covars = check_array_param(value, "covars_init", self._covars_shape(n_features))
-            if self.covariance_type in ("full", "tied"):
-                mats = covars if covars.ndim == 3 else covars[np.newaxis]
-                if not np.allclose(mats, np.swapaxes(mats, -1, -2)):
-                    raise ValueError("covars_init must be symmetric.")
-            try:
-                gaussian.precisions_cholesky(covars, self.covariance_type)
-            except np.linalg.LinAlgError as exc:
-                raise ValueError(f"covars_init must be positive definite: {exc}.") from None
-            given["covars_"] = covars
+            given["covars_"] = gaussian.check_parameter(value, "covariances", *shape_args, label="covars_init")
         return given
 
     def _pack(self, means, covars):

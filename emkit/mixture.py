@@ -14,7 +14,6 @@ from ._dask import DaskBlocks, check_dask_array, is_dask_array, rowwise, sample_
 from ._densities import gaussian
 from ._inference.mixture import normalize_log_rows
 from ._math import safe_log
-from ._stats import sum_in_order
 from ._validation import (
     Interval,
     StrOptions,
@@ -374,51 +373,19 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
                 raise ValueError("weights_init must lie in [0, 1].")
             if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-6):
                 raise ValueError(f"weights_init must sum to 1, got {weights.sum():.8f}.")
+        # shapes and values of the Gaussian parameters: one table, shared with GaussianHMM
+        shape_args = (self.covariance_type, n_components, n_features)
         if self.means_init is not None:
-            check_array_param(self.means_init, "means_init", (n_components, n_features))
+            gaussian.check_parameter(self.means_init, "means", *shape_args, label="means_init")
         if self.precisions_init is not None:
-            shape = _covariance_shape(self.covariance_type, n_components, n_features)
-            precisions = check_array_param(self.precisions_init, "precisions_init", shape)
-            if self.covariance_type in ("full", "tied"):
-                mats = precisions if self.covariance_type == "full" else precisions[np.newaxis]
-                if not np.allclose(mats, np.swapaxes(mats, -1, -2), atol=1e-10 * max(1.0, np.abs(mats).max())):
-                    raise ValueError("precisions_init must be symmetric.")
-            try:
-                gaussian.covariances_from_precisions(precisions, self.covariance_type)
-            except np.linalg.LinAlgError as exc:
-                raise ValueError(f"precisions_init must be positive definite: {exc}.") from None
+            gaussian.check_parameter(self.precisions_init, "precisions", *shape_args, label="precisions_init")
         if self.weights_prior is not None:
             alpha = np.broadcast_to(np.asarray(self.weights_prior, dtype=np.float64), (n_components,))
             if np.any(alpha <= 0) or not np.all(np.isfinite(alpha)):
                 raise ValueError("weights_prior must be positive and finite.")
-        if self.means_prior is not None:
-            prior = np.asarray(self.means_prior, dtype=np.float64)
-            if prior.shape not in ((n_features,), (n_components, n_features), ()):
-                raise ValueError(
-                    f"means_prior must have shape ({n_features},) or ({n_components}, {n_features}), "
-                    f"got {prior.shape}."
-                )
-        if self.means_weight is not None:
-            weight = np.asarray(self.means_weight, dtype=np.float64)
-            if weight.shape not in ((), (n_components,)) or np.any(weight < 0):
-                raise ValueError(f"means_weight must be a non-negative float or of shape ({n_components},).")
-        if self.covars_prior is not None:
-            prior = np.asarray(self.covars_prior, dtype=np.float64)
-            if self.covariance_type in ("full", "tied"):
-                allowed = ((), (n_features, n_features))
-            elif self.covariance_type == "diag":
-                allowed = ((), (n_features,), (n_components, n_features))
-            else:
-                allowed = ((), (n_components,))
-            if prior.shape not in allowed or np.any(~np.isfinite(prior)):
-                raise ValueError(f"covars_prior for covariance_type={self.covariance_type!r} must have a shape in {allowed}.")
-            if prior.ndim == 2 and self.covariance_type in ("full", "tied"):
-                try:
-                    np.linalg.cholesky(prior)
-                except np.linalg.LinAlgError:
-                    raise ValueError("covars_prior must be a positive-definite matrix.") from None
-            elif np.any(prior < 0):
-                raise ValueError("covars_prior must be non-negative.")
+        for name in ("means_prior", "means_weight", "covars_prior"):
+            if getattr(self, name) is not None:
+                gaussian.check_parameter(getattr(self, name), name, *shape_args)
 
     # ------------------------------------------------------------------ priors
     def _prior_kwargs(self, n_features):
@@ -529,31 +496,14 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
             safe_log(params["weights_"]), params["means_"], params["precisions_cholesky_"], self.covariance_type
         )
 
-    @classmethod
-    def _e_step_block(cls, block, context, state):
-        step = gaussian.block_size(context.means.shape[0], block.X.shape[1], context.covariance_type, block.X.dtype)
-        if block.X.shape[0] <= step:
-            return cls._e_step_rows(block, context)
-        # a large block (a Dask chunk): rows of the usual size, so temporaries stay small, added in order
-        n_rows = block.X.shape[0]
-        parts = Blocks(block, np.r_[np.arange(0, n_rows, step), n_rows], _mixture_rows)
-        results = [cls._e_step_rows(part, context) for part in parts]
-        return BlockResult(sum_in_order(r.stats for r in results), sum(r.objective for r in results))
-
     @staticmethod
-    def _e_step_rows(block, context):
-        X, cov_type = block.X, context.covariance_type
-        # one set of per-row features serves both the densities and the statistics
-        features = gaussian.shared_features(X, context.means, cov_type)
-        log_prob = gaussian.log_likelihood(X, context.means, context.precisions_cholesky, cov_type, features=features)
-        log_prob += context.log_weights
-        log_norm = normalize_log_rows(log_prob)  # log_prob now holds the responsibilities
-        if block.sample_weight is not None:
-            log_prob *= block.sample_weight[:, np.newaxis]
-            log_likelihood = float(np.dot(block.sample_weight, log_norm))
-        else:
-            log_likelihood = float(np.sum(log_norm))
-        stats = gaussian.accumulate(X, log_prob, context.means, cov_type, features)
+    def _e_step_block(block, context, state):
+        # densities, responsibilities and statistics of the block's rows in one pass (chunked inside, so a
+        # large block -- a Dask chunk -- keeps its temporaries small)
+        stats, log_likelihood = gaussian.mixture_block(
+            block.X, block.sample_weight, context.log_weights, context.means, context.precisions_cholesky,
+            context.covariance_type,
+        )
         return BlockResult(stats, log_likelihood)
 
     def _m_step(self, data, stats, params):
@@ -591,7 +541,7 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         expected = {
             "weights_": (K,),
             "means_": (K, n_features),
-            "covariances_": _covariance_shape(self.covariance_type, K, n_features),
+            "covariances_": gaussian.parameter_shapes("covariances", self.covariance_type, K, n_features)[0],
         }
         check_warm_start_shapes(params, expected)
 
@@ -733,12 +683,3 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         """
         n_samples = np.shape(X)[0]
         return float(-2 * self.score(X) * n_samples + 2 * self._n_parameters())
-
-
-def _covariance_shape(covariance_type, n_components, n_features):
-    return {
-        "full": (n_components, n_features, n_features),
-        "tied": (n_features, n_features),
-        "diag": (n_components, n_features),
-        "spherical": (n_components,),
-    }[covariance_type]

@@ -5,7 +5,8 @@ import pytest
 from scipy.stats import multivariate_normal
 
 from emkit._densities import gaussian
-from emkit._inference.mixture import _pair_products, normalize_log_rows, pair_products
+from emkit._inference import mixture as kernels
+from emkit._inference.mixture import normalize_log_rows
 
 TYPES = ["full", "tied", "diag", "spherical"]
 
@@ -72,19 +73,85 @@ def test_accumulate_matches_direct_sums(covariance_type, dtype, rng):
     for k in range(4):
         diff = Xd - center[k]
         np.testing.assert_allclose(stats.first[k], pd[:, k] @ diff, rtol=rtol, atol=rtol * 100)
-        scatter = (diff * pd[:, k, None]).T @ diff
+        centred = Xd - np.average(Xd, axis=0, weights=pd[:, k])  # the scatter is about the weighted mean
+        scatter = (centred * pd[:, k, None]).T @ centred
         expected = scatter if covariance_type in ("full", "tied") else np.diag(scatter)
         np.testing.assert_allclose(stats.second[k], expected, rtol=rtol, atol=rtol * 100)
 
 
-def test_pair_products_kernel(rng):
-    X = rng.normal(size=(7, 4))
-    rows, cols = np.triu_indices(4)
-    out = pair_products(X)
-    np.testing.assert_array_equal(out, X[:, rows] * X[:, cols])
+def _lanes_problem(rng, n_features, n_components, n_rows=37):
+    lanes = rng.normal(size=(n_features, n_rows)) * 3 + 100.0
+    means = rng.normal(size=(n_components, n_features)) * 3 + 100.0
+    A = rng.normal(size=(n_components, n_features, n_features)) * 0.3
+    cov = A @ np.swapaxes(A, 1, 2) + np.eye(n_features)
+    prec_chol = gaussian.precisions_cholesky(cov, "full")
+    return lanes, means, prec_chol, rng.normal(size=n_components)
+
+
+@pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5, 8, 9])
+def test_lane_kernels_match_direct_sums_and_py_func(n_features, rng):
+    """Compiled lane kernels == their .py_func == direct numpy, for feature counts around the blocks of 4."""
+    lanes, means, prec_chol, const = _lanes_problem(rng, n_features, 3)
+    direct = np.array([c - 0.5 * np.sum(((lanes.T - m) @ u) ** 2, axis=1) for m, u, c in zip(means, prec_chol, const)])
+    out = np.empty((3, lanes.shape[1]))
+    kernels.full_log_density(lanes, means, prec_chol, const, out)
+    np.testing.assert_allclose(out, direct, rtol=1e-12)
     again = np.empty_like(out)
-    _pair_products.py_func(X, rows.astype(np.int64), cols.astype(np.int64), again)
-    np.testing.assert_array_equal(out, again)
+    kernels._full_log_density.py_func(lanes, means, prec_chol, const, again, np.zeros((n_features + 3, lanes.shape[1])),
+                                      np.empty((4, lanes.shape[1])))
+    np.testing.assert_allclose(again, out, rtol=1e-13)
+
+    scales = rng.uniform(0.5, 2.0, size=means.shape)
+    kernels.diag_log_density(lanes, means, scales, const, out)
+    whitened = (lanes.T[None] - means[:, None]) * scales[:, None]
+    np.testing.assert_allclose(out, const[:, None] - 0.5 * np.sum(whitened**2, axis=2), rtol=1e-12)
+    kernels._diag_log_density.py_func(lanes, means, scales, const, again)
+    np.testing.assert_allclose(again, out, rtol=1e-13)
+
+    resp = rng.dirichlet(np.ones(3), size=lanes.shape[1]).T.copy()
+    resp[1] = 0.0  # a component with nothing in the block is skipped, exactly
+    sums = [np.zeros(3), np.zeros((3, n_features)), np.zeros((3, n_features, n_features))]
+    kernels.full_moments(lanes, resp, means, *sums)
+    py_sums = [np.zeros(3), np.zeros((3, n_features)), np.zeros((3, n_features, n_features))]
+    kernels._moments.py_func(lanes, resp, means, *py_sums, np.zeros((n_features + 3, lanes.shape[1])),
+                                  np.zeros((n_features + 1, lanes.shape[1])), *(np.empty(n_features) for _ in range(3)))
+    assert sums[0][1] == 0 and not np.any(sums[1][1]) and not np.any(sums[2][1])
+    diag_sums = [np.zeros(3), np.zeros((3, n_features)), np.zeros((3, n_features))]
+    kernels.diag_moments(lanes, resp, means, *diag_sums)
+    for k in (0, 2):
+        diff = lanes.T - means[k]
+        centred = lanes.T - np.average(lanes.T, axis=0, weights=resp[k])
+        scatter = (centred * resp[k][:, None]).T @ centred
+        np.testing.assert_allclose(sums[0][k], resp[k].sum(), rtol=1e-13)
+        np.testing.assert_allclose(sums[1][k], resp[k] @ diff, rtol=1e-11, atol=1e-12)
+        np.testing.assert_allclose(sums[2][k], np.triu(scatter), rtol=1e-11, atol=1e-12)  # upper triangle only
+        np.testing.assert_allclose(diag_sums[2][k], np.diag(scatter), rtol=1e-11, atol=1e-12)
+    for a, b in zip(sums, py_sums):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_blas_and_lane_kernels_agree(covariance_type, rng, monkeypatch):
+    """The kernel is chosen per shape for speed only: both give the same densities and statistics."""
+    means, cov = _random_params(rng, 3, 6, covariance_type, offset=1e4)
+    X = means[rng.randint(3, size=700)] + rng.normal(size=(700, 6))
+    prec_chol = gaussian.precisions_cholesky(cov, covariance_type)
+    post = rng.dirichlet(np.ones(3), size=700)
+    results = {}
+    for threshold in (10**6, 1):  # lanes, then BLAS
+        monkeypatch.setattr(gaussian, "BLAS_MIN_FEATURES", threshold)
+        results[threshold] = (
+            gaussian.log_likelihood(X, means, prec_chol, covariance_type),
+            gaussian.accumulate(X, post, means, covariance_type),
+            gaussian.mixture_block(X, None, np.log([0.2, 0.3, 0.5]), means, prec_chol, covariance_type),
+        )
+    lanes, blas = results[10**6], results[1]
+    np.testing.assert_allclose(lanes[0], blas[0], rtol=1e-12)
+    for a, b in zip(lanes[1], blas[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-9)
+    for a, b in zip(lanes[2][0], blas[2][0]):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-9)
+    np.testing.assert_allclose(lanes[2][1], blas[2][1], rtol=1e-13)
 
 
 def test_normalize_log_rows_kernel(rng):
@@ -100,6 +167,41 @@ def test_normalize_log_rows_kernel(rng):
     np.testing.assert_allclose(log_prob, ref, atol=1e-300)
     assert log_norm[3] == -np.inf
     assert np.all(np.isfinite(np.delete(log_norm, 3)))
+
+
+def test_responsibility_and_layout_kernels_match_py_func(rng):
+    """The compiled passes around exp, the transposition and the square norms == their .py_func."""
+    lanes = rng.normal(size=(4, 30)) * 300
+    lanes[:, 3] = -np.inf
+    weight = rng.uniform(0.5, 2.0, size=30)
+    compiled, plain = lanes.copy(), lanes.copy()
+    outputs = []
+    for array, shift, normalize in ((compiled, kernels._shift_lanes, kernels._normalize_lanes),
+                                    (plain, kernels._shift_lanes.py_func, kernels._normalize_lanes.py_func)):
+        peaks, log_norm, scale = np.empty(30), np.empty(30), np.empty(30)
+        with np.errstate(invalid="ignore"):  # the python version meets -inf - -inf on the empty row
+            shift(array, peaks)
+        np.exp(array, out=array)
+        normalize(array, peaks, weight, log_norm, scale)
+        outputs.append(log_norm)
+    np.testing.assert_array_equal(compiled, plain)
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    np.testing.assert_allclose(compiled.sum(axis=0), np.where(np.arange(30) == 3, 0.0, weight), rtol=1e-14)
+
+    source = rng.normal(size=(7, 5)).astype(np.float32)
+    target, again = np.empty((5, 7)), np.empty((5, 7))
+    kernels.transpose_into(source, target)
+    kernels._transpose_into.py_func(source, again)
+    np.testing.assert_array_equal(target, source.T)
+    np.testing.assert_array_equal(again, target)
+
+    whitened = rng.normal(size=(3, 6, 4))
+    const = rng.normal(size=3)
+    out, out_py = np.empty((3, 6)), np.empty((3, 6))
+    kernels.square_norms(whitened, const, out)
+    kernels._square_norms.py_func(whitened, const, out_py)
+    np.testing.assert_allclose(out, const[:, None] - 0.5 * np.sum(whitened**2, axis=2), rtol=1e-14)
+    np.testing.assert_allclose(out_py, out, rtol=1e-14)
 
 
 @pytest.mark.parametrize("covariance_type", TYPES)
@@ -143,18 +245,25 @@ def test_regularization_slack_bounds_the_loss(covariance_type, rng):
     np.testing.assert_allclose(loss, slack, rtol=1e-6)  # the bound is exact for this update
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("covariance_type", TYPES)
-def test_shared_features_give_the_same_results(covariance_type, rng):
+def test_mixture_block_equals_its_pieces(covariance_type, dtype, rng):
+    """One call per block == log_likelihood, normalisation and accumulate; chunks never change the sums."""
     means, cov = _random_params(rng, 3, 4, covariance_type, offset=20.0)
-    X = means[rng.randint(3, size=900)] + rng.normal(size=(900, 4))
+    X = (means[rng.randint(3, size=9000)] + rng.normal(size=(9000, 4))).astype(dtype)
     prec_chol = gaussian.precisions_cholesky(cov, covariance_type)
-    features = gaussian.shared_features(X, means, covariance_type)
-    assert (features is None) == (covariance_type == "tied")
-    np.testing.assert_array_equal(gaussian.log_likelihood(X, means, prec_chol, covariance_type, features=features),
-                                  gaussian.log_likelihood(X, means, prec_chol, covariance_type))
-    post = rng.dirichlet(np.ones(3), size=900)
-    shared = gaussian.accumulate(X, post, means, covariance_type, features)
-    for a, b in zip(shared, gaussian.accumulate(X, post, means, covariance_type)):
-        np.testing.assert_array_equal(a, b)
-    if covariance_type == "full":
-        assert gaussian.shared_features(X.astype(np.float32), means, "full") is None
+    weight = rng.uniform(0.5, 2.0, size=9000)
+    log_weights = np.log([0.2, 0.3, 0.5])
+    stats, total = gaussian.mixture_block(X, weight, log_weights, means, prec_chol, covariance_type)
+    log_prob = gaussian.log_likelihood(X.astype(np.float64), means, prec_chol, covariance_type) + log_weights
+    log_norm = normalize_log_rows(log_prob)
+    np.testing.assert_allclose(total, np.dot(weight, log_norm), rtol=1e-12)
+    pieces = gaussian.accumulate(X.astype(np.float64), log_prob * weight[:, None], means, covariance_type)
+    for a, b in zip(stats, pieces):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-8)
+    # split in two blocks anywhere and added: the same statistics
+    half = 4321
+    first = gaussian.mixture_block(X[:half], weight[:half], log_weights, means, prec_chol, covariance_type)
+    second = gaussian.mixture_block(X[half:], weight[half:], log_weights, means, prec_chol, covariance_type)
+    for a, b in zip(stats, gaussian.add_stats(first[0], second[0])):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-10)

@@ -176,15 +176,19 @@ def test_fit_does_not_depend_on_the_blocks_or_threads(name, n_blocks):
 
 
 def _assert_stats_add(a, b, c):
-    if isinstance(c, tuple):
-        assert len(a) == len(b) == len(c)
-        for x, y, z in zip(a, b, c):
-            _assert_stats_add(x, y, z)
-    elif isinstance(c, dict):
-        for key in c:
-            _assert_stats_add(a[key], b[key], c[key])
-    elif c is not None:
-        np.testing.assert_allclose(np.asarray(a) + np.asarray(b), np.asarray(c), rtol=1e-9, atol=1e-9)
+    """The statistics of two splits, summed with their type's own ``add``, equal the statistics of the whole."""
+    _assert_equal_stats(a.add(b), c)
+
+
+def _assert_equal_stats(merged, whole):
+    if isinstance(whole, tuple):
+        assert len(merged) == len(whole)
+        for x, y in zip(merged, whole):
+            _assert_equal_stats(x, y)
+    elif whole is not None:
+        np.testing.assert_allclose(np.asarray(merged), np.asarray(whole), rtol=1e-9, atol=1e-9)
+    else:
+        assert merged is None
 
 
 _PUBLIC_CALLS = ("predict", "predict_proba", "score_samples", "score", "transform", "bic", "aic", "filter", "smooth")

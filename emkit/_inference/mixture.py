@@ -1,122 +1,466 @@
-"""Row-wise kernels for mixture E-steps."""
+"""Compiled kernels for Gaussian mixture E-steps, exact at any offset and separation.
 
-import functools
+Every kernel works on a block of rows laid out as *lanes*: the block is
+transposed to ``(n_features, n_rows)`` (and log-densities or responsibilities
+are ``(n_components, n_rows)``), so the innermost loop always runs over rows.
+One vector instruction then serves several rows at once, whatever the number
+of features and components.
+
+Every term of component ``k`` is computed from ``x - mu_k`` (or ``x - c_k``),
+centred on that component before anything is multiplied or squared, never
+from an expansion about a shared point. The results are therefore as accurate
+as a direct two-pass computation, however far the data sit from the origin
+and from each other.
+"""
 
 import numpy as np
 
 from ._jit import jit
 
-__all__ = ["normalize_log_rows"]
+__all__ = [
+    "transpose_into",
+    "diag_log_density",
+    "full_log_density",
+    "square_norms",
+    "responsibilities",
+    "diag_moments",
+    "full_moments",
+    "normalize_log_rows",
+]
 
-
+# Gaps to the row maximum below this are flushed to an exact 0 responsibility: exp(-700) changes no
+# sum, and the subnormal numbers exp() would give below -708 slow every later product tenfold.
 _FLUSH_BELOW = -700.0
 
 
+# --------------------------------------------------------------------------- layout
 @jit
-def _shift_rows(log_prob, peaks):
-    """Subtract each row's maximum; gaps below -700 become -inf (their exponential is exactly 0)."""
-    n_rows, n_cols = log_prob.shape
+def _transpose_into(source, target):
+    n_rows, n_cols = source.shape
     for i in range(n_rows):
-        row = log_prob[i]
-        peak = row[0]
-        for k in range(1, n_cols):
-            if row[k] > peak:
-                peak = row[k]
-        peaks[i] = peak
-        if not np.isfinite(peak):  # no component gives this row any density
-            for k in range(n_cols):
-                row[k] = -np.inf
-            continue
-        for k in range(n_cols):
-            gap = row[k] - peak
-            row[k] = gap if gap > _FLUSH_BELOW else -np.inf
+        for j in range(n_cols):
+            target[j, i] = source[i, j]
+
+
+def transpose_into(source, target):
+    """``target[...] = source.T`` (with conversion), compiled: for lanes of a few rows, numpy's
+    strided copy costs several times more.
+
+    Parameters
+    ----------
+    source : ndarray of shape (n, m)
+    target : ndarray of shape (m, n)
+    """
+    _transpose_into(source, target)
+
+
+# --------------------------------------------------------------------------- log-densities
+@jit(inline=True)
+def _to_log_density(row, const):
+    """Squared Mahalanobis distances in ``row`` -> ``const - distance / 2``, in place."""
+    for i in range(row.shape[0]):
+        row[i] = const - 0.5 * row[i]
 
 
 @jit
-def _normalize_rows(prob, peaks, log_norm):
-    """Rows of exponentials -> probabilities; ``log_norm = peak + log(row sum)``."""
-    n_rows, n_cols = prob.shape
+def _diag_log_density(lanes, means, scales, const, out):
+    n_features, n_rows = lanes.shape
+    for k in range(means.shape[0]):
+        row = out[k]
+        row[:] = 0.0
+        # four features per sweep over the rows (one load and store of the running sum per four terms)
+        for d in range(0, n_features - 3, 4):
+            c0, c1, c2, c3 = means[k, d], means[k, d + 1], means[k, d + 2], means[k, d + 3]
+            s0, s1, s2, s3 = scales[k, d], scales[k, d + 1], scales[k, d + 2], scales[k, d + 3]
+            x0, x1, x2, x3 = lanes[d], lanes[d + 1], lanes[d + 2], lanes[d + 3]
+            for i in range(n_rows):
+                t0 = (x0[i] - c0) * s0
+                t1 = (x1[i] - c1) * s1
+                t2 = (x2[i] - c2) * s2
+                t3 = (x3[i] - c3) * s3
+                row[i] += t0 * t0 + t1 * t1 + t2 * t2 + t3 * t3
+        for d in range(n_features - n_features % 4, n_features):
+            center = means[k, d]
+            scale = scales[k, d]
+            x = lanes[d]
+            for i in range(n_rows):
+                t = (x[i] - center) * scale
+                row[i] += t * t
+        _to_log_density(row, const[k])
+
+
+def diag_log_density(lanes, means, scales, const, out):
+    """Diagonal-covariance log-densities of a block of rows.
+
+    Parameters
+    ----------
+    lanes : ndarray of shape (n_features, n_rows), float64, C-contiguous
+        The block, transposed.
+    means : ndarray of shape (n_components, n_features), float64
+    scales : ndarray of shape (n_components, n_features), float64
+        ``1 / sigma_kd`` (a spherical component repeats its value).
+    const : ndarray of shape (n_components,), float64
+        ``sum_d log(scale_kd) - D/2 log(2 pi)`` (plus anything else per component).
+    out : ndarray of shape (n_components, n_rows), float64, C-contiguous
+        Receives ``const_k - 1/2 sum_d ((x_d - mu_kd) scale_kd)^2``.
+    """
+    _diag_log_density(lanes, means, scales, const, out)
+
+
+@jit(inline=True)
+def _upper(factor, b, a, n_features):
+    """``factor[b, a]`` on or above the diagonal of an n_features matrix, else 0."""
+    return factor[b, a] if (a < n_features and b <= a) else 0.0
+
+
+@jit
+def _full_log_density(lanes, means, prec_chol, const, out, diff, whitened):
+    n_features, n_rows = lanes.shape
+    shared = prec_chol.shape[0] == 1  # tied: one factor for every component
+    w0, w1, w2, w3 = whitened[0], whitened[1], whitened[2], whitened[3]
+    for k in range(means.shape[0]):
+        u = prec_chol[0] if shared else prec_chol[k]
+        for b in range(n_features):
+            center = means[k, b]
+            x = lanes[b]
+            db = diff[b]
+            for i in range(n_rows):
+                db[i] = x[i] - center
+        row = out[k]
+        row[:] = 0.0
+        # y_a = sum_{b <= a} U[b, a] (x_b - mu_b): outputs a0..a0+3 from inputs b0..b0+3 per sweep over
+        # the rows (four loads, sixteen products, four stores); coefficients below the diagonal or past
+        # the last feature are 0, and so are the padding rows of diff
+        for a0 in range(0, n_features, 4):
+            whitened[:] = 0.0
+            a1, a2, a3 = a0 + 1, a0 + 2, a0 + 3
+            for b0 in range(0, min(a0 + 4, n_features), 4):
+                b1, b2, b3 = b0 + 1, b0 + 2, b0 + 3
+                c00, c01 = _upper(u, b0, a0, n_features), _upper(u, b1, a0, n_features)
+                c02, c03 = _upper(u, b2, a0, n_features), _upper(u, b3, a0, n_features)
+                c10, c11 = _upper(u, b0, a1, n_features), _upper(u, b1, a1, n_features)
+                c12, c13 = _upper(u, b2, a1, n_features), _upper(u, b3, a1, n_features)
+                c20, c21 = _upper(u, b0, a2, n_features), _upper(u, b1, a2, n_features)
+                c22, c23 = _upper(u, b2, a2, n_features), _upper(u, b3, a2, n_features)
+                c30, c31 = _upper(u, b0, a3, n_features), _upper(u, b1, a3, n_features)
+                c32, c33 = _upper(u, b2, a3, n_features), _upper(u, b3, a3, n_features)
+                d0, d1, d2, d3 = diff[b0], diff[b1], diff[b2], diff[b3]
+                for i in range(n_rows):
+                    v0, v1, v2, v3 = d0[i], d1[i], d2[i], d3[i]
+                    w0[i] += c00 * v0 + c01 * v1 + c02 * v2 + c03 * v3
+                    w1[i] += c10 * v0 + c11 * v1 + c12 * v2 + c13 * v3
+                    w2[i] += c20 * v0 + c21 * v1 + c22 * v2 + c23 * v3
+                    w3[i] += c30 * v0 + c31 * v1 + c32 * v2 + c33 * v3
+            for i in range(n_rows):
+                row[i] += w0[i] * w0[i] + w1[i] * w1[i] + w2[i] * w2[i] + w3[i] * w3[i]
+        _to_log_density(row, const[k])
+
+
+def full_log_density(lanes, means, prec_chol, const, out):
+    """Full- (or tied-) covariance log-densities of a block of rows.
+
+    Parameters
+    ----------
+    lanes : ndarray of shape (n_features, n_rows), float64, C-contiguous
+    means : ndarray of shape (n_components, n_features), float64
+    prec_chol : ndarray of shape (n_components, n_features, n_features) or (1, n_features, n_features)
+        Upper-triangular ``U_k`` with ``U_k U_k^T = Sigma_k^-1`` (one shared
+        factor for tied); only the upper triangle is read.
+    const : ndarray of shape (n_components,), float64
+        ``log det U_k - D/2 log(2 pi)`` (plus anything else per component).
+    out : ndarray of shape (n_components, n_rows), float64, C-contiguous
+        Receives ``const_k - 1/2 |U_k^T (x - mu_k)|^2``.
+    """
+    n_features, n_rows = lanes.shape
+    diff = np.zeros((n_features + 3, n_rows))  # three zero rows pad the last sweep of four inputs
+    whitened = np.empty((4, n_rows))
+    _full_log_density(lanes, means, np.ascontiguousarray(prec_chol, dtype=np.float64), const, out, diff, whitened)
+
+
+@jit(reassociate=True)
+def _square_norms(whitened, const, out):
+    n_components, n_rows, n_features = whitened.shape
+    for k in range(n_components):
+        ck = const[k]
+        for i in range(n_rows):
+            y = whitened[k, i]
+            total = 0.0
+            for d in range(n_features):
+                total += y[d] * y[d]
+            out[k, i] = ck - 0.5 * total
+
+
+def square_norms(whitened, const, out):
+    """``out[k, i] = const[k] - 1/2 |whitened[k, i]|^2`` (the last step of a BLAS-whitened density).
+
+    Parameters
+    ----------
+    whitened : ndarray of shape (n_components, n_rows, n_features), C-contiguous
+        ``(x_i - mu_k) U_k``, float64 or float32 (squares are summed in float64).
+    const : ndarray of shape (n_components,), float64
+    out : ndarray of shape (n_components, n_rows), float64
+    """
+    _square_norms(whitened, const, out)
+
+
+# --------------------------------------------------------------------------- responsibilities
+@jit
+def _shift_lanes(log_prob, peaks):
+    n_components, n_rows = log_prob.shape
+    peaks[:] = log_prob[0]
+    for k in range(1, n_components):
+        row = log_prob[k]
+        for i in range(n_rows):
+            if row[i] > peaks[i]:
+                peaks[i] = row[i]
+    for k in range(n_components):
+        row = log_prob[k]
+        for i in range(n_rows):
+            gap = row[i] - peaks[i]  # NaN for a row with no density anywhere (-inf - -inf): flushed too
+            row[i] = gap if gap > _FLUSH_BELOW else -np.inf
+
+
+@jit
+def _normalize_lanes(prob, peaks, sample_weight, log_norm, scale):
+    n_components, n_rows = prob.shape
+    scale[:] = prob[0]
+    for k in range(1, n_components):
+        row = prob[k]
+        for i in range(n_rows):
+            scale[i] += row[i]
     for i in range(n_rows):
-        row = prob[i]
-        total = 0.0
-        for k in range(n_cols):
-            total += row[k]
+        total = scale[i]
         if total > 0.0:
-            inv = 1.0 / total
-            for k in range(n_cols):
-                row[k] *= inv
             log_norm[i] = peaks[i] + np.log(total)
-        else:
-            log_norm[i] = peaks[i]
+            scale[i] = sample_weight[i] / total
+        else:  # no component gives this row any density
+            log_norm[i] = -np.inf
+            scale[i] = 0.0
+    for k in range(n_components):
+        row = prob[k]
+        for i in range(n_rows):
+            row[i] *= scale[i]
+
+
+def responsibilities(log_prob, sample_weight=None):
+    """Turn log joint densities (lanes) into weighted responsibilities in place.
+
+    A compiled pass subtracts each row's maximum (flushing gaps below -700 to
+    an exact 0), numpy's vectorised ``exp`` exponentiates, and a second
+    compiled pass normalises, multiplies by the sample weights and records the
+    log normaliser.
+
+    Parameters
+    ----------
+    log_prob : ndarray of shape (n_components, n_rows), float64, C-contiguous
+        ``log p(x_i, z_i = k)``; overwritten by ``w_i p(z_i = k | x_i)`` (all
+        zeros for a row with no density anywhere).
+    sample_weight : ndarray of shape (n_rows,), optional
+        ``w_i``; None means 1.
+
+    Returns
+    -------
+    log_norm : ndarray of shape (n_rows,)
+        ``log p(x_i)`` (``-inf`` for a row with no density anywhere).
+    """
+    n_rows = log_prob.shape[1]
+    peaks = np.empty(n_rows)
+    log_norm = np.empty(n_rows)
+    scale = np.empty(n_rows)
+    weight = np.ones(n_rows) if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=np.float64)
+    _shift_lanes(log_prob, peaks)
+    np.exp(log_prob, out=log_prob)
+    _normalize_lanes(log_prob, peaks, weight, log_norm, scale)
+    return log_norm
 
 
 def normalize_log_rows(log_prob):
-    """Turn log joint densities into posteriors in place.
-
-    Two compiled passes around numpy's vectorised ``exp``: shift each row by its
-    maximum (flushing gaps below -700 to an exact 0, since a responsibility under
-    ``exp(-700)`` changes no sum and subnormal numbers slow every later product
-    tenfold), exponentiate, then normalise and accumulate the log normaliser.
+    """Turn log joint densities (one row per sample) into posteriors in place.
 
     Parameters
     ----------
     log_prob : ndarray of shape (n_rows, n_components), C-contiguous
         ``log p(x_n, z_n = k)``; overwritten by ``p(z_n = k | x_n)`` (all zeros
-        for a row with no density anywhere).
+        for a row with no density anywhere; gaps below -700 to the row's
+        maximum are flushed to an exact 0).
 
     Returns
     -------
     log_norm : ndarray of shape (n_rows,), float64
-        ``log p(x_n) = logsumexp_k log_prob[n, k]`` (``-inf`` for a row with no
-        density anywhere).
+        ``log p(x_n) = logsumexp_k log_prob[n, k]``.
     """
     if not log_prob.flags.c_contiguous:
         raise ValueError("normalize_log_rows needs a C-contiguous array")
-    peaks = np.empty(log_prob.shape[0], dtype=np.float64)
-    log_norm = np.empty(log_prob.shape[0], dtype=np.float64)
-    _shift_rows(log_prob, peaks)
-    np.exp(log_prob, out=log_prob)
-    _normalize_rows(log_prob, peaks, log_norm)
+    lanes = np.ascontiguousarray(log_prob.T, dtype=np.float64)
+    log_norm = responsibilities(lanes)
+    log_prob[...] = lanes.T
     return log_norm
 
 
-@jit
-def _pair_products(X, rows, cols, out):
-    n_rows = X.shape[0]
-    n_pairs = rows.shape[0]
-    for r in range(n_rows):
-        x = X[r]
-        o = out[r]
-        for t in range(n_pairs):
-            o[t] = x[rows[t]] * x[cols[t]]
+# --------------------------------------------------------------------------- statistics
+# Running statistics of a component are (N, f, S): the mass N = sum r, the first moment f = sum r (x - c)
+# about the fixed centre c, and the scatter S = sum r (x - m)(x - m)^T about their own weighted mean
+# m = c + f / N. A chunk's (n, s1, Sc) is taken in two passes over its rows (the mean, then the scatter
+# about it) and merged exactly (Chan, Golub and LeVeque):
+#     S += Sc + (N n / (N + n)) u u^T   with   u = f / N - s1 / n,   then f += s1, N += n.
+# The scatters are sums of squares of rows centred on their own chunk's mean, and the merge adds a
+# non-negative term, so nothing cancels however far the data lie from c, and the M-step needs no
+# correction of the size of its step. The one rounding that grows with the distance |m - c| is in u,
+# a difference of two means each known to eps |m - c|; it enters the scatter to first order only
+# (measured: 1e-10 relative when a mean moves by 5e7 standard deviations in one step, where a
+# correction of statistics about c loses eps (|m - c| / sigma)^2, everything).
+@jit(inline=True)
+def _chunk_mean(lanes, w, center, k, post, first, offset, mean, gap):
+    """Pass 1 for component k over a chunk with weights ``w``.
+
+    Fills ``offset = sum w (x - c_k)`` (the chunk's first moment), ``mean``
+    (the chunk's weighted mean) and ``gap`` (``u`` of the merge); returns the
+    chunk's mass and the weight of ``u u^T`` in the merged scatter (a mass of
+    0 means nothing of the chunk belongs to k: every term is an exact 0).
+    """
+    n_features, n_rows = lanes.shape
+    mass = 0.0
+    for i in range(n_rows):
+        mass += w[i]
+    if mass == 0.0:
+        return 0.0, 0.0
+    total = post[k]
+    for b in range(n_features):
+        c = center[k, b]
+        x = lanes[b]
+        s1 = 0.0
+        for i in range(n_rows):
+            s1 += w[i] * (x[i] - c)
+        offset[b] = s1
+        mean[b] = c + s1 / mass
+        gap[b] = (first[k, b] / total if total > 0.0 else 0.0) - s1 / mass
+    return mass, total * mass / (total + mass)
 
 
-def pair_products(X, out=None):
-    """Products of every pair of columns ``i <= j`` of each row (the upper triangle of ``x x^T``).
+@jit(inline=True)
+def _diag_scatter(lanes, w, mean, scatter):
+    """``scatter[d] += sum w (x_d - mean_d)^2`` (pass 2, diagonal)."""
+    n_features, n_rows = lanes.shape
+    for d in range(n_features):
+        m = mean[d]
+        x = lanes[d]
+        s2 = 0.0
+        for i in range(n_rows):
+            dv = x[i] - m
+            s2 += w[i] * dv * dv
+        scatter[d] += s2
 
-    With these features a quadratic form ``x^T A x`` is a matrix product, so the
-    Mahalanobis terms and the second moments of all components come from one
-    GEMM each (inner dimension ``D (D + 1) / 2``) instead of ``K`` whitening products.
+
+@jit(inline=True)
+def _add_four(upper, a, b0, s0, s1, s2, s3, n_features):
+    """Add four sums to ``upper[a, b0:b0+4]``, keeping only entries on or above the diagonal."""
+    if b0 >= a:
+        upper[a, b0] += s0
+    if a <= b0 + 1 < n_features:
+        upper[a, b0 + 1] += s1
+    if a <= b0 + 2 < n_features:
+        upper[a, b0 + 2] += s2
+    if a <= b0 + 3 < n_features:
+        upper[a, b0 + 3] += s3
+
+
+@jit(inline=True)
+def _full_scatter(lanes, w, mean, upper, diff, weighted):
+    """``upper += sum w (x - mean)(x - mean)^T`` on and above the diagonal (pass 2, full)."""
+    n_features, n_rows = lanes.shape
+    for b in range(n_features):
+        m = mean[b]
+        x = lanes[b]
+        db = diff[b]
+        wb = weighted[b]
+        for i in range(n_rows):
+            dv = x[i] - m
+            db[i] = dv
+            wb[i] = w[i] * dv
+    # blocks of two rows a, a+1 by four columns b0..b0+3: eight running sums per sweep over the rows
+    # (padding rows of diff and weighted are 0; sums below the diagonal or past the last feature are dropped)
+    for a in range(0, n_features, 2):
+        p_row, q_row = weighted[a], weighted[a + 1]
+        for b0 in range(a, n_features, 4):
+            d0, d1, d2, d3 = diff[b0], diff[b0 + 1], diff[b0 + 2], diff[b0 + 3]
+            s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = 0.0
+            for i in range(n_rows):
+                p, q = p_row[i], q_row[i]
+                e0, e1, e2, e3 = d0[i], d1[i], d2[i], d3[i]
+                s00 += p * e0
+                s01 += p * e1
+                s02 += p * e2
+                s03 += p * e3
+                s10 += q * e0
+                s11 += q * e1
+                s12 += q * e2
+                s13 += q * e3
+            _add_four(upper, a, b0, s00, s01, s02, s03, n_features)
+            if a + 1 < n_features:
+                _add_four(upper, a + 1, b0, s10, s11, s12, s13, n_features)
+
+
+@jit(reassociate=True)
+def _moments(lanes, resp, center, post, first, second, diff, weighted, offset, mean, gap):
+    n_features = lanes.shape[0]
+    for k in range(center.shape[0]):
+        w = resp[k]
+        mass, weight = _chunk_mean(lanes, w, center, k, post, first, offset, mean, gap)
+        if mass == 0.0:
+            continue
+        scatter = second[k]
+        if second.ndim == 2:  # diag and spherical: the diagonal only
+            _diag_scatter(lanes, w, mean, scatter)
+            for d in range(n_features):
+                scatter[d] += weight * gap[d] * gap[d]
+        else:
+            _full_scatter(lanes, w, mean, scatter, diff, weighted)
+            for a in range(n_features):
+                for b in range(a, n_features):
+                    scatter[a, b] += weight * gap[a] * gap[b]
+        for b in range(n_features):
+            first[k, b] += offset[b]
+        post[k] += mass
+
+
+def diag_moments(lanes, resp, center, post, first, second):
+    """Merge a chunk's diagonal statistics into running float64 ones (see the comment above).
 
     Parameters
     ----------
-    X : ndarray of shape (n_rows, n_features), float64, C-contiguous
-    out : ndarray of shape (n_rows, n_features * (n_features + 1) // 2), optional
-
-    Returns
-    -------
-    products : ndarray of shape (n_rows, n_features * (n_features + 1) // 2)
-        Column ``t`` holds ``X[:, i_t] * X[:, j_t]`` for ``(i_t, j_t)`` in
-        ``numpy.triu_indices(n_features)`` order.
+    lanes : ndarray of shape (n_features, n_rows), float64, C-contiguous
+    resp : ndarray of shape (n_components, n_rows), float64, C-contiguous
+        Weights ``r_ik`` (responsibilities times sample weights).
+    center : ndarray of shape (n_components, n_features), float64
+        ``c_k``, the centre of the first moments.
+    post, first, second : ndarray of shape (n_components,), (n_components, n_features), (n_components, n_features)
+        Running ``N_k = sum r_ik``, ``sum r_ik (x_i - c_k)`` and
+        ``sum r_ik (x_i - m_k)^2`` (elementwise) about the weighted mean
+        ``m_k = c_k + first_k / N_k``; updated in place.
     """
-    rows, cols = _upper_triangle(X.shape[1])
-    if out is None:
-        out = np.empty((X.shape[0], rows.shape[0]), dtype=np.float64)
-    _pair_products(np.ascontiguousarray(X, dtype=np.float64), rows, cols, out)
-    return out
+    n_features = lanes.shape[0]
+    unused = np.empty((0, 0))
+    _moments(lanes, resp, center, post, first, second, unused, unused, *(np.empty(n_features) for _ in range(3)))
 
 
-@functools.lru_cache(maxsize=32)
-def _upper_triangle(n_features):
-    rows, cols = np.triu_indices(n_features)
-    return rows.astype(np.int64), cols.astype(np.int64)
+def full_moments(lanes, resp, center, post, first, upper):
+    """Merge a chunk's statistics (scatter matrices as upper triangles) into running float64 ones.
+
+    Parameters
+    ----------
+    lanes : ndarray of shape (n_features, n_rows), float64, C-contiguous
+    resp : ndarray of shape (n_components, n_rows), float64, C-contiguous
+        Weights ``r_ik``.
+    center : ndarray of shape (n_components, n_features), float64
+        ``c_k``, the centre of the first moments.
+    post, first : ndarray of shape (n_components,), (n_components, n_features)
+        Running ``N_k`` and ``sum r_ik (x_i - c_k)``; updated in place.
+    upper : ndarray of shape (n_components, n_features, n_features)
+        Its upper triangle holds the running ``sum r_ik (x_i - m_k)(x_i - m_k)^T``
+        about the weighted mean ``m_k = c_k + first_k / N_k``; updated in
+        place (the strict lower triangle is not touched).
+    """
+    n_features, n_rows = lanes.shape
+    diff = np.zeros((n_features + 3, n_rows))  # zero rows pad the last sweeps of two rows and four columns
+    weighted = np.zeros((n_features + 1, n_rows))
+    _moments(lanes, resp, center, post, first, upper, diff, weighted, *(np.empty(n_features) for _ in range(3)))
