@@ -50,7 +50,7 @@ def _assert_no_dask_inside(model):
     pickle.loads(pickle.dumps(model))
 
 
-def _cluster_holds_nothing(client, timeout=10.0):
+def _cluster_holds_nothing(client, timeout=30.0):
     """True once the scheduler holds no task (releases travel asynchronously: wait a little for them)."""
     import time
 
@@ -60,6 +60,11 @@ def _cluster_holds_nothing(client, timeout=10.0):
         if client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) == 0:
             return True
         if time.monotonic() > deadline:
+            held = client.run_on_scheduler(
+                lambda dask_scheduler: sorted({(ts.key[0] if isinstance(ts.key, tuple) else ts.key)[:40] + " " + ts.state
+                                               for ts in dask_scheduler.tasks.values()})[:10]
+            )
+            print("the scheduler still holds", held)
             return False
         time.sleep(0.1)
 
