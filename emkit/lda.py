@@ -355,15 +355,12 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
             indptr = indptr[first : last + 1] - lo
             indices, values = indices[lo:hi], values[lo:hi]
         exp_beta = params["exp_dirichlet_component_"]
-        elog = params.get("_elog_component")
-        if elog is None:
-            elog = _dirichlet_expectation_rows(params["components_"])
         result = update_documents(
             indptr,
             indices,
             values,
             exp_beta.T,
-            elog.T,
+            params["components_"],
             data.doc_topic_prior,
             doc_topic,
             self.max_doc_update_iter,

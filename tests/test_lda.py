@@ -72,26 +72,40 @@ def test_digamma_matches_scipy():
     assert kernels.digamma(0.0) == -np.inf
 
 
+def test_exp_digamma_and_exp_dirichlet_expectation():
+    """exp(psi) without a log, and the topic-word expectation built on it, match scipy."""
+    x = np.concatenate([np.logspace(-8, 5, 500), np.linspace(0.01, 30, 500), [1e16, 1e30]])
+    ours = np.array([kernels.exp_digamma(v) for v in x])
+    # exp amplifies the argument's round-off by |psi(x)| (about 1/x for small x)
+    np.testing.assert_allclose(ours, np.exp(scipy_digamma(x)), rtol=1e-12, atol=0)
+    assert kernels.exp_digamma(0.0) == 0.0
+    lam = np.random.RandomState(0).gamma(0.3, 2.0, (4, 50))
+    np.testing.assert_allclose(
+        kernels.exp_dirichlet_expectation(lam), np.exp(_dirichlet_expectation_rows(lam)), rtol=1e-13, atol=0
+    )
+
+
 def _kernel_inputs(rng, n_docs=12, n_words=15, n_topics=3):
     X = sp.random(n_docs, n_words, density=0.4, random_state=rng, format="csr")
     X.data = np.ceil(5 * X.data)
     lam = rng.gamma(2.0, 1.0, (n_topics, n_words))
     elog = _dirichlet_expectation_rows(lam)
-    return X, np.exp(elog), elog
+    return X, np.exp(elog), elog, lam
 
 
 @pytest.mark.parametrize("prune", [False, True])
 def test_kernel_compiled_equals_python(prune):
     rng = np.random.RandomState(0)
-    X, exp_beta, elog = _kernel_inputs(rng)
+    X, exp_beta, elog, lam = _kernel_inputs(rng)
     n_docs, n_topics = X.shape[0], exp_beta.shape[0]
+    psi_totals = scipy_digamma(lam.sum(axis=1))
     outs = []
     for function in (kernels._update_documents, kernels._update_documents.py_func):
         doc_topic = rng.gamma(100, 0.01, (n_docs, n_topics)) * 0 + 1.0
         out = (np.zeros((n_docs, n_topics)), np.zeros(X.nnz), np.zeros(n_docs), np.zeros(n_docs, dtype=np.int64))
         function(
             X.indptr.astype(np.int64), X.indices.astype(np.int64), X.data, np.ascontiguousarray(exp_beta.T),
-            np.ascontiguousarray(elog.T), 0.2, doc_topic, np.ones(n_docs, dtype=np.bool_), 0, n_docs, 50, 1e-6, prune,
+            lam, psi_totals, 0.2, doc_topic, np.ones(n_docs, dtype=np.bool_), 0, n_docs, 50, 1e-6, prune,
             *out,
         )
         outs.append((doc_topic,) + out)
@@ -102,9 +116,9 @@ def test_kernel_compiled_equals_python(prune):
 def test_kernel_elbo_and_fixed_point_by_hand():
     """The kernel's gamma is a fixed point of the update and its ELBO equals the formula, in numpy."""
     rng = np.random.RandomState(1)
-    X, exp_beta, elog = _kernel_inputs(rng)
+    X, exp_beta, elog, lam = _kernel_inputs(rng)
     alpha = 0.2
-    res = kernels.update_documents(X.indptr, X.indices, X.data, exp_beta.T, elog.T, alpha, np.ones((12, 3)), 500, 1e-12)
+    res = kernels.update_documents(X.indptr, X.indices, X.data, exp_beta.T, lam, alpha, np.ones((12, 3)), 500, 1e-12)
     dense = X.toarray()
     elog_theta = _dirichlet_expectation_rows(res.doc_topic)
     log_norm = np.log(np.exp(elog_theta) @ exp_beta)  # log sum_k exp(E log theta_k + E log beta_kw)
@@ -122,7 +136,7 @@ def test_kernel_elbo_and_fixed_point_by_hand():
     np.testing.assert_allclose(res.elbo, expected, rtol=1e-10)
     # threads split the documents; the result is identical
     res2 = kernels.update_documents(
-        X.indptr, X.indices, X.data, exp_beta.T, elog.T, alpha, np.ones((12, 3)), 500, 1e-12, n_threads=3
+        X.indptr, X.indices, X.data, exp_beta.T, lam, alpha, np.ones((12, 3)), 500, 1e-12, n_threads=3
     )
     np.testing.assert_array_equal(res.doc_topic, res2.doc_topic)
 
