@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 from scipy.special import digamma as scipy_digamma
 from sklearn.decomposition import LatentDirichletAllocation as SklearnLDA
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.decomposition import _lda as sklearn_lda_module
 from sklearn.base import clone
 from sklearn.feature_extraction.text import CountVectorizer
@@ -219,7 +220,9 @@ def test_batch_fit_equals_sklearn_draw_for_draw(corpus, start, sparse, prune):
 
     ours = LatentDirichletAllocation(N_TOPICS, max_iter=n_iter, components_init=start, random_state=0)
     with mock.patch.object(
-        LatentDirichletAllocation, "_fresh_starts", staticmethod(lambda p, n, k: stream.gamma(100.0, 0.01, (n, k)))
+        LatentDirichletAllocation,
+        "_fresh_starts",
+        staticmethod(lambda seed, n_batch_iter, first, n, k: stream.gamma(100.0, 0.01, (n, k))),
     ), mock.patch.object(lda_module, "update_documents", update), mock.patch.object(
         LatentDirichletAllocation, "_prune", prune
     ):
@@ -240,14 +243,16 @@ def test_batch_fit_agrees_with_sklearn(corpus, start, n_iter):
     """Same start, same number of batch iterations: bound, held-out perplexity and topics agree.
 
     Both restart every document from random Gamma(100, 0.01) values at every
-    iteration (different random numbers), and emkit keeps a document's
-    previous solution only when needed to keep the ELBO from decreasing, so
-    the runs are not draw-for-draw identical: over three seeds the median
-    training perplexity agrees to 0.5% and the held-out perplexity to 1%.
+    iteration, with different random numbers, so the runs are not draw-for-draw
+    identical and each lands in one of a few optima: on this corpus both
+    libraries reach the poorer one (training perplexity 21.05 instead of
+    18.91) in a few seeds out of 40 (scikit-learn 2, emkit 3). Over eight
+    seeds the median training perplexity agrees to 0.5%, the median held-out
+    perplexity to 1%, and in most seeds every topic matches scikit-learn's.
     """
     X_train, X_test, _ = corpus
-    ours_bound, sk_bound, ours_heldout, sk_heldout = [], [], [], []
-    for seed in range(3):
+    ours_bound, sk_bound, ours_heldout, sk_heldout, matched = [], [], [], [], []
+    for seed in range(8):
         sk, patch = sklearn_from(start, max_iter=n_iter, random_state=seed)
         with patch:
             sk.fit(X_train)
@@ -258,9 +263,10 @@ def test_batch_fit_agrees_with_sklearn(corpus, start, n_iter):
         sk_bound.append(sk.bound_)
         ours_heldout.append(ours.perplexity(X_test))
         sk_heldout.append(sk.perplexity(X_test))
-        assert np.all(topic_distances(ours.components_, sk.components_) < 0.05)
+        matched.append(np.all(topic_distances(ours.components_, sk.components_) < 0.05))
     np.testing.assert_allclose(np.median(ours_bound), np.median(sk_bound), rtol=0.005)
     np.testing.assert_allclose(np.median(ours_heldout), np.median(sk_heldout), rtol=0.01)
+    assert sum(matched) >= 5
 
 
 def test_recovers_true_topics():
@@ -370,8 +376,25 @@ def test_perp_tol_stops_early(corpus):
     history_perplexity = np.exp(-lda.lower_bound_history_ * X_train.shape[0] / X_train.sum())
     last, before = history_perplexity[lda.n_iter_ - 1], history_perplexity[lda.n_iter_ - 3]
     assert abs(before - last) < 0.5
-    full = LatentDirichletAllocation(N_TOPICS, max_iter=7, random_state=0).fit(X_train)
-    assert full.n_iter_ == 7 and full.converged_
+    full = LatentDirichletAllocation(N_TOPICS, max_iter=7, random_state=0).fit(X_train)  # no warning: no rule
+    assert full.n_iter_ == 7 and not full.converged_ and not full.restarts_[0]["converged"]
+
+
+def test_converged_only_when_perp_tol_stops_the_fit(corpus):
+    """evaluate_every > 0: converged_ is True only if perp_tol stopped the fit; running out of passes warns."""
+    X_train, _, _ = corpus
+    lda = LatentDirichletAllocation(N_TOPICS, evaluate_every=1, perp_tol=1e-30, max_iter=2, random_state=0)
+    with pytest.warns(ConvergenceWarning, match="perp_tol=1e-30"):
+        lda.fit(X_train)
+    assert lda.n_iter_ == 2 and not lda.converged_ and not lda.restarts_[0]["converged"]
+    loose = clone(lda).set_params(perp_tol=1e3, max_iter=50).fit(X_train)  # no warning
+    assert loose.n_iter_ == 2 and loose.converged_ and loose.restarts_[0]["converged"]
+    # several restarts: each record says whether the rule stopped it
+    several = clone(lda).set_params(perp_tol=1e3, max_iter=50, n_init=2).fit(X_train)
+    assert several.converged_ and all(r["converged"] for r in several.restarts_)
+    # the rule met exactly at the last pass counts as converged
+    last = clone(lda).set_params(perp_tol=1e3, max_iter=2).fit(X_train)
+    assert last.n_iter_ == 2 and last.converged_
 
 
 def test_online_and_partial_fit(corpus, start):

@@ -87,21 +87,22 @@ def _psi_parts(x):
     Uses ``psi(x) = psi(x + 8) - sum_{i<8} 1 / (x + i)`` and the asymptotic
     series of ``psi(x + 8)`` through the ``x**-12`` term. The sum is taken as
     ``p'(x) / p(x)`` of the product ``p(x) = x (x + 1) ... (x + 7)``: one
-    division and no data-dependent loop. Beyond 1e15 the series alone is
-    exact to round-off (and the product would overflow for huge ``x``).
+    division. Beyond 1e15 the series alone is exact to round-off (and the
+    product would overflow for huge ``x``). Selects instead of branches and
+    ``np.divide`` (no zero-division check) keep a loop over many ``x``
+    vectorisable.
     """
-    shift = 0.0
-    y = x
-    if x < 1e15:
-        product = x
-        derivative = 1.0
-        for i in range(1, 8):
-            factor = x + i
-            derivative = derivative * factor + product
-            product = product * factor
-        shift = derivative / product
-        y = x + 8.0
-    inv = 1.0 / y
+    big = x >= 1e15
+    shifted = 1.0 if big else x
+    product = shifted
+    derivative = 1.0
+    for i in range(1, 8):
+        factor = shifted + i
+        derivative = derivative * factor + product
+        product = product * factor
+    shift = 0.0 if big else np.divide(derivative, product)
+    y = x if big else x + 8.0
+    inv = np.divide(1.0, y)
     inv2 = inv * inv
     # 1/(12 y^2) - 1/(120 y^4) + 1/(252 y^6) - 1/(240 y^8) + 1/(132 y^10) - 691/(32760 y^12)
     series = 1.0 / 132.0 - inv2 * (691.0 / 32760.0)
@@ -134,23 +135,39 @@ def exp_digamma(x):
     return y * math.exp(-correction)
 
 
-@jit
-def _exp_theta(gamma, exp_out):
-    """``exp_out = exp(psi(gamma) - psi(sum(gamma)))``."""
+@jit(reassociate=True)
+def _exp_theta(gamma, exp_out, work, alpha=-1.0, exp_digamma_alpha=0.0):
+    """``exp_out = exp(psi(gamma) - psi(sum(gamma)))``; ``work`` is scratch of the same length.
+
+    Entries equal to ``alpha`` use the precomputed ``exp_digamma_alpha``
+    (topics that pruning left at the prior). The arithmetic of
+    :func:`_psi_parts` runs as one vectorised loop and only the ``exp`` calls
+    as a scalar loop (about twice as fast as calling :func:`exp_digamma` per
+    entry).
+    """
+    n = gamma.shape[0]
     total = 0.0
-    for k in range(gamma.shape[0]):
+    for k in range(n):
         total += gamma[k]
     scale = exp_digamma(total)
-    scale = 1.0 / scale if scale > 0.0 else 0.0
-    for k in range(gamma.shape[0]):
-        exp_out[k] = exp_digamma(gamma[k]) * scale
+    scale = np.divide(1.0, scale) if scale > 0.0 else 0.0
+    for k in range(n):
+        x = gamma[k]
+        y, correction = _psi_parts(max(x, 1e-300))
+        at_prior = x == alpha
+        exp_out[k] = (exp_digamma_alpha if at_prior else (y if x > 0.0 else 0.0)) * scale
+        work[k] = 0.0 if at_prior else -correction
+    for k in range(n):
+        if work[k] != 0.0:
+            exp_out[k] *= math.exp(work[k])
 
 
 @jit
 def _exp_dirichlet_expectation_rows(topic_word, out):
     """``out[k] = exp(psi(topic_word[k]) - psi(sum(topic_word[k])))`` for every row ``k``."""
+    work = np.empty(topic_word.shape[1])
     for k in range(topic_word.shape[0]):
-        _exp_theta(topic_word[k], out[k])
+        _exp_theta(topic_word[k], out[k], work)
 
 
 def exp_dirichlet_expectation(topic_word):
@@ -170,21 +187,6 @@ def exp_dirichlet_expectation(topic_word):
     out = np.empty_like(topic_word)
     _exp_dirichlet_expectation_rows(topic_word, out)
     return out
-
-
-@jit
-def _exp_theta_pruned(gamma, alpha, exp_digamma_alpha, exp_out):
-    """:func:`_exp_theta` reusing ``exp(psi(alpha))`` for the entries equal to ``alpha``."""
-    total = 0.0
-    for k in range(gamma.shape[0]):
-        total += gamma[k]
-    scale = exp_digamma(total)
-    scale = 1.0 / scale if scale > 0.0 else 0.0
-    for k in range(gamma.shape[0]):
-        if gamma[k] == alpha:
-            exp_out[k] = exp_digamma_alpha * scale
-        else:
-            exp_out[k] = exp_digamma(gamma[k]) * scale
 
 
 @jit(inline=True, reassociate=True)
@@ -240,7 +242,7 @@ def _topic_sums(beta_kw, r, topics, n_topics, nnz, out):
 @jit(reassociate=True)  # the per-word and per-topic sums vectorise
 def _solve_document(
     start, nnz, data, indices, beta_kw, topic_word, psi_topic_totals, alpha, gamma, max_iter, tol, prune,
-    norm, r, acc, elog_theta, exp_theta, terms, active, all_topics, ratio_out, exp_digamma_alpha, psi_alpha,
+    norm, r, acc, elog_theta, exp_theta, terms, work, active, all_topics, ratio_out, exp_digamma_alpha, psi_alpha,
     lgamma_alpha, lgamma_sum_alpha,
 ):
     """Fixed-point updates of one document from ``gamma`` (updated in place).
@@ -255,7 +257,7 @@ def _solve_document(
     and ``ratio_out[:nnz]``; returns ``(elbo, n_updates)``.
     """
     n_components = gamma.shape[0]
-    _exp_theta(gamma, exp_theta)
+    _exp_theta(gamma, exp_theta, work)
     n_done = 0
     n_active = n_components
     need_full = True
@@ -283,9 +285,9 @@ def _solve_document(
             change += abs(terms[k] - gamma[k])
             gamma[k] = terms[k]
         if full:
-            _exp_theta(gamma, exp_theta)
+            _exp_theta(gamma, exp_theta, work)
         else:
-            _exp_theta_pruned(gamma, alpha, exp_digamma_alpha, exp_theta)
+            _exp_theta(gamma, exp_theta, work, alpha, exp_digamma_alpha)
         n_done += 1
         if change / n_components < tol:
             if full:
@@ -372,6 +374,7 @@ def _update_documents(
     r = np.empty(max_nnz)
     acc = np.empty(n_components)
     terms = np.empty(n_components)
+    work = np.empty(n_components)
     active = np.empty(n_components, dtype=np.int64)
     all_topics = np.arange(n_components)
     gamma = np.empty(n_components)
@@ -395,7 +398,7 @@ def _update_documents(
             gamma[k] = doc_topic[d, k]
         elbo[d], n_updates[d] = _solve_document(
             start, nnz, data, indices, beta_kw, topic_word, psi_topic_totals, alpha, gamma, max_iter, tol, prune,
-            norm, r, acc, elog_theta, exp_theta, terms, active, all_topics, ratio[start:], exp_digamma_alpha,
+            norm, r, acc, elog_theta, exp_theta, terms, work, active, all_topics, ratio[start:], exp_digamma_alpha,
             psi_alpha, lgamma_alpha, lgamma_sum_alpha,
         )
         for k in range(n_components):
