@@ -14,7 +14,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils.validation import check_non_negative
 
-from ._inference.lda import exp_dirichlet_expectation, update_documents
+from ._inference.lda import exp_dirichlet_expectation, expected_counts, update_documents
 from ._validation import Interval, StrOptions, check_array_param, check_is_fitted, validate_data
 from .base import EMMixin
 
@@ -41,6 +41,7 @@ def _dirichlet_expectation_rows(a):
 
 def _topic_word_params(components, n_batch_iter):
     """Parameter dict for a topic-word matrix ``lambda`` (``components_``)."""
+    components = np.ascontiguousarray(components)
     elog = _dirichlet_expectation_rows(components)
     return {
         "components_": components,
@@ -324,29 +325,27 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         return params
 
     @staticmethod
-    def _fresh_starts(seed, n_batch_iter, first, n_documents, n_components):
-        """scikit-learn's random document starts, ``Gamma(100, 0.01)``.
+    def _fresh_starts(seed, n_batch_iter):
+        """The stream of scikit-learn's random document starts, ``Gamma(100, 0.01)`` draws.
 
-        Drawn from a stream keyed by the restart's seed, the topic update count
-        and the first document's index, so that every E-step (and every
-        mini-batch) gets its own draws whatever order they run in.
+        Keyed by the restart's seed and the topic update count: every batch
+        E-step, and every online pass, draws from its own stream.
         """
-        rng = np.random.default_rng([seed, n_batch_iter, first])
-        return rng.gamma(100.0, 0.01, (n_documents, n_components))
+        return np.random.default_rng([seed, n_batch_iter])
 
     def _e_step(self, data, params):
-        n_components = params["components_"].shape[0]
+        shape = (data.n_units, params["components_"].shape[0])
         seed = params.get("_seed", 0)
         previous = params.get("_doc_topic")
         if self.learning_method == "online":
             # the ELBO of the topics after the pass, each document at the gamma its mini-batch
-            # found (no updates); before the first pass, at its random start
+            # found (no updates); before the first pass, at gamma = 1
             if previous is None:
-                previous = self._fresh_starts(seed, params["n_batch_iter_"], 0, data.n_units, n_components)
+                previous = np.ones(shape)
             return self._e_step_arrays(data, params, previous, max_updates=0, sstats=False)
         # batch: every document restarts from scikit-learn's random values; the previous
         # iteration's solutions are only the fallback that keeps the ELBO from decreasing
-        fresh = self._fresh_starts(seed, params["n_batch_iter_"], 0, data.n_units, n_components)
+        fresh = self._fresh_starts(seed, params["n_batch_iter_"]).gamma(100.0, 0.01, shape)
         if previous is None:
             return self._e_step_arrays(data, params, fresh)
         floor = params["_previous_objective"] - self._log_prior(params)
@@ -354,14 +353,15 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
 
     def _e_step_arrays(
         self, data, params, doc_topic, rows=None, fresh_start=None, floor=None, prune=None, max_updates=None,
-        sstats=True,
+        sstats=True, elbo=True,
     ):
         """E-step over all documents (or the row range ``rows``); returns (stats, total ELBO).
 
         ``params`` needs ``components_`` and ``exp_dirichlet_component_``.
         ``max_updates`` (default ``max_doc_update_iter``) caps the updates per
         document; 0 evaluates the ELBO at ``doc_topic``. ``sstats=False``
-        skips the expected topic-word counts.
+        skips the expected topic-word counts, ``elbo=False`` the ELBO (the
+        total is then 0).
         """
         if prune is None:
             prune = self._prune
@@ -387,14 +387,13 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
             fresh_start=fresh_start,
             floor=floor,
             prune=prune,
+            elbo=elbo,
             n_threads=data.n_threads,
         )
         total = float(np.sum(result.elbo))
         stats = {"doc_topic": result.doc_topic, "n_updates": result.n_updates, "elbo": total}
         if sstats:
-            n_docs = indptr.shape[0] - 1
-            ratio = sp.csr_matrix((result.ratio, indices, indptr), shape=(n_docs, exp_beta.shape[1]))
-            stats["sstats"] = np.asarray(ratio.T @ result.exp_doc_topic).T * exp_beta
+            stats["sstats"] = expected_counts(indptr, indices, result.ratio, result.exp_doc_topic, exp_beta.T)
         return stats, total
 
     def _log_prior(self, params):
@@ -440,16 +439,19 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         current = {"components_": components, "exp_dirichlet_component_": params["exp_dirichlet_component_"]}
         n_batch_iter = params["n_batch_iter_"]
         doc_topic = np.empty((data.n_units, components.shape[0]))
+        starts = self._fresh_starts(seed, n_batch_iter)  # one stream per pass, drawn mini-batch by mini-batch
         for batch in gen_batches(data.n_units, self.batch_size):
             first, last = batch.start, batch.stop
-            start = self._fresh_starts(seed, n_batch_iter, first, last - first, components.shape[0])
-            stats, _ = self._e_step_arrays(data, current, start, rows=(first, last))
+            start = starts.gamma(100.0, 0.01, (last - first, components.shape[0]))
+            stats, _ = self._e_step_arrays(data, current, start, rows=(first, last), elbo=False)
             doc_topic[first:last] = stats["doc_topic"]
             weight = (self.learning_offset + n_batch_iter) ** (-self.learning_decay)
             components *= 1.0 - weight
-            components += weight * (data.topic_word_prior + (total_samples / (last - first)) * stats["sstats"])
+            components += weight * data.topic_word_prior
+            components += (weight * total_samples / (last - first)) * stats["sstats"]
             n_batch_iter += 1
-            current["exp_dirichlet_component_"] = exp_dirichlet_expectation(components)
+            # word-major, the layout the kernel reads (the K x V view costs no copy)
+            current["exp_dirichlet_component_"] = exp_dirichlet_expectation(components, word_major=True).T
         return _topic_word_params(components, n_batch_iter), doc_topic
 
     def _perp_tol_met(self, data, history):

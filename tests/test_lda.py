@@ -106,7 +106,7 @@ def test_kernel_compiled_equals_python(prune):
         out = (np.zeros((n_docs, n_topics)), np.zeros(X.nnz), np.zeros(n_docs), np.zeros(n_docs, dtype=np.int64))
         function(
             X.indptr.astype(np.int64), X.indices.astype(np.int64), X.data, np.ascontiguousarray(exp_beta.T),
-            lam, psi_totals, 0.2, doc_topic, np.ones(n_docs, dtype=np.bool_), 0, n_docs, 50, 1e-6, prune,
+            lam, psi_totals, 0.2, doc_topic, np.ones(n_docs, dtype=np.bool_), 0, n_docs, 50, 1e-6, prune, True,
             *out,
         )
         outs.append((doc_topic,) + out)
@@ -135,6 +135,19 @@ def test_kernel_elbo_and_fixed_point_by_hand():
         - gammaln(g.sum(axis=1))
     )
     np.testing.assert_allclose(res.elbo, expected, rtol=1e-10)
+    # expected topic-word counts: sum_d n_dw phi_dwk with phi optimal for the final gamma
+    phi_weighted = np.exp(elog_theta)[:, :, None] * exp_beta[None, :, :] / np.exp(log_norm)[:, None, :]
+    sstats = np.einsum("dw,dkw->kw", dense, phi_weighted)
+    np.testing.assert_allclose(
+        kernels.expected_counts(X.indptr, X.indices, res.ratio, res.exp_doc_topic, exp_beta.T), sstats, rtol=1e-10
+    )
+    # without the ELBO: the same solutions, zeros for the ELBO
+    quiet = kernels.update_documents(
+        X.indptr, X.indices, X.data, exp_beta.T, lam, alpha, np.ones((12, 3)), 500, 1e-12, elbo=False
+    )
+    np.testing.assert_array_equal(quiet.doc_topic, res.doc_topic)
+    np.testing.assert_array_equal(quiet.ratio, res.ratio)
+    assert not quiet.elbo.any()
     # threads split the documents; the result is identical
     res2 = kernels.update_documents(
         X.indptr, X.indices, X.data, exp_beta.T, lam, alpha, np.ones((12, 3)), 500, 1e-12, n_threads=3
@@ -222,7 +235,7 @@ def test_batch_fit_equals_sklearn_draw_for_draw(corpus, start, sparse, prune):
     with mock.patch.object(
         LatentDirichletAllocation,
         "_fresh_starts",
-        staticmethod(lambda seed, n_batch_iter, first, n, k: stream.gamma(100.0, 0.01, (n, k))),
+        staticmethod(lambda seed, n_batch_iter: stream),
     ), mock.patch.object(lda_module, "update_documents", update), mock.patch.object(
         LatentDirichletAllocation, "_prune", prune
     ):
@@ -236,6 +249,38 @@ def test_batch_fit_equals_sklearn_draw_for_draw(corpus, start, sparse, prune):
     np.testing.assert_allclose(ours.transform(X_test), sk.transform(X_test), rtol=exact * 10, atol=exact / 10)
     # emkit's own bound_ uses the final E-step's solutions: never worse than the re-inferred ones by much
     np.testing.assert_allclose(ours.bound_, sk.bound_, rtol=2e-3)
+
+
+@pytest.mark.parametrize("prune", [False, True])
+def test_online_fit_equals_sklearn_draw_for_draw(corpus, start, prune):
+    """Online mode: the same start and random document starts give scikit-learn's online fit.
+
+    emkit's passes are scikit-learn's mini-batch updates (fresh random starts,
+    no floor, the same step sizes), so feeding it scikit-learn's stream of
+    random starts reproduces the fit to round-off (0.1% with topic skipping).
+    The objective is the ELBO at each document's mini-batch solution.
+    """
+    X_train, X_test, _ = corpus
+    exact = 1e-6 if not prune else 1e-3
+    sk, patch = sklearn_from(start, learning_method="online", batch_size=50, max_iter=4, random_state=0)
+    with patch:
+        sk.fit(X_train)
+    stream = np.random.RandomState(0)
+    stream.gamma(100.0, 0.01, start.shape)  # scikit-learn's own (replaced) starting topics
+    ours = LatentDirichletAllocation(
+        N_TOPICS, learning_method="online", batch_size=50, max_iter=4, components_init=start, random_state=0
+    )
+    with mock.patch.object(
+        LatentDirichletAllocation, "_fresh_starts", staticmethod(lambda seed, n_batch_iter: stream)
+    ), mock.patch.object(LatentDirichletAllocation, "_prune", prune):
+        ours.fit(X_train)
+    assert ours.n_batch_iter_ == sk.n_batch_iter_ == 1 + 4 * 5 and ours.n_iter_ == 4
+    np.testing.assert_allclose(ours.components_, sk.components_, rtol=exact, atol=exact)
+    np.testing.assert_allclose(ours.perplexity(X_test), sk.perplexity(X_test), rtol=exact / 10)
+    # the objective: ELBO of the final topics with each document at its mini-batch gamma (no extra
+    # E-step); scikit-learn's bound_ re-infers every document from ones: close, not equal
+    np.testing.assert_allclose(ours.bound_, sk.bound_, rtol=0.02)
+    np.testing.assert_allclose(ours.bound_, np.exp(-ours.lower_bound_ * X_train.shape[0] / X_train.sum()))
 
 
 @pytest.mark.parametrize("n_iter", [30])
@@ -410,16 +455,39 @@ def test_online_and_partial_fit(corpus, start):
     batch = LatentDirichletAllocation(N_TOPICS, max_iter=15, random_state=0, components_init=start).fit(X_train)
     assert lda.perplexity(X_test) < 1.2 * batch.perplexity(X_test)
 
-    sk = SklearnLDA(N_TOPICS, batch_size=50, total_samples=240, learning_offset=2.0, random_state=0)
+    # the online history: one objective per pass, the ELBO at each document's mini-batch solution
+    assert lda.lower_bound_history_.shape == (15,) and np.all(np.isfinite(lda.lower_bound_history_))
+    assert lda.lower_bound_ == lda.lower_bound_history_[-1] and not lda.converged_
+
+
+def test_partial_fit_equals_sklearn_and_sets_history(corpus, start):
+    """partial_fit: scikit-learn's updates (draw for draw), and the engine's history attributes per call."""
+    X_train, X_test, _ = corpus
+    sk = SklearnLDA(N_TOPICS, batch_size=50, total_samples=1000, learning_offset=2.0, random_state=0)
     ours = LatentDirichletAllocation(
-        N_TOPICS, batch_size=50, total_samples=240, learning_offset=2.0, random_state=0, components_init=start
+        N_TOPICS, batch_size=50, total_samples=1000, learning_offset=2.0, random_state=0, components_init=start
     )
-    with mock.patch.object(SklearnLDA, "_init_latent_vars", sklearn_from(start)[1].new):
-        for _ in range(10):
-            sk.partial_fit(X_train)
-            ours.partial_fit(X_train)
-    assert ours.n_batch_iter_ == sk.n_batch_iter_ == 1 + 10 * 5
-    np.testing.assert_allclose(ours.perplexity(X_test), sk.perplexity(X_test), rtol=0.05)
+    stream = np.random.RandomState(0)
+    stream.gamma(100.0, 0.01, start.shape)  # scikit-learn's own (replaced) starting topics
+    with mock.patch.object(SklearnLDA, "_init_latent_vars", sklearn_from(start)[1].new), mock.patch.object(
+        LatentDirichletAllocation, "_fresh_starts", staticmethod(lambda seed, n_batch_iter: stream)
+    ), mock.patch.object(LatentDirichletAllocation, "_prune", False):
+        for call in range(1, 4):
+            chunk = X_train[(call - 1) * 80 : call * 80]
+            sk.partial_fit(chunk)
+            ours.partial_fit(chunk)
+            assert ours.n_iter_ == call and ours.lower_bound_history_.shape == (call,)
+    assert ours.n_batch_iter_ == sk.n_batch_iter_ == 1 + 3 * 2
+    np.testing.assert_allclose(ours.components_, sk.components_, rtol=1e-6)
+    np.testing.assert_allclose(ours.perplexity(X_test), sk.perplexity(X_test), rtol=1e-7)
+    # each call's objective: its chunk's ELBO per document, scaled to total_samples documents as
+    # scikit-learn's sub-sampled bound; re-inferring the chunk (score) gives nearly the same
+    assert ours.lower_bound_ == ours.lower_bound_history_[-1] and not ours.converged_
+    chunk = X_train[160:240]
+    topic_term = ours._log_prior(ours._fitted_params())
+    documents_term = ours.score(chunk) - topic_term
+    sub_sampled = (documents_term * 1000 / chunk.shape[0] + topic_term) / 1000
+    np.testing.assert_allclose(ours.lower_bound_, sub_sampled, rtol=0.02)
     with pytest.raises(ValueError, match="features"):
         ours.partial_fit(X_train[:, :10])
 

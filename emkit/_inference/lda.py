@@ -45,7 +45,15 @@ import numpy as np
 
 from ._jit import jit
 
-__all__ = ["DocumentUpdate", "update_documents", "select_fresh", "digamma", "exp_digamma", "exp_dirichlet_expectation"]
+__all__ = [
+    "DocumentUpdate",
+    "update_documents",
+    "expected_counts",
+    "select_fresh",
+    "digamma",
+    "exp_digamma",
+    "exp_dirichlet_expectation",
+]
 
 _TINY = 1e-300  # floor of norm_w inside the fixed-point updates (only hit on underflow)
 _PRUNE = 1e-6  # topics with exp_theta below this fraction of the largest skip the in-between updates
@@ -163,29 +171,36 @@ def _exp_theta(gamma, exp_out, work, alpha=-1.0, exp_digamma_alpha=0.0):
 
 
 @jit
-def _exp_dirichlet_expectation_rows(topic_word, out):
-    """``out[k] = exp(psi(topic_word[k]) - psi(sum(topic_word[k])))`` for every row ``k``."""
+def _exp_dirichlet_expectation_rows(topic_word, out, word_major):
+    """``exp(psi(topic_word[k]) - psi(sum(topic_word[k])))`` for every row ``k``, into ``out[k]`` or ``out[:, k]``."""
+    row = np.empty(topic_word.shape[1])
     work = np.empty(topic_word.shape[1])
     for k in range(topic_word.shape[0]):
-        _exp_theta(topic_word[k], out[k], work)
+        _exp_theta(topic_word[k], row, work)
+        if word_major:
+            out[:, k] = row
+        else:
+            out[k] = row
 
 
-def exp_dirichlet_expectation(topic_word):
+def exp_dirichlet_expectation(topic_word, word_major=False):
     """``exp(E[log beta])`` row-wise for ``beta_k ~ Dirichlet(topic_word[k])``.
 
     Parameters
     ----------
     topic_word : ndarray of shape (n_components, n_features)
         Dirichlet parameters ``lambda`` (non-negative, each row with a positive sum).
+    word_major : bool, default=False
+        Return the transpose, C-contiguous (the layout :func:`update_documents` reads).
 
     Returns
     -------
-    exp_elog : ndarray of shape (n_components, n_features)
+    exp_elog : ndarray of shape (n_components, n_features), or (n_features, n_components) if word_major
         ``exp(psi(lambda_kw) - psi(sum_w lambda_kw))`` (0 where ``lambda`` is 0).
     """
     topic_word = np.ascontiguousarray(topic_word, dtype=np.float64)
-    out = np.empty_like(topic_word)
-    _exp_dirichlet_expectation_rows(topic_word, out)
+    out = np.empty(topic_word.shape[::-1] if word_major else topic_word.shape)
+    _exp_dirichlet_expectation_rows(topic_word, out, word_major)
     return out
 
 
@@ -241,7 +256,7 @@ def _topic_sums(beta_kw, r, topics, n_topics, nnz, out):
 
 @jit(reassociate=True)  # the per-word and per-topic sums vectorise
 def _solve_document(
-    start, nnz, data, indices, beta_kw, topic_word, psi_topic_totals, alpha, gamma, max_iter, tol, prune,
+    start, nnz, data, indices, beta_kw, topic_word, psi_topic_totals, alpha, gamma, max_iter, tol, prune, want_elbo,
     norm, r, acc, elog_theta, exp_theta, terms, work, active, all_topics, ratio_out, exp_digamma_alpha, psi_alpha,
     lgamma_alpha, lgamma_sum_alpha,
 ):
@@ -254,7 +269,8 @@ def _solve_document(
     update runs every ``_FULL_EVERY`` updates, whenever more than half of the
     topics are active, and before stopping, so the stopping rule is always
     checked on an exact update. Fills ``exp_theta`` and ``elog_theta`` (final)
-    and ``ratio_out[:nnz]``; returns ``(elbo, n_updates)``.
+    and ``ratio_out[:nnz]``; returns ``(elbo, n_updates)`` (the ELBO is 0 when
+    ``want_elbo`` is False, which saves its logarithms).
     """
     n_components = gamma.shape[0]
     _exp_theta(gamma, exp_theta, work)
@@ -314,19 +330,22 @@ def _solve_document(
                         kept += 1
                 n_active = kept
 
-    # outputs at the final gamma: elog_theta, ratio, and the ELBO with phi optimal for it
+    # outputs at the final gamma: ratio, and (if wanted) elog_theta and the ELBO with phi optimal for it
+    _word_norms(beta_kw, exp_theta, all_topics, n_components, nnz, norm)
+    for j in range(nnz):
+        ratio_out[j] = data[start + j] / max(norm[j], _TINY)
+    if not want_elbo:
+        return 0.0, n_done
     total = 0.0
     for k in range(n_components):
         total += gamma[k]
     psi_total = digamma(total)
     for k in range(n_components):
         elog_theta[k] = (psi_alpha if gamma[k] == alpha else digamma(gamma[k])) - psi_total
-    _word_norms(beta_kw, exp_theta, all_topics, n_components, nnz, norm)
     word_term = 0.0
     for j in range(nnz):
         s = norm[j]
         count = data[start + j]
-        ratio_out[j] = count / max(s, _TINY)
         if count != 0.0:
             if s > 1e-280:
                 word_term += count * math.log(s)
@@ -355,7 +374,7 @@ def _solve_document(
 @jit
 def _update_documents(
     indptr, indices, data, exp_beta, topic_word, psi_topic_totals, alpha, doc_topic, selected, first, last,
-    max_iter, tol, prune, exp_doc_topic, ratio, elbo, n_updates,
+    max_iter, tol, prune, want_elbo, exp_doc_topic, ratio, elbo, n_updates,
 ):
     """Solve documents ``first..last-1`` whose ``selected`` flag is set, from their ``doc_topic`` row.
 
@@ -398,8 +417,8 @@ def _update_documents(
             gamma[k] = doc_topic[d, k]
         elbo[d], n_updates[d] = _solve_document(
             start, nnz, data, indices, beta_kw, topic_word, psi_topic_totals, alpha, gamma, max_iter, tol, prune,
-            norm, r, acc, elog_theta, exp_theta, terms, work, active, all_topics, ratio[start:], exp_digamma_alpha,
-            psi_alpha, lgamma_alpha, lgamma_sum_alpha,
+            want_elbo, norm, r, acc, elog_theta, exp_theta, terms, work, active, all_topics, ratio[start:],
+            exp_digamma_alpha, psi_alpha, lgamma_alpha, lgamma_sum_alpha,
         )
         for k in range(n_components):
             doc_topic[d, k] = gamma[k]
@@ -408,7 +427,7 @@ def _update_documents(
 
 def update_documents(
     indptr, indices, data, exp_beta_t, topic_word, alpha, doc_topic, max_iter, tol, fresh_start=None, floor=None,
-    prune=False, n_threads=1,
+    prune=False, elbo=True, n_threads=1,
 ):
     """Variational E-step for every document of a CSR matrix.
 
@@ -454,6 +473,9 @@ def update_documents(
         8th, and the one that stops). Changes ``gamma`` by about that
         fraction and makes the updates of concentrated documents several
         times cheaper.
+    elbo : bool, default=True
+        Compute the documents' ELBO (False returns zeros and saves the
+        logarithms; ignored with ``fresh_start``, which needs them).
     n_threads : int, default=1
         Number of threads; each takes a contiguous range of documents. The
         documents are independent, so the result does not depend on it.
@@ -478,7 +500,8 @@ def update_documents(
         raise ValueError("indptr, indices and data do not describe one CSR matrix.")
     if fresh_start is None:
         return _run(
-            indptr, indices, data, exp_beta_t, topic_word, alpha, doc_topic, max_iter, tol, None, prune, n_threads
+            indptr, indices, data, exp_beta_t, topic_word, alpha, doc_topic, max_iter, tol, None, prune, n_threads,
+            elbo,
         )
 
     fresh_start = np.array(fresh_start, dtype=np.float64, order="C", copy=True)
@@ -541,18 +564,19 @@ def select_fresh(gain, slack=0.0):
 
 
 def _run(
-    indptr, indices, data, exp_beta_t, topic_word, alpha, doc_topic, max_iter, tol, selected, prune, n_threads
+    indptr, indices, data, exp_beta_t, topic_word, alpha, doc_topic, max_iter, tol, selected, prune, n_threads,
+    elbo=True,
 ):
     n_documents = indptr.shape[0] - 1
     if selected is None:
         selected = np.ones(n_documents, dtype=np.bool_)
     exp_doc_topic = np.zeros_like(doc_topic)
     ratio = np.zeros_like(data)
-    elbo = np.zeros(n_documents)
+    elbos = np.zeros(n_documents)
     n_updates = np.zeros(n_documents, dtype=np.int64)
     psi_topic_totals = np.array([digamma(total) for total in topic_word.sum(axis=1)])
     args = (exp_beta_t, topic_word, psi_topic_totals, float(alpha), doc_topic, selected)
-    tail = (int(max_iter), float(tol), bool(prune), exp_doc_topic, ratio, elbo, n_updates)
+    tail = (int(max_iter), float(tol), bool(prune), bool(elbo), exp_doc_topic, ratio, elbos, n_updates)
     n_threads = max(1, min(int(n_threads), n_documents))
     if n_threads == 1:
         _update_documents(indptr, indices, data, *args, 0, n_documents, *tail)
@@ -567,4 +591,52 @@ def _run(
             ]
             for future in futures:
                 future.result()
-    return DocumentUpdate(doc_topic, exp_doc_topic, ratio, elbo, n_updates, np.zeros(n_documents, dtype=np.bool_))
+    return DocumentUpdate(doc_topic, exp_doc_topic, ratio, elbos, n_updates, np.zeros(n_documents, dtype=np.bool_))
+
+
+@jit(reassociate=True)
+def _expected_counts(indptr, indices, ratio, exp_doc_topic, exp_beta, out):
+    """``out[w, k] = exp_beta[w, k] * sum_d exp_doc_topic[d, k] ratio[d, w]`` (``out`` zeroed by the caller)."""
+    n_components = exp_doc_topic.shape[1]
+    for d in range(indptr.shape[0] - 1):
+        for j in range(indptr[d], indptr[d + 1]):
+            w = indices[j]
+            rj = ratio[j]
+            for k in range(n_components):
+                out[w, k] += rj * exp_doc_topic[d, k]
+    for w in range(out.shape[0]):
+        for k in range(n_components):
+            out[w, k] *= exp_beta[w, k]
+
+
+def expected_counts(indptr, indices, ratio, exp_doc_topic, exp_beta_t):
+    """Expected topic-word counts ``sstats[k, w] = sum_d n_dw phi_dwk`` of an E-step.
+
+    Parameters
+    ----------
+    indptr, indices : ndarray
+        The CSR structure of the documents (as given to :func:`update_documents`).
+    ratio : ndarray of shape (nnz,)
+        :attr:`DocumentUpdate.ratio` (``n_w / norm_w`` per stored entry).
+    exp_doc_topic : ndarray of shape (n_documents, n_components)
+        :attr:`DocumentUpdate.exp_doc_topic`.
+    exp_beta_t : ndarray of shape (n_features, n_components)
+        The ``exp(E[log beta])`` the E-step used, word-major.
+
+    Returns
+    -------
+    sstats : ndarray of shape (n_components, n_features)
+        ``exp_beta[k, w] * sum_d exp_doc_topic[d, k] ratio[d, w]`` (a transposed view
+        of a word-major array).
+    """
+    exp_beta_t = np.ascontiguousarray(exp_beta_t, dtype=np.float64)
+    out = np.zeros_like(exp_beta_t)
+    _expected_counts(
+        np.ascontiguousarray(indptr, dtype=np.int64),
+        np.ascontiguousarray(indices, dtype=np.int64),
+        np.ascontiguousarray(ratio, dtype=np.float64),
+        np.ascontiguousarray(exp_doc_topic, dtype=np.float64),
+        exp_beta_t,
+        out,
+    )
+    return out.T
