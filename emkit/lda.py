@@ -78,15 +78,18 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
     (same constructor names and defaults, same fitted attributes and methods)
     that runs on emkit's EM engine: restarts (``n_init``) in parallel,
     ``lower_bound_history_``, ``components_init``, ``warm_start``. The
-    E-step is a compiled per-document kernel; each document's variational
-    parameters are carried from one iteration to the next, so documents that
-    have settled stop after one or two updates.
+    E-step is a compiled per-document kernel.
 
     The E-step infers each document's variational Dirichlet parameters
-    ``gamma`` (its topic mixture) by coordinate ascent; the M-step sets the
+    ``gamma`` (its topic mixture) by coordinate ascent, every time from
+    scikit-learn's random start ``Gamma(100, 0.01)``; the M-step sets the
     topic-word parameters ``lambda = topic_word_prior + sum_d n_dw phi_dwk``
     (batch) or moves them towards that value one mini-batch at a time with
     step ``(learning_offset + n_batch_iter_) ** -learning_decay`` (online).
+    Given the same random starts, both modes reproduce scikit-learn's fits
+    (see the user guide). In batch mode a document's previous ``gamma`` is
+    kept only where the restarts would lower the ELBO, which therefore never
+    decreases.
 
     Parameters
     ----------
@@ -113,8 +116,9 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
     evaluate_every : int, default=-1
         When positive, the perplexity on the training data is checked every
         ``evaluate_every`` iterations and fitting stops once it changes by
-        less than ``perp_tol``. The perplexity is that of emkit's objective
-        (no extra E-step is run for it).
+        less than ``perp_tol``; a fit that uses up ``max_iter`` passes instead
+        raises a ConvergenceWarning. The perplexity is that of emkit's
+        objective (no extra E-step is run for it).
     total_samples : float, default=1e6
         Total number of documents, used by :meth:`partial_fit` only.
     perp_tol : float, default=0.1
@@ -153,22 +157,38 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
     n_batch_iter_ : int
         Number of topic-word updates made plus one (scikit-learn's count).
     bound_ : float
-        Perplexity of the training data at the returned parameters.
+        Perplexity of the training data at the returned parameters,
+        ``exp(-lower_bound_ * n_documents / n_words)``.
     doc_topic_prior_ : float
         The prior ``alpha`` used.
     topic_word_prior_ : float
         The prior ``eta`` used.
     n_iter_ : int
-        Number of passes (M-steps) made.
+        Number of passes (M-steps) made; :meth:`partial_fit` counts its calls
+        (continuing the count of an earlier fit).
     converged_ : bool
-        True: scikit-learn's rule (``max_iter`` passes, or ``perp_tol``) always
-        ends the fit; ``n_iter_ < max_iter`` shows that ``perp_tol`` stopped it.
+        True only when the ``perp_tol`` rule (``evaluate_every > 0``) stopped
+        the fit, at the latest at the last pass. False when the fit used up
+        ``max_iter`` passes without meeting it (with a ConvergenceWarning) and
+        always when ``evaluate_every <= 0`` (no rule, no warning, as
+        scikit-learn), and after :meth:`partial_fit`.
     lower_bound_ : float
-        ELBO per document of the returned parameters.
+        ELBO per document of the returned parameters. Batch: with each
+        document's ``gamma`` from the last E-step. Online: with each
+        document's ``gamma`` from its mini-batch in the last pass (no
+        further updates), so a little below what re-inferring the documents
+        would give. After :meth:`partial_fit`: that call's objective.
     lower_bound_history_ : ndarray, one entry per iteration
-        ELBO per document after each pass (never decreasing in batch mode).
+        ELBO per document after each pass (never decreasing in batch mode;
+        online updates are stochastic and may lower it). :meth:`partial_fit`
+        appends one entry per call: the ELBO of its chunk at the updated
+        topics (documents at their mini-batch ``gamma``), scaled to
+        ``total_samples`` documents as scikit-learn's sub-sampled bound and
+        divided by ``total_samples``.
     restarts_ : list of dict
-        One record per restart (seed, objective, n_iter, converged, error).
+        One record per restart (seed, objective, n_iter, converged, error);
+        ``converged`` as ``converged_`` (for a restart other than the winner,
+        True when ``perp_tol`` stopped it before ``max_iter``).
     n_features_in_ : int
         Number of words in the vocabulary.
     feature_names_in_ : ndarray of str, one entry per word

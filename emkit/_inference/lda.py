@@ -25,8 +25,17 @@ Each document iterates that update from its starting ``gamma`` until the mean
 absolute change of ``gamma`` drops below ``tol`` (scikit-learn's
 ``mean_change_tol``) or ``max_iter`` updates were made; converged documents
 stop early. The returned ``ratio`` (``n_w / norm_w`` per stored entry, with
-``exp_theta`` of the final ``gamma``) gives the expected topic-word counts as
-the sparse product ``sstats[k, w] = exp_beta[w, k] * sum_d exp_theta[d, k] ratio[d, w]``.
+``exp_theta`` of the final ``gamma``) gives the expected topic-word counts
+``sstats[k, w] = exp_beta[w, k] * sum_d exp_theta[d, k] ratio[d, w]``
+(:func:`expected_counts`).
+
+Speed: the updates only need ``exp_theta``, never ``elog_theta``, so
+:func:`exp_digamma` computes ``exp(psi(x))`` with one ``exp`` and no ``log``
+(``elog_theta`` is taken once per document, for the ELBO); its arithmetic is
+branch-free so a loop over topics (or words, for ``exp(E[log beta])``,
+:func:`exp_dirichlet_expectation`) vectorises and only the ``exp`` calls stay
+scalar. The two sums of an update sweep a topic-major copy of the document's
+``exp_beta`` columns four topics at a time.
 
 The per-document ELBO, with ``phi`` optimal for the final ``gamma``, is::
 
@@ -35,7 +44,7 @@ The per-document ELBO, with ``phi`` optimal for the final ``gamma``, is::
       + lgamma(K alpha) - lgamma(sum_k gamma_k)
 
 ``log(norm_w)`` falls back to a log-sum-exp over ``elog_theta + E[log beta]``
-when ``norm_w`` underflows.
+when ``norm_w`` underflows (``E[log beta]`` is then computed from ``lambda``).
 """
 
 import math
