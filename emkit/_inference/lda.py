@@ -82,7 +82,7 @@ class DocumentUpdate(NamedTuple):
         ``n_w / norm_w`` for every stored entry of the CSR matrix (aligned
         with ``indices``), computed at the final ``doc_topic``.
     elbo : ndarray of shape (n_documents,)
-        Per-document ELBO (the topic-word term excluded).
+        Per-document ELBO (the topic-word term excluded); zeros when not asked for.
     n_updates : ndarray of int64 of shape (n_documents,)
         Number of fixed-point updates each document made.
     from_fresh : ndarray of bool of shape (n_documents,)
