@@ -140,10 +140,10 @@ def fit_gensim(corpus, n_words, mode, seed, args):
     from gensim.models import LdaModel
 
     eta = 1.0 / args.n_topics
-    settings = dict(
-        chunksize=128, passes=args.n_iter, update_every=1, decay=0.7, offset=10.0, iterations=100,
-        gamma_threshold=1e-3, eval_every=None,
-    )
+    settings = {
+        "chunksize": 128, "passes": args.n_iter, "update_every": 1, "decay": 0.7, "offset": 10.0, "iterations": 100,
+        "gamma_threshold": 1e-3, "eval_every": None,
+    }
     model = LdaModel(
         num_topics=args.n_topics, id2word={i: str(i) for i in range(n_words)}, alpha="symmetric", eta=eta,
         random_state=seed, dtype=np.float64, **settings,
@@ -194,8 +194,8 @@ def _online_pass_with_fallback(self, data, params, total_samples, seed):
     """The earlier online policy: a mini-batch whose restarts lose ELBO falls back to the previous pass's gamma."""
     from sklearn.utils import gen_batches
 
-    from emkit.lda import _topic_word_params
     from emkit._inference.lda import exp_dirichlet_expectation
+    from emkit.lda import _topic_word_params
 
     components = params["components_"].copy()
     current = {"components_": components, "exp_dirichlet_component_": params["exp_dirichlet_component_"]}
@@ -254,7 +254,7 @@ def run_ablation(X_train, X_test, topics, args):
         results = {name: {"perplexity": [], "recovered": [], "cpu": []} for name in ["scikit-learn"] + [
             v[0] for v in variants]}
         for seed in range(args.seeds):
-            components, cpu, _ = timed(lambda: fit_sklearn(X_train, mode, seed, args))
+            components, cpu, _ = timed(fit_sklearn, X_train, mode, seed, args)
             runs = [("scikit-learn", components, cpu)]
             for name, overrides, patches in variants:
                 model = LatentDirichletAllocation(
@@ -265,7 +265,7 @@ def run_ablation(X_train, X_test, topics, args):
                 for active in patches:
                     active.start()
                 try:
-                    components, cpu, _ = timed(lambda: model.fit(X_train).components_)
+                    components, cpu, _ = timed(lambda model: model.fit(X_train).components_, model)
                 finally:
                     for active in reversed(patches):
                         active.stop()
@@ -288,11 +288,11 @@ def run_ablation(X_train, X_test, topics, args):
 
         def paired(values, other):
             diff = values - other
-            return f"{diff.mean():+8.1f} ± {diff.std(ddof=1) / np.sqrt(n):6.1f}"
+            return f"{diff.mean():+8.1f} ± {diff.std(ddof=1) / np.sqrt(len(diff)):6.1f}"
 
         def paired_count(values, other):
             diff = values - other
-            return f"{diff.mean():+5.2f} ± {diff.std(ddof=1) / np.sqrt(n):4.2f}"
+            return f"{diff.mean():+5.2f} ± {diff.std(ddof=1) / np.sqrt(len(diff)):4.2f}"
 
         for name, rows in results.items():
             perp, rec = np.array(rows["perplexity"]), np.array(rows["recovered"], dtype=float)
@@ -303,9 +303,10 @@ def run_ablation(X_train, X_test, topics, args):
             )
 
 
-def timed(run):
+def timed(function, *args):
+    """``function(*args)``, its CPU time (this process) and its wall time."""
     cpu, wall = time.process_time(), time.perf_counter()
-    components = run()
+    components = function(*args)
     return components, time.process_time() - cpu, time.perf_counter() - wall
 
 
@@ -339,7 +340,8 @@ def summarize(mode, results, args):
             diff, diff_rec = perp - ref_perp, rec - ref_rec
             se, se_rec = diff.std(ddof=1) / np.sqrt(n), diff_rec.std(ddof=1) / np.sqrt(n)
             entry.update(
-                perplexity_diff=diff.mean(), perplexity_diff_se=se, perplexity_diff_pct=100 * diff.mean() / ref_perp.mean(),
+                perplexity_diff=diff.mean(), perplexity_diff_se=se,
+                perplexity_diff_pct=100 * diff.mean() / ref_perp.mean(),
                 recovered_diff=diff_rec.mean(), recovered_diff_se=se_rec,
             )
             line += (
@@ -423,17 +425,17 @@ def main():
     with threadpool_limits(limits=args.n_jobs, user_api="blas"):
         for mode in args.modes:
             runners = {
-                "scikit-learn": lambda s: fit_sklearn(X_train, mode, s, args),
-                "emkit": lambda s: fit_emkit(X_train, mode, s, args),
-                "emkit (same draws)": lambda s: fit_emkit(X_train, mode, s, args, same_draws=True),
+                "scikit-learn": lambda seed, mode=mode: fit_sklearn(X_train, mode, seed, args),
+                "emkit": lambda seed, mode=mode: fit_emkit(X_train, mode, seed, args),
+                "emkit (same draws)": lambda seed, mode=mode: fit_emkit(X_train, mode, seed, args, same_draws=True),
             }
             if mode == "online" and corpus is not None:
-                runners["gensim"] = lambda s: fit_gensim(corpus, args.n_words, mode, s, args)
+                runners["gensim"] = lambda seed, mode=mode: fit_gensim(corpus, args.n_words, mode, seed, args)
             results = {name: {"perplexity": [], "recovered": [], "cpu": [], "wall": []} for name in runners}
             for seed in range(args.seeds):
                 line = []
                 for name, run in runners.items():
-                    components, cpu, wall = timed(lambda: run(seed))
+                    components, cpu, wall = timed(run, seed)
                     perplexity = heldout_perplexity(components, X_test)
                     recovered = topics_recovered(components, topics)
                     rows = results[name]

@@ -97,7 +97,7 @@ def _kernel_inputs(rng, n_docs=12, n_words=15, n_topics=3):
 @pytest.mark.parametrize("prune", [False, True])
 def test_kernel_compiled_equals_python(prune):
     rng = np.random.RandomState(0)
-    X, exp_beta, elog, lam = _kernel_inputs(rng)
+    X, exp_beta, _, lam = _kernel_inputs(rng)
     n_docs, n_topics = X.shape[0], exp_beta.shape[0]
     psi_totals = scipy_digamma(lam.sum(axis=1))
     outs = []
@@ -117,7 +117,7 @@ def test_kernel_compiled_equals_python(prune):
 def test_kernel_elbo_and_fixed_point_by_hand():
     """The kernel's gamma is a fixed point of the update and its ELBO equals the formula, in numpy."""
     rng = np.random.RandomState(1)
-    X, exp_beta, elog, lam = _kernel_inputs(rng)
+    X, exp_beta, _, lam = _kernel_inputs(rng)
     alpha = 0.2
     res = kernels.update_documents(X.indptr, X.indices, X.data, exp_beta.T, lam, alpha, np.ones((12, 3)), 500, 1e-12)
     dense = X.toarray()
