@@ -1,165 +1,460 @@
-"""LatentDirichletAllocation: emkit vs scikit-learn vs gensim, in one process.
+"""LatentDirichletAllocation: emkit vs scikit-learn (batch and online) and gensim (online), seed by seed.
 
-Corpus: documents sampled from the LDA generative model (topics
-``beta_k ~ Dirichlet(0.05)`` over the vocabulary, mixtures
-``theta_d ~ Dirichlet(0.1)``, document lengths ``Poisson(150)``), plus 1,000
-held-out documents from the same model.
+Corpus (issue 14): documents sampled from the LDA generative model, 20 planted
+topics ``beta_k ~ Dirichlet(0.05)`` over a 5,000-word vocabulary, mixtures
+``theta_d ~ Dirichlet(0.1)``, lengths ``Poisson(150)``; 5,000 documents, the
+first 4,000 for training and the last 1,000 held out. The corpus is fixed
+(seed 0); the fits vary with the seed.
 
-All three start from the same topic-word matrix ``lambda`` (Gamma(100, 0.01)
-entries) with ``alpha = eta = 1 / n_topics`` and run ``n_iter`` batch
-iterations (one E-step over all documents + one M-step each), at most 100
-updates per document with a mean-change tolerance of 1e-3.
+For every seed ``s`` (0, 1, ...) and every mode:
 
-- scikit-learn: ``LatentDirichletAllocation(learning_method="batch")``, its
-  private initialiser patched to start from the shared matrix.
-- gensim: ``LdaModel`` in batch mode: ``update_every=0`` (one M-step per pass),
-  ``chunksize=n_docs``, ``passes=n_iter``, ``decay=0`` (so the M-step weight
-  ``rho = (offset + t) ** -decay`` is 1: ``lambda = eta + sstats``, plain batch
-  VB), ``iterations=100``, ``gamma_threshold=1e-3``, ``alpha="symmetric"``
-  (1/K), ``eta=1/K``, ``eval_every=None``, float64; ``state.sstats`` set to
-  ``lambda - eta`` before training.
-- emkit: ``LatentDirichletAllocation(components_init=lambda)``.
+- scikit-learn: ``LatentDirichletAllocation(20, learning_method=mode, max_iter=10,
+  random_state=s)`` (online: ``batch_size=128``, ``learning_decay=0.7``,
+  ``learning_offset=10``, its defaults). Its starting topics are the first draw
+  of ``RandomState(s)``: ``gamma(100, 0.01, (20, 5000))``.
+- emkit: the same constructor arguments plus ``components_init`` = that same
+  draw, so both start from the same topics and differ only in their random
+  document starts (each library draws its own). This is the public-API
+  comparison; it is paired (same start) but the document starts still differ.
+- emkit, scikit-learn's document starts ("emkit (same draws)"): emkit's private
+  stream of random document starts is replaced by scikit-learn's
+  ``RandomState(s)`` stream, so both see identical random numbers. Its
+  difference to scikit-learn is the algorithmic difference alone (topic skipping
+  in the E-step, the batch ELBO floor); its time is not reported (the same fit).
+- gensim (online only, a reference): ``LdaModel`` with ``chunksize=128``,
+  ``passes=10``, ``update_every=1``, ``decay=0.7``, ``offset=10``,
+  ``iterations=100``, ``gamma_threshold=1e-3``, ``alpha="symmetric"`` (1/20),
+  ``eta=1/20``, ``eval_every=None``, float64, ``random_state=s``, its
+  ``state.sstats`` set to the shared start minus eta. (gensim's step size is
+  ``(offset + pass + updates/chunksize) ** -decay``, not scikit-learn's.)
 
-Held-out perplexity of every fitted model is computed the same way (emkit's
-``perplexity``, which matches scikit-learn's to 1e-9): ``exp(-bound / words)``
-with each held-out document's ``gamma`` inferred from ones.
+Measured per fit: CPU time (``time.process_time``, this process's threads) and
+wall time, held-out perplexity (emkit's ``perplexity`` of the fitted topics on
+the 1,000 held-out documents, equal to scikit-learn's to 1e-9), and planted
+topics recovered (cosine similarity > 0.9 after one-to-one matching with
+``scipy.optimize.linear_sum_assignment``). Libraries alternate within a seed so
+that load changes hit all of them; BLAS is limited to ``--n-jobs`` threads.
 
-Run: ``python benchmarks/bench_lda.py [--repeats 3] [--n-docs 5000] ...``
+Summary per mode: mean perplexity and topics recovered (with standard errors),
+paired differences to scikit-learn seed by seed (mean, its standard error, in %
+of scikit-learn's mean), median times and the speed-up (scikit-learn's median
+time over emkit's, and the median of the per-seed ratios), and issue 14's goal:
+perplexity difference <= 1% of scikit-learn's mean + one standard error, topics
+recovered no fewer on average, at least 5x faster.
+
+``--ablation`` measures instead what each part of emkit's algorithm does
+(issue 14's suspects), seed by seed against scikit-learn and against emkit's
+default, whose random document starts every variant shares: no topic skipping,
+no batch ELBO floor, warm document starts (from the start, or after 3 or 6
+passes), document starts at gamma = 1 or from Gamma(10, 0.1),
+``max_doc_update_iter=1000``, ``mean_change_tol=1e-4``, and in online mode the
+earlier policy of falling back to a document's previous-pass solution.
+
+Run: ``python benchmarks/bench_lda.py`` (24 seeds, about 25 minutes on a quiet
+2-core machine), ``--quick`` for a smoke run (2 seeds, a small corpus),
+``--seeds N``, ``--modes batch``, ``--no-gensim``, ``--json results.json``,
+``--ablation``.
 """
 
 import argparse
+import json
+import logging
 import platform
 import time
 from unittest import mock
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.optimize import linear_sum_assignment
+from threadpoolctl import threadpool_limits
 
 
-def make_corpus(n_docs, n_heldout, n_words, n_topics, doc_length, seed=0):
+def make_corpus(n_docs, n_words, n_topics, doc_length, doc_topic_prior=0.1, topic_word_prior=0.05, seed=0):
+    """Documents from the LDA generative model; returns (counts as CSR float64, planted topics)."""
     rng = np.random.RandomState(seed)
-    topics = rng.dirichlet(np.full(n_words, 0.05), n_topics)
-
-    def sample(n):
-        mixtures = rng.dirichlet(np.full(n_topics, 0.1), n)
-        lengths = rng.poisson(doc_length, n)
-        rows = [rng.multinomial(length, mixture @ topics) for length, mixture in zip(lengths, mixtures)]
-        return sp.csr_matrix(np.vstack(rows).astype(np.float64))
-
-    return sample(n_docs), sample(n_heldout), topics
+    topics = rng.dirichlet(np.full(n_words, topic_word_prior), n_topics)
+    mixtures = rng.dirichlet(np.full(n_topics, doc_topic_prior), n_docs)
+    lengths = rng.poisson(doc_length, n_docs)
+    rows = [rng.multinomial(length, mixture @ topics) for length, mixture in zip(lengths, mixtures)]
+    return sp.csr_matrix(np.vstack(rows).astype(np.float64)), topics
 
 
-def fit_emkit(X, init, n_iter, n_jobs, seed):
-    from emkit.lda import LatentDirichletAllocation
-
-    model = LatentDirichletAllocation(
-        init.shape[0], max_iter=n_iter, components_init=init, n_jobs=n_jobs, random_state=seed
-    )
-    model.fit(X)
-    return model.components_
-
-
-def fit_sklearn(X, init, n_iter, n_jobs, seed):
-    from sklearn.decomposition import LatentDirichletAllocation
-    from sklearn.decomposition import _lda
-
-    original = LatentDirichletAllocation._init_latent_vars
-
-    def start_from_init(self, n_features, dtype=np.float64):
-        original(self, n_features, dtype)
-        self.components_ = init.copy()
-        self.exp_dirichlet_component_ = np.exp(_lda._dirichlet_expectation_2d(self.components_))
-
-    with mock.patch.object(LatentDirichletAllocation, "_init_latent_vars", start_from_init):
-        model = LatentDirichletAllocation(init.shape[0], max_iter=n_iter, n_jobs=n_jobs, random_state=seed)
-        model.fit(X)
-    return model.components_
-
-
-def fit_gensim(corpus, init, n_iter, seed):
-    from gensim.models import LdaModel
-
-    n_topics, n_words = init.shape
-    eta = 1.0 / n_topics
-    model = LdaModel(
-        num_topics=n_topics, id2word={i: str(i) for i in range(n_words)}, chunksize=len(corpus), passes=n_iter,
-        update_every=0, decay=0.0, offset=1.0, iterations=100, gamma_threshold=1e-3, alpha="symmetric", eta=eta,
-        eval_every=None, random_state=seed, dtype=np.float64,
-    )
-    model.state.sstats[...] = init - eta
-    model.sync_state()
-    model.update(corpus, passes=n_iter, update_every=0, decay=0.0, offset=1.0, eval_every=None,
-                 iterations=100, gamma_threshold=1e-3, chunksize=len(corpus))
-    return model.state.get_lambda()
+def topics_recovered(components, topics, threshold=0.9):
+    """Planted topics matched one to one by a fitted topic with cosine similarity above ``threshold``."""
+    fitted = components / np.linalg.norm(components, axis=1, keepdims=True)
+    planted = topics / np.linalg.norm(topics, axis=1, keepdims=True)
+    cosine = fitted @ planted.T
+    rows, cols = linear_sum_assignment(-cosine)
+    return int(np.sum(cosine[rows, cols] > threshold))
 
 
 def heldout_perplexity(components, X_test):
-    from emkit.lda import LatentDirichletAllocation
+    """Perplexity of X_test under fixed topics (documents inferred from gamma = 1, as scikit-learn)."""
+    from emkit import LatentDirichletAllocation
 
     evaluator = LatentDirichletAllocation(components.shape[0], max_iter=0, components_init=components)
-    evaluator.fit(X_test)  # max_iter=0: keeps components as given
-    return evaluator.perplexity(X_test)
+    evaluator.fit(X_test[:1])  # max_iter=0: keeps components as given
+    return float(evaluator.perplexity(X_test))
+
+
+def sklearn_start(seed, n_topics, n_words):
+    """scikit-learn's starting topics for ``random_state=seed``: the first draw of ``RandomState(seed)``."""
+    return np.random.RandomState(seed).gamma(100.0, 0.01, (n_topics, n_words))
+
+
+def sklearn_stream(seed, n_topics, n_words):
+    """scikit-learn's stream of random document starts for ``random_state=seed`` (after its starting topics)."""
+    stream = np.random.RandomState(seed)
+    stream.gamma(100.0, 0.01, (n_topics, n_words))
+    return stream
+
+
+def online_params(mode):
+    return {"learning_method": mode, "batch_size": 128, "learning_decay": 0.7, "learning_offset": 10.0}
+
+
+def fit_sklearn(X, mode, seed, args):
+    from sklearn.decomposition import LatentDirichletAllocation
+
+    model = LatentDirichletAllocation(
+        args.n_topics, max_iter=args.n_iter, random_state=seed, n_jobs=args.n_jobs, **online_params(mode)
+    )
+    return model.fit(X).components_
+
+
+def fit_emkit(X, mode, seed, args, same_draws=False):
+    from emkit import LatentDirichletAllocation
+
+    model = LatentDirichletAllocation(
+        args.n_topics, max_iter=args.n_iter, random_state=seed, n_jobs=args.n_jobs,
+        components_init=sklearn_start(seed, args.n_topics, X.shape[1]), **online_params(mode),
+    )
+    if not same_draws:
+        return model.fit(X).components_
+    stream = sklearn_stream(seed, args.n_topics, X.shape[1])
+    with mock.patch.object(LatentDirichletAllocation, "_fresh_starts", staticmethod(lambda *_: stream)):
+        return model.fit(X).components_
+
+
+def fit_gensim(corpus, n_words, mode, seed, args):
+    from gensim.models import LdaModel
+
+    eta = 1.0 / args.n_topics
+    settings = {
+        "chunksize": 128, "passes": args.n_iter, "update_every": 1, "decay": 0.7, "offset": 10.0, "iterations": 100,
+        "gamma_threshold": 1e-3, "eval_every": None,
+    }
+    model = LdaModel(
+        num_topics=args.n_topics, id2word={i: str(i) for i in range(n_words)}, alpha="symmetric", eta=eta,
+        random_state=seed, dtype=np.float64, **settings,
+    )  # no corpus yet: nothing is trained here
+    model.state.sstats[...] = sklearn_start(seed, args.n_topics, n_words) - eta
+    model.sync_state()
+    model.update(corpus, **settings)
+    return model.state.get_lambda()
+
+
+class _ConstantStarts:
+    """Stands in for a random stream: every "draw" is gamma = 1."""
+
+    def gamma(self, shape, scale, size):
+        return np.ones(size)
+
+
+class _NoisierStarts:
+    """A random stream whose starts are Gamma(10, 0.1) (coefficient of variation 0.32 instead of 0.1)."""
+
+    def __init__(self, seed, n_batch_iter):
+        self.rng = np.random.default_rng([seed, n_batch_iter])
+
+    def gamma(self, shape, scale, size):
+        return self.rng.gamma(10.0, 0.1, size)
+
+
+def _e_step_variant(policy, after=0):
+    """A replacement batch ``_e_step``: ``"fresh"`` (no floor) or ``"warm"`` (previous gamma once past ``after``)."""
+    from emkit import LatentDirichletAllocation
+
+    original = LatentDirichletAllocation._e_step
+
+    def e_step(self, data, params):
+        previous = params.get("_doc_topic")
+        if policy == "warm" and previous is not None and params["n_batch_iter_"] > after:
+            return self._e_step_arrays(data, params, previous)
+        if policy == "fresh":
+            shape = (data.n_units, params["components_"].shape[0])
+            fresh = self._fresh_starts(params.get("_seed", 0), params["n_batch_iter_"]).gamma(100.0, 0.01, shape)
+            return self._e_step_arrays(data, params, fresh)
+        return original(self, data, params)
+
+    return e_step
+
+
+def _online_pass_with_fallback(self, data, params, total_samples, seed):
+    """The earlier online policy: a mini-batch whose restarts lose ELBO falls back to the previous pass's gamma."""
+    from sklearn.utils import gen_batches
+
+    from emkit._inference.lda import exp_dirichlet_expectation
+    from emkit.lda import _topic_word_params
+
+    components = params["components_"].copy()
+    current = {"components_": components, "exp_dirichlet_component_": params["exp_dirichlet_component_"]}
+    n_batch_iter = params["n_batch_iter_"]
+    previous = params.get("_doc_topic")
+    doc_topic = np.empty((data.n_units, components.shape[0]))
+    starts = self._fresh_starts(seed, n_batch_iter)
+    for batch in gen_batches(data.n_units, self.batch_size):
+        first, last = batch.start, batch.stop
+        start = starts.gamma(100.0, 0.01, (last - first, components.shape[0]))
+        before = start if previous is None else previous[first:last]
+        stats, _ = self._e_step_arrays(data, current, before, rows=(first, last), fresh_start=start)
+        doc_topic[first:last] = stats["doc_topic"]
+        weight = (self.learning_offset + n_batch_iter) ** (-self.learning_decay)
+        components *= 1.0 - weight
+        components += weight * data.topic_word_prior
+        components += (weight * total_samples / (last - first)) * stats["sstats"]
+        n_batch_iter += 1
+        current["exp_dirichlet_component_"] = exp_dirichlet_expectation(components, word_major=True).T
+    return _topic_word_params(components, n_batch_iter), doc_topic
+
+
+def ablation_variants(mode):
+    """(name, constructor overrides, patches) for each variant of emkit's algorithm."""
+    from emkit import LatentDirichletAllocation as LDA
+
+    def patch(name, value):
+        return mock.patch.object(LDA, name, value)
+
+    if mode == "online":
+        return [
+            ("emkit", {}, []),
+            ("no topic skipping", {}, [patch("_prune", False)]),
+            ("previous-pass fallback", {}, [patch("_online_pass", _online_pass_with_fallback)]),
+        ]
+    return [
+        ("emkit", {}, []),
+        ("no topic skipping", {}, [patch("_prune", False)]),
+        ("no ELBO floor", {}, [patch("_e_step", _e_step_variant("fresh"))]),
+        ("warm starts", {}, [patch("_e_step", _e_step_variant("warm"))]),
+        ("warm after 3 passes", {}, [patch("_e_step", _e_step_variant("warm", after=4))]),
+        ("warm after 6 passes", {}, [patch("_e_step", _e_step_variant("warm", after=7))]),
+        ("starts at gamma = 1", {}, [patch("_fresh_starts", staticmethod(lambda *_: _ConstantStarts()))]),
+        ("starts Gamma(10, 0.1)", {}, [patch("_fresh_starts", staticmethod(_NoisierStarts))]),
+        ("max_doc_update_iter=1000", {"max_doc_update_iter": 1000}, []),
+        ("mean_change_tol=1e-4", {"mean_change_tol": 1e-4}, []),
+    ]
+
+
+def run_ablation(X_train, X_test, topics, args):
+    """Each variant seed by seed; differences to scikit-learn and to emkit's default (same random starts)."""
+    from emkit import LatentDirichletAllocation
+
+    for mode in args.modes:
+        variants = ablation_variants(mode)
+        results = {name: {"perplexity": [], "recovered": [], "cpu": []} for name in ["scikit-learn"] + [
+            v[0] for v in variants]}
+        for seed in range(args.seeds):
+            components, cpu, _ = timed(fit_sklearn, X_train, mode, seed, args)
+            runs = [("scikit-learn", components, cpu)]
+            for name, overrides, patches in variants:
+                model = LatentDirichletAllocation(
+                    args.n_topics, max_iter=args.n_iter, random_state=seed, n_jobs=args.n_jobs,
+                    components_init=sklearn_start(seed, args.n_topics, X_train.shape[1]), **online_params(mode),
+                    **overrides,
+                )
+                for active in patches:
+                    active.start()
+                try:
+                    components, cpu, _ = timed(lambda model: model.fit(X_train).components_, model)
+                finally:
+                    for active in reversed(patches):
+                        active.stop()
+                runs.append((name, components, cpu))
+            for name, components, cpu in runs:
+                results[name]["perplexity"].append(heldout_perplexity(components, X_test))
+                results[name]["recovered"].append(topics_recovered(components, topics))
+                results[name]["cpu"].append(cpu)
+            print(f"  {mode} seed {seed}: " + ", ".join(
+                f"{name} {results[name]['perplexity'][-1]:.1f}/{results[name]['recovered'][-1]}" for name in results
+            ), flush=True)
+        n = args.seeds
+        print(f"\nablation, {mode} ({n} seeds, {args.n_iter} passes); differences are paired, seed by seed (± SE):")
+        print(
+            f"  {'variant':<26} {'perplexity':>10} {'vs scikit-learn':>20} {'vs emkit':>20} "
+            f"{'recovered':>9} {'vs sklearn':>12} {'vs emkit':>12} {'cpu s':>7}"
+        )
+        base = {key: np.array(results["emkit"][key], dtype=float) for key in ("perplexity", "recovered")}
+        ref = {key: np.array(results["scikit-learn"][key], dtype=float) for key in ("perplexity", "recovered")}
+
+        def paired(values, other):
+            diff = values - other
+            return f"{diff.mean():+8.1f} ± {diff.std(ddof=1) / np.sqrt(len(diff)):6.1f}"
+
+        def paired_count(values, other):
+            diff = values - other
+            return f"{diff.mean():+5.2f} ± {diff.std(ddof=1) / np.sqrt(len(diff)):4.2f}"
+
+        for name, rows in results.items():
+            perp, rec = np.array(rows["perplexity"]), np.array(rows["recovered"], dtype=float)
+            print(
+                f"  {name:<26} {perp.mean():10.1f} {paired(perp, ref['perplexity']):>20} "
+                f"{paired(perp, base['perplexity']):>20} {rec.mean():9.2f} {paired_count(rec, ref['recovered']):>12} "
+                f"{paired_count(rec, base['recovered']):>12} {np.median(rows['cpu']):7.2f}"
+            )
+
+
+def timed(function, *args):
+    """``function(*args)``, its CPU time (this process) and its wall time."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    components = function(*args)
+    return components, time.process_time() - cpu, time.perf_counter() - wall
+
+
+def summarize(mode, results, args):
+    """Print the per-library and paired statistics of one mode; return them as a dict."""
+    reference = results["scikit-learn"]
+    n = len(reference["perplexity"])
+    ref_perp = np.array(reference["perplexity"])
+    ref_rec = np.array(reference["recovered"], dtype=float)
+    summary = {}
+    print(f"\n{mode} ({n} seeds, {args.n_iter} passes, n_jobs={args.n_jobs}):")
+    header = (
+        f"  {'library':<26} {'perplexity':>17} {'recovered':>12} {'d perplexity (paired)':>28} "
+        f"{'d recovered':>13} {'cpu s':>7} {'wall s':>7} {'speed-up cpu':>13} {'wall':>6}"
+    )
+    print(header)
+    for name, rows in results.items():
+        perp = np.array(rows["perplexity"])
+        rec = np.array(rows["recovered"], dtype=float)
+        entry = {
+            "perplexity_mean": perp.mean(), "perplexity_se": perp.std(ddof=1) / np.sqrt(n),
+            "recovered_mean": rec.mean(), "recovered_se": rec.std(ddof=1) / np.sqrt(n),
+        }
+        line = (
+            f"  {name:<26} {perp.mean():9.1f} ± {entry['perplexity_se']:5.1f} "
+            f"{rec.mean():6.2f} ± {entry['recovered_se']:3.2f}"
+        )
+        if name == "scikit-learn":
+            line += f" {'':>28} {'':>13}"
+        else:
+            diff, diff_rec = perp - ref_perp, rec - ref_rec
+            se, se_rec = diff.std(ddof=1) / np.sqrt(n), diff_rec.std(ddof=1) / np.sqrt(n)
+            entry.update(
+                perplexity_diff=diff.mean(), perplexity_diff_se=se,
+                perplexity_diff_pct=100 * diff.mean() / ref_perp.mean(),
+                recovered_diff=diff_rec.mean(), recovered_diff_se=se_rec,
+            )
+            line += (
+                f" {diff.mean():+8.1f} ± {se:5.1f} ({entry['perplexity_diff_pct']:+5.2f}%) "
+                f"{diff_rec.mean():+6.2f} ± {se_rec:3.2f}"
+            )
+        if rows["cpu"]:
+            cpu, wall = np.median(rows["cpu"]), np.median(rows["wall"])
+            entry.update(cpu_median=cpu, wall_median=wall)
+            line += f" {cpu:7.2f} {wall:7.2f}"
+            if name != "scikit-learn":
+                ratio_cpu = np.median(reference["cpu"]) / cpu
+                ratio_wall = np.median(reference["wall"]) / wall
+                per_seed = np.median(np.array(reference["cpu"]) / np.array(rows["cpu"]))
+                entry.update(speedup_cpu=ratio_cpu, speedup_wall=ratio_wall, speedup_cpu_per_seed_median=per_seed)
+                line += f" {ratio_cpu:12.2f}x {ratio_wall:5.2f}x"
+        summary[name] = entry
+        print(line)
+    ours = summary["emkit"]
+    perp_ok = ours["perplexity_diff"] <= 0.01 * ref_perp.mean() + ours["perplexity_diff_se"]
+    rec_ok = ours["recovered_diff"] >= 0
+    speed_ok = ours["speedup_cpu"] >= 5 and ours["speedup_wall"] >= 5
+    print(
+        f"  issue 14 goal: perplexity diff {ours['perplexity_diff']:+.1f} <= 1% + 1 SE = "
+        f"{0.01 * ref_perp.mean() + ours['perplexity_diff_se']:.1f}: {'yes' if perp_ok else 'NO'}; "
+        f"recovered diff {ours['recovered_diff']:+.2f} >= 0: {'yes' if rec_ok else 'NO'} "
+        f"(standard error {ours['recovered_diff_se']:.2f}); >= 5x faster (cpu and wall): {'yes' if speed_ok else 'NO'}"
+    )
+    summary["goal"] = {"perplexity": bool(perp_ok), "recovered": bool(rec_ok), "speed": bool(speed_ok)}
+    return summary
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-docs", type=int, default=5000)
+    parser.add_argument("--seeds", type=int, default=24, help="number of seeds (0, 1, ...)")
+    parser.add_argument("--modes", nargs="+", default=["batch", "online"], choices=["batch", "online"])
+    parser.add_argument("--n-docs", type=int, default=5000, help="documents in all (the last --n-heldout held out)")
+    parser.add_argument("--n-heldout", type=int, default=1000)
     parser.add_argument("--n-words", type=int, default=5000)
     parser.add_argument("--n-topics", type=int, default=20)
     parser.add_argument("--doc-length", type=int, default=150)
-    parser.add_argument("--n-iter", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--n-jobs", type=int, nargs="+", default=[1, 2], help="n_jobs values for emkit and sklearn")
+    parser.add_argument("--n-iter", type=int, default=10, help="passes (max_iter)")
+    parser.add_argument("--n-jobs", type=int, default=1, help="n_jobs of emkit and scikit-learn, and BLAS threads")
     parser.add_argument("--no-gensim", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, 1,200 documents, 3 passes")
+    parser.add_argument("--json", help="write every fit's numbers and the summaries to this file")
+    parser.add_argument("--ablation", action="store_true", help="measure the variants of emkit's algorithm instead")
     args = parser.parse_args()
+    if args.quick:
+        args.seeds, args.n_docs, args.n_heldout, args.n_words, args.n_topics, args.n_iter = 2, 1200, 200, 1000, 10, 3
+    logging.getLogger("gensim").setLevel(logging.WARNING)
 
-    X, X_test, _ = make_corpus(args.n_docs, 1000, args.n_words, args.n_topics, args.doc_length)
-    init = np.random.RandomState(1).gamma(100.0, 0.01, (args.n_topics, args.n_words))
+    X, topics = make_corpus(args.n_docs, args.n_words, args.n_topics, args.doc_length)
+    X_train, X_test = X[: args.n_docs - args.n_heldout], X[args.n_docs - args.n_heldout :]
     print(
-        f"LDA benchmark: {args.n_docs} documents, {args.n_words}-word vocabulary, {args.n_topics} topics, "
-        f"{X.sum() / args.n_docs:.1f} words/document ({X.nnz / args.n_docs:.1f} distinct), "
-        f"{args.n_iter} batch iterations, {args.repeats} repeats; {platform.processor() or platform.machine()}"
+        f"LDA benchmark: {X_train.shape[0]} training and {X_test.shape[0]} held-out documents, "
+        f"{args.n_words}-word vocabulary, {args.n_topics} planted topics, {X.sum() / X.shape[0]:.1f} words/document "
+        f"({X.nnz / X.shape[0]:.1f} distinct); {args.n_iter} passes; seeds 0..{args.seeds - 1}; "
+        f"n_jobs={args.n_jobs}; {platform.processor() or platform.machine()}"
     )
-    fit_emkit(X[:50], init, 1, 1, 0)  # compile (or load the numba cache) outside the timings
+    from sklearn.decomposition import LatentDirichletAllocation as SklearnLDA
 
-    runners = []
-    for n_jobs in args.n_jobs:
-        runners.append((f"emkit   n_jobs={n_jobs}", lambda j=n_jobs, s=0: fit_emkit(X, init, args.n_iter, j, s)))
-        runners.append((f"sklearn n_jobs={n_jobs}", lambda j=n_jobs, s=0: fit_sklearn(X, init, args.n_iter, j, s)))
-    if not args.no_gensim:
+    from emkit import LatentDirichletAllocation
+
+    for mode in args.modes:  # compile (or load the numba cache) outside the timings
+        LatentDirichletAllocation(args.n_topics, max_iter=1, **online_params(mode)).fit(X_train[:200])
+    start = SklearnLDA(args.n_topics, max_iter=0, random_state=3).fit(X_train[:2]).components_
+    assert np.array_equal(start, sklearn_start(3, args.n_topics, args.n_words)), "scikit-learn's start changed"
+
+    if args.ablation:
+        with threadpool_limits(limits=args.n_jobs, user_api="blas"):
+            run_ablation(X_train, X_test, topics, args)
+        return
+    corpus = None
+    if not args.no_gensim and "online" in args.modes:
         from gensim.matutils import Sparse2Corpus
 
-        corpus = list(Sparse2Corpus(X, documents_columns=False))
-        runners.append(("gensim  (1 process)", lambda s=0: fit_gensim(corpus, init, args.n_iter, s)))
+        corpus = list(Sparse2Corpus(X_train, documents_columns=False))
 
-    times = {name: [] for name, _ in runners}
-    perplexities = {name: [] for name, _ in runners}
-    for repeat in range(args.repeats):  # alternate the libraries so load changes hit all of them
-        for name, run in runners:
-            start = time.perf_counter()
-            components = run(s=repeat)
-            times[name].append(time.perf_counter() - start)
-            perplexities[name].append(heldout_perplexity(components, X_test))
-            print(
-                f"  repeat {repeat}: {name}: {times[name][-1]:.2f} s, "
-                f"held-out perplexity {perplexities[name][-1]:.1f}"
-            )
-
-    print("\nmedians (time, time per iteration, held-out perplexity):")
-    median = {name: float(np.median(t)) for name, t in times.items()}
-    for name in times:
-        print(
-            f"  {name}: {median[name]:.2f} s ({median[name] / args.n_iter:.3f} s/iteration), "
-            f"perplexity {np.median(perplexities[name]):.1f} "
-            f"(runs: {', '.join(f'{p:.1f}' for p in perplexities[name])})"
-        )
-    print("\nspeed-up of emkit (other's median time / emkit's median time, same n_jobs):")
-    for n_jobs in args.n_jobs:
-        ours = median[f"emkit   n_jobs={n_jobs}"]
-        print(f"  n_jobs={n_jobs}: vs scikit-learn {median[f'sklearn n_jobs={n_jobs}'] / ours:.2f}x", end="")
-        if not args.no_gensim:
-            print(f", vs gensim {median['gensim  (1 process)'] / ours:.2f}x", end="")
-        print()
+    everything = {"args": vars(args), "fits": [], "summary": {}}
+    with threadpool_limits(limits=args.n_jobs, user_api="blas"):
+        for mode in args.modes:
+            runners = {
+                "scikit-learn": lambda seed, mode=mode: fit_sklearn(X_train, mode, seed, args),
+                "emkit": lambda seed, mode=mode: fit_emkit(X_train, mode, seed, args),
+                "emkit (same draws)": lambda seed, mode=mode: fit_emkit(X_train, mode, seed, args, same_draws=True),
+            }
+            if mode == "online" and corpus is not None:
+                runners["gensim"] = lambda seed, mode=mode: fit_gensim(corpus, args.n_words, mode, seed, args)
+            results = {name: {"perplexity": [], "recovered": [], "cpu": [], "wall": []} for name in runners}
+            for seed in range(args.seeds):
+                line = []
+                for name, run in runners.items():
+                    components, cpu, wall = timed(run, seed)
+                    perplexity = heldout_perplexity(components, X_test)
+                    recovered = topics_recovered(components, topics)
+                    rows = results[name]
+                    rows["perplexity"].append(perplexity)
+                    rows["recovered"].append(recovered)
+                    if name != "emkit (same draws)":  # the same fit as emkit's: its time says nothing new
+                        rows["cpu"].append(cpu)
+                        rows["wall"].append(wall)
+                    everything["fits"].append(
+                        {"mode": mode, "seed": seed, "library": name, "perplexity": perplexity,
+                         "recovered": recovered, "cpu": cpu, "wall": wall}
+                    )
+                    line.append(f"{name} {perplexity:.1f}/{recovered} {cpu:.2f}s")
+                print(f"  {mode} seed {seed}: " + ", ".join(line), flush=True)
+            everything["summary"][mode] = summarize(mode, results, args)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(everything, handle, indent=1, default=float)
+        print(f"\nwrote {args.json}")
 
 
 if __name__ == "__main__":

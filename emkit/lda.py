@@ -10,12 +10,13 @@ import scipy.sparse as sp
 from joblib import effective_n_jobs
 from scipy.special import digamma, gammaln
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils.validation import check_non_negative
 
-from ._inference.lda import update_documents
+from ._inference.lda import exp_dirichlet_expectation, expected_counts, update_documents
 from ._validation import Interval, StrOptions, check_array_param, check_is_fitted, validate_data
-from .base import EMMixin, ObjectiveDecreaseWarning
+from .base import EMMixin
 
 __all__ = ["LatentDirichletAllocation"]
 
@@ -40,6 +41,7 @@ def _dirichlet_expectation_rows(a):
 
 def _topic_word_params(components, n_batch_iter):
     """Parameter dict for a topic-word matrix ``lambda`` (``components_``)."""
+    components = np.ascontiguousarray(components)
     elog = _dirichlet_expectation_rows(components)
     return {
         "components_": components,
@@ -76,15 +78,18 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
     (same constructor names and defaults, same fitted attributes and methods)
     that runs on emkit's EM engine: restarts (``n_init``) in parallel,
     ``lower_bound_history_``, ``components_init``, ``warm_start``. The
-    E-step is a compiled per-document kernel; each document's variational
-    parameters are carried from one iteration to the next, so documents that
-    have settled stop after one or two updates.
+    E-step is a compiled per-document kernel.
 
     The E-step infers each document's variational Dirichlet parameters
-    ``gamma`` (its topic mixture) by coordinate ascent; the M-step sets the
+    ``gamma`` (its topic mixture) by coordinate ascent, every time from
+    scikit-learn's random start ``Gamma(100, 0.01)``; the M-step sets the
     topic-word parameters ``lambda = topic_word_prior + sum_d n_dw phi_dwk``
     (batch) or moves them towards that value one mini-batch at a time with
     step ``(learning_offset + n_batch_iter_) ** -learning_decay`` (online).
+    Given the same random starts, both modes reproduce scikit-learn's fits
+    (see the user guide). In batch mode a document's previous ``gamma`` is
+    kept only where the restarts would lower the ELBO, which therefore never
+    decreases.
 
     Parameters
     ----------
@@ -111,8 +116,9 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
     evaluate_every : int, default=-1
         When positive, the perplexity on the training data is checked every
         ``evaluate_every`` iterations and fitting stops once it changes by
-        less than ``perp_tol``. The perplexity is that of emkit's objective
-        (no extra E-step is run for it).
+        less than ``perp_tol``; a fit that uses up ``max_iter`` passes instead
+        raises a ConvergenceWarning. The perplexity is that of emkit's
+        objective (no extra E-step is run for it).
     total_samples : float, default=1e6
         Total number of documents, used by :meth:`partial_fit` only.
     perp_tol : float, default=0.1
@@ -151,22 +157,38 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
     n_batch_iter_ : int
         Number of topic-word updates made plus one (scikit-learn's count).
     bound_ : float
-        Perplexity of the training data at the returned parameters.
+        Perplexity of the training data at the returned parameters,
+        ``exp(-lower_bound_ * n_documents / n_words)``.
     doc_topic_prior_ : float
         The prior ``alpha`` used.
     topic_word_prior_ : float
         The prior ``eta`` used.
     n_iter_ : int
-        Number of passes (M-steps) made.
+        Number of passes (M-steps) made; :meth:`partial_fit` counts its calls
+        (continuing the count of an earlier fit).
     converged_ : bool
-        True: scikit-learn's rule (``max_iter`` passes, or ``perp_tol``) always
-        ends the fit; ``n_iter_ < max_iter`` shows that ``perp_tol`` stopped it.
+        True only when the ``perp_tol`` rule (``evaluate_every > 0``) stopped
+        the fit, at the latest at the last pass. False when the fit used up
+        ``max_iter`` passes without meeting it (with a ConvergenceWarning) and
+        always when ``evaluate_every <= 0`` (no rule, no warning, as
+        scikit-learn), and after :meth:`partial_fit`.
     lower_bound_ : float
-        ELBO per document of the returned parameters.
+        ELBO per document of the returned parameters. Batch: with each
+        document's ``gamma`` from the last E-step. Online: with each
+        document's ``gamma`` from its mini-batch in the last pass (no
+        further updates), so a little below what re-inferring the documents
+        would give. After :meth:`partial_fit`: that call's objective.
     lower_bound_history_ : ndarray, one entry per iteration
-        ELBO per document after each pass (never decreasing in batch mode).
+        ELBO per document after each pass (never decreasing in batch mode;
+        online updates are stochastic and may lower it). :meth:`partial_fit`
+        appends one entry per call: the ELBO of its chunk at the updated
+        topics (documents at their mini-batch ``gamma``), scaled to
+        ``total_samples`` documents as scikit-learn's sub-sampled bound and
+        divided by ``total_samples``.
     restarts_ : list of dict
-        One record per restart (seed, objective, n_iter, converged, error).
+        One record per restart (seed, objective, n_iter, converged, error);
+        ``converged`` as ``converged_`` (for a restart other than the winner,
+        True when ``perp_tol`` stopped it before ``max_iter``).
     n_features_in_ : int
         Number of words in the vocabulary.
     feature_names_in_ : ndarray of str, one entry per word
@@ -323,31 +345,48 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         return params
 
     @staticmethod
-    def _fresh_starts(params, n_documents, n_components):
-        """scikit-learn's random document starts, ``Gamma(100, 0.01)``, seeded by the restart and the update count."""
-        rng = np.random.RandomState([params.get("_seed", 0), params["n_batch_iter_"]])
-        return rng.gamma(100.0, 0.01, (n_documents, n_components))
+    def _fresh_starts(seed, n_batch_iter):
+        """The stream of scikit-learn's random document starts, ``Gamma(100, 0.01)`` draws.
+
+        Keyed by the restart's seed and the topic update count: every batch
+        E-step, and every online pass, draws from its own stream.
+        """
+        return np.random.default_rng([seed, n_batch_iter])
 
     def _e_step(self, data, params):
-        doc_topic = params.get("_doc_topic")
-        if doc_topic is None or doc_topic.shape != (data.n_units, params["components_"].shape[0]):
-            # the first E-step starts from scikit-learn's random document values
-            start = self._fresh_starts(params, data.n_units, params["components_"].shape[0])
-            return self._e_step_arrays(data, params, start)
-        # later ones: scikit-learn's random restart of each document, kept as long as the
-        # total ELBO stays at or above the floor (batch: the previous iteration's objective);
-        # the other documents continue from their previous gamma
-        fresh = self._fresh_starts(params, *doc_topic.shape)
-        floor = None
-        if self.learning_method == "batch" and "_previous_objective" in params:
-            # batch: the ELBO must not fall below the previous iteration's
-            floor = params["_previous_objective"] - self._log_prior(params)
-        return self._e_step_arrays(data, params, doc_topic, fresh_start=fresh, floor=floor)
+        shape = (data.n_units, params["components_"].shape[0])
+        seed = params.get("_seed", 0)
+        previous = params.get("_doc_topic")
+        if self.learning_method == "online":
+            # the ELBO of the topics after the pass, each document at the gamma its mini-batch
+            # found (no updates); before the first pass, at gamma = 1
+            if previous is None:
+                previous = np.ones(shape)
+            return self._e_step_arrays(data, params, previous, max_updates=0, sstats=False)
+        # batch: every document restarts from scikit-learn's random values; the previous
+        # iteration's solutions are only the fallback that keeps the ELBO from decreasing
+        fresh = self._fresh_starts(seed, params["n_batch_iter_"]).gamma(100.0, 0.01, shape)
+        if previous is None:
+            return self._e_step_arrays(data, params, fresh)
+        floor = params["_previous_objective"] - self._log_prior(params)
+        return self._e_step_arrays(data, params, previous, fresh_start=fresh, floor=floor)
 
-    def _e_step_arrays(self, data, params, doc_topic, rows=None, fresh_start=None, floor=None, prune=None):
-        """E-step over all documents (or the row range ``rows``); returns (stats, total ELBO)."""
+    def _e_step_arrays(
+        self, data, params, doc_topic, rows=None, fresh_start=None, floor=None, prune=None, max_updates=None,
+        sstats=True, elbo=True,
+    ):
+        """E-step over all documents (or the row range ``rows``); returns (stats, total ELBO).
+
+        ``params`` needs ``components_`` and ``exp_dirichlet_component_``.
+        ``max_updates`` (default ``max_doc_update_iter``) caps the updates per
+        document; 0 evaluates the ELBO at ``doc_topic``. ``sstats=False``
+        skips the expected topic-word counts, ``elbo=False`` the ELBO (the
+        total is then 0).
+        """
         if prune is None:
             prune = self._prune
+        if max_updates is None:
+            max_updates = self.max_doc_update_iter
         indptr, indices, values = data.indptr, data.indices, data.data
         if rows is not None:
             first, last = rows
@@ -355,29 +394,26 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
             indptr = indptr[first : last + 1] - lo
             indices, values = indices[lo:hi], values[lo:hi]
         exp_beta = params["exp_dirichlet_component_"]
-        elog = params.get("_elog_component")
-        if elog is None:
-            elog = _dirichlet_expectation_rows(params["components_"])
         result = update_documents(
             indptr,
             indices,
             values,
             exp_beta.T,
-            elog.T,
+            params["components_"],
             data.doc_topic_prior,
             doc_topic,
-            self.max_doc_update_iter,
+            max_updates,
             self.mean_change_tol,
             fresh_start=fresh_start,
             floor=floor,
             prune=prune,
+            elbo=elbo,
             n_threads=data.n_threads,
         )
-        n_docs = indptr.shape[0] - 1
-        ratio = sp.csr_matrix((result.ratio, indices, indptr), shape=(n_docs, exp_beta.shape[1]))
-        sstats = np.asarray(ratio.T @ result.exp_doc_topic).T * exp_beta
         total = float(np.sum(result.elbo))
-        stats = {"sstats": sstats, "doc_topic": result.doc_topic, "n_updates": result.n_updates, "elbo": total}
+        stats = {"doc_topic": result.doc_topic, "n_updates": result.n_updates, "elbo": total}
+        if sstats:
+            stats["sstats"] = expected_counts(indptr, indices, result.ratio, result.exp_doc_topic, exp_beta.T)
         return stats, total
 
     def _log_prior(self, params):
@@ -393,42 +429,53 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
 
     def _m_step(self, data, stats, params):
         """Batch: ``lambda = eta + sum_d n_dw phi_dwk``; online: one pass of mini-batch updates."""
+        seed = params.get("_seed", 0)
         if self.learning_method == "batch":
             new = _topic_word_params(data.topic_word_prior + stats["sstats"], params["n_batch_iter_"] + 1)
             # the topic-word term is asked for twice per iteration (floor, objective): compute it once
             new["_topic_term"] = (data.topic_word_prior, self._log_prior(new))
             new["_doc_topic"] = stats["doc_topic"]
-            new["_seed"] = params.get("_seed", 0)
+            new["_seed"] = seed
             new["_previous_objective"] = stats["elbo"] + self._log_prior(params)
             return new
-        doc_topic = stats["doc_topic"].copy()
-        new = self._online_pass(data, params, doc_topic, total_samples=data.n_units)
+        new, doc_topic = self._online_pass(data, params, total_samples=data.n_units, seed=seed)
         new["_doc_topic"] = doc_topic
-        new["_seed"] = params.get("_seed", 0)
-        new["_previous_objective"] = stats["elbo"] + self._log_prior(params)
+        new["_seed"] = seed
+        # stochastic updates carry no promise that the ELBO goes up: a lower value is no sign of trouble
+        new["_objective_slack"] = math.inf
         return new
 
-    def _online_pass(self, data, params, doc_topic, total_samples, seed=None):
-        """Mini-batch updates over the documents in order; updates ``doc_topic`` in place."""
+    def _online_pass(self, data, params, total_samples, seed):
+        """scikit-learn's online updates over the documents in order, one mini-batch at a time.
+
+        Each mini-batch's documents start from fresh random values (as in
+        scikit-learn); the topics then move towards what the mini-batch
+        suggests, ``lambda <- (1 - rho) lambda + rho (eta + total_samples /
+        batch size * sstats)`` with ``rho = (learning_offset + n_batch_iter_)
+        ** -learning_decay``. Returns the parameters after the pass and each
+        document's ``gamma`` from its mini-batch.
+        """
         components = params["components_"].copy()
+        current = {"components_": components, "exp_dirichlet_component_": params["exp_dirichlet_component_"]}
         n_batch_iter = params["n_batch_iter_"]
-        current = dict(params)
-        seed = params.get("_seed", 0) if seed is None else seed
+        doc_topic = np.empty((data.n_units, components.shape[0]))
+        starts = self._fresh_starts(seed, n_batch_iter)  # one stream per pass, drawn mini-batch by mini-batch
         for batch in gen_batches(data.n_units, self.batch_size):
             first, last = batch.start, batch.stop
-            current["_seed"] = seed
-            fresh = self._fresh_starts(current, last - first, components.shape[0])
-            stats, _ = self._e_step_arrays(data, current, doc_topic[first:last], rows=(first, last), fresh_start=fresh)
+            start = starts.gamma(100.0, 0.01, (last - first, components.shape[0]))
+            stats, _ = self._e_step_arrays(data, current, start, rows=(first, last), elbo=False)
             doc_topic[first:last] = stats["doc_topic"]
             weight = (self.learning_offset + n_batch_iter) ** (-self.learning_decay)
             components *= 1.0 - weight
-            components += weight * (data.topic_word_prior + (total_samples / (last - first)) * stats["sstats"])
+            components += weight * data.topic_word_prior
+            components += (weight * total_samples / (last - first)) * stats["sstats"]
             n_batch_iter += 1
-            current = _topic_word_params(components.copy(), n_batch_iter)
-        return current
+            # word-major, the layout the kernel reads (the K x V view costs no copy)
+            current["exp_dirichlet_component_"] = exp_dirichlet_expectation(components, word_major=True).T
+        return _topic_word_params(components, n_batch_iter), doc_topic
 
-    def _is_converged(self, data, history, change):
-        """scikit-learn's rule: ``max_iter`` passes; with ``evaluate_every > 0``, perplexity change < ``perp_tol``.
+    def _perp_tol_met(self, data, history):
+        """scikit-learn's ``perp_tol`` rule at the last entry of ``history`` (False when ``evaluate_every <= 0``).
 
         Every ``evaluate_every`` iterations the perplexity
         ``exp(-total ELBO / n_words)`` of the current parameters is compared with
@@ -437,12 +484,49 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         """
         iteration = len(history)
         every = self.evaluate_every
-        if every > 0 and iteration % every == 0 and iteration > every:
-            now = _perplexity(history[-1], data)
-            before = _perplexity(history[-1 - every], data)
-            if abs(before - now) < self.perp_tol:
-                return True
-        return iteration >= self.max_iter
+        if every <= 0 or iteration % every != 0 or iteration <= every:
+            return False
+        now = _perplexity(history[-1], data)
+        before = _perplexity(history[-1 - every], data)
+        return abs(before - now) < self.perp_tol
+
+    def _is_converged(self, data, history, change):
+        """Stop when the ``perp_tol`` rule is met, or after ``max_iter`` passes.
+
+        The engine records a stop as "converged"; ``_after_fit`` then sets
+        ``converged_`` to whether the ``perp_tol`` rule stopped the fit (see
+        ``_convergence``), so that a fit which used up ``max_iter`` is not
+        called converged. (Returning False at ``max_iter`` would make today's
+        engine warn even when ``evaluate_every <= 0``, and name a ``tol`` this
+        estimator does not have.)
+        """
+        return self._perp_tol_met(data, history) or len(history) >= self.max_iter
+
+    def _convergence(self, data):
+        """Set ``converged_`` (and the restarts' records) to whether ``perp_tol`` stopped the fit; warn if not.
+
+        The winner's rule is checked on its history. Another restart counts as
+        converged when it stopped before ``max_iter`` (only the rule stops a fit
+        early); its history is not kept, so a rule met exactly at its last pass
+        is not seen.
+        """
+        self.converged_ = self._perp_tol_met(data, self.lower_bound_history_)
+        winner = None
+        for record in self.restarts_:
+            if record["error"] is None:
+                record["converged"] = record["n_iter"] < self.max_iter and self.evaluate_every > 0
+                if winner is None and record["objective"] == self.lower_bound_:
+                    winner = record
+        if winner is not None:
+            winner["converged"] = self.converged_
+        if self.evaluate_every > 0 and self.max_iter > 0 and not self.converged_:
+            warnings.warn(
+                f"{type(self).__name__}: the perplexity did not settle within perp_tol={self.perp_tol} in "
+                f"max_iter={self.max_iter} passes (evaluated every {self.evaluate_every}). Increase max_iter "
+                "or perp_tol.",
+                ConvergenceWarning,
+                stacklevel=5,
+            )
 
     def _fitted_params(self):
         return _topic_word_params(self.components_.copy(), self.n_batch_iter_)
@@ -451,6 +535,7 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         self.doc_topic_prior_ = data.doc_topic_prior
         self.topic_word_prior_ = data.topic_word_prior
         self.bound_ = _perplexity(self.lower_bound_, data)
+        self._convergence(data)
 
     # ------------------------------------------------------------- public API
     def fit(self, X, y=None):
@@ -469,14 +554,7 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
             The fitted estimator.
         """
         self._validate_params()
-        data = self._validate_fit_data(X, y)
-        if self.learning_method == "online":
-            # stochastic updates: the ELBO may go down between passes; that is not a bug
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", category=ObjectiveDecreaseWarning)
-                self._fit_em(data)
-        else:
-            self._fit_em(data)
+        self._fit_em(self._validate_fit_data(X, y))
         return self
 
     def partial_fit(self, X, y=None):
@@ -484,7 +562,8 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
 
         The first call starts from ``components_init`` or a random matrix;
         later calls continue from ``components_``. ``total_samples`` is the
-        size of the whole corpus.
+        size of the whole corpus. Each call appends its objective to
+        ``lower_bound_history_`` (see the class docstring).
 
         Parameters
         ----------
@@ -505,16 +584,24 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         if first_time:
             random_state = check_random_state(self.random_state)
             params = _topic_word_params(self._starting_components(X.shape[1], random_state), 1)
-            self.doc_topic_prior_ = data.doc_topic_prior
-            self.topic_word_prior_ = data.topic_word_prior
-            self.n_iter_ = 0
+            history = []
         else:
             params = self._fitted_params()
-        # no previous solution: start each document from scikit-learn's random values
+            history = list(getattr(self, "lower_bound_history_", []))
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        doc_topic = self._fresh_starts({"_seed": seed, "n_batch_iter_": 0}, data.n_units, self.n_components)
-        params = self._online_pass(data, params, doc_topic, total_samples=self.total_samples, seed=seed)
+        params, doc_topic = self._online_pass(data, params, total_samples=self.total_samples, seed=seed)
+        # the chunk's ELBO at the new topics (documents at their mini-batch gamma), scaled up to
+        # total_samples documents as scikit-learn's sub-sampled bound, per document
+        _, total = self._e_step_arrays(data, params, doc_topic, max_updates=0, sstats=False)
+        objective = self._bound(data, params, total, sub_sampling=True) / self.total_samples
         self._set_params_attrs(params)
+        self.doc_topic_prior_ = data.doc_topic_prior
+        self.topic_word_prior_ = data.topic_word_prior
+        history.append(objective)
+        self.lower_bound_history_ = np.asarray(history, dtype=np.float64)
+        self.lower_bound_ = float(objective)
+        self.n_iter_ = len(history)
+        self.converged_ = False
         return self
 
     def _infer(self, X, whom):

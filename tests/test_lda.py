@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 from scipy.special import digamma as scipy_digamma
 from sklearn.decomposition import LatentDirichletAllocation as SklearnLDA
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.decomposition import _lda as sklearn_lda_module
 from sklearn.base import clone
 from sklearn.feature_extraction.text import CountVectorizer
@@ -72,26 +73,40 @@ def test_digamma_matches_scipy():
     assert kernels.digamma(0.0) == -np.inf
 
 
+def test_exp_digamma_and_exp_dirichlet_expectation():
+    """exp(psi) without a log, and the topic-word expectation built on it, match scipy."""
+    x = np.concatenate([np.logspace(-8, 5, 500), np.linspace(0.01, 30, 500), [1e16, 1e30]])
+    ours = np.array([kernels.exp_digamma(v) for v in x])
+    # exp amplifies the argument's round-off by |psi(x)| (about 1/x for small x)
+    np.testing.assert_allclose(ours, np.exp(scipy_digamma(x)), rtol=1e-12, atol=0)
+    assert kernels.exp_digamma(0.0) == 0.0
+    lam = np.random.RandomState(0).gamma(0.3, 2.0, (4, 50))
+    np.testing.assert_allclose(
+        kernels.exp_dirichlet_expectation(lam), np.exp(_dirichlet_expectation_rows(lam)), rtol=1e-12, atol=0
+    )
+
+
 def _kernel_inputs(rng, n_docs=12, n_words=15, n_topics=3):
     X = sp.random(n_docs, n_words, density=0.4, random_state=rng, format="csr")
     X.data = np.ceil(5 * X.data)
     lam = rng.gamma(2.0, 1.0, (n_topics, n_words))
     elog = _dirichlet_expectation_rows(lam)
-    return X, np.exp(elog), elog
+    return X, np.exp(elog), elog, lam
 
 
 @pytest.mark.parametrize("prune", [False, True])
 def test_kernel_compiled_equals_python(prune):
     rng = np.random.RandomState(0)
-    X, exp_beta, elog = _kernel_inputs(rng)
+    X, exp_beta, _, lam = _kernel_inputs(rng)
     n_docs, n_topics = X.shape[0], exp_beta.shape[0]
+    psi_totals = scipy_digamma(lam.sum(axis=1))
     outs = []
     for function in (kernels._update_documents, kernels._update_documents.py_func):
         doc_topic = rng.gamma(100, 0.01, (n_docs, n_topics)) * 0 + 1.0
         out = (np.zeros((n_docs, n_topics)), np.zeros(X.nnz), np.zeros(n_docs), np.zeros(n_docs, dtype=np.int64))
         function(
             X.indptr.astype(np.int64), X.indices.astype(np.int64), X.data, np.ascontiguousarray(exp_beta.T),
-            np.ascontiguousarray(elog.T), 0.2, doc_topic, np.ones(n_docs, dtype=np.bool_), 0, n_docs, 50, 1e-6, prune,
+            lam, psi_totals, 0.2, doc_topic, np.ones(n_docs, dtype=np.bool_), 0, n_docs, 50, 1e-6, prune, True,
             *out,
         )
         outs.append((doc_topic,) + out)
@@ -102,9 +117,9 @@ def test_kernel_compiled_equals_python(prune):
 def test_kernel_elbo_and_fixed_point_by_hand():
     """The kernel's gamma is a fixed point of the update and its ELBO equals the formula, in numpy."""
     rng = np.random.RandomState(1)
-    X, exp_beta, elog = _kernel_inputs(rng)
+    X, exp_beta, _, lam = _kernel_inputs(rng)
     alpha = 0.2
-    res = kernels.update_documents(X.indptr, X.indices, X.data, exp_beta.T, elog.T, alpha, np.ones((12, 3)), 500, 1e-12)
+    res = kernels.update_documents(X.indptr, X.indices, X.data, exp_beta.T, lam, alpha, np.ones((12, 3)), 500, 1e-12)
     dense = X.toarray()
     elog_theta = _dirichlet_expectation_rows(res.doc_topic)
     log_norm = np.log(np.exp(elog_theta) @ exp_beta)  # log sum_k exp(E log theta_k + E log beta_kw)
@@ -120,9 +135,22 @@ def test_kernel_elbo_and_fixed_point_by_hand():
         - gammaln(g.sum(axis=1))
     )
     np.testing.assert_allclose(res.elbo, expected, rtol=1e-10)
+    # expected topic-word counts: sum_d n_dw phi_dwk with phi optimal for the final gamma
+    phi_weighted = np.exp(elog_theta)[:, :, None] * exp_beta[None, :, :] / np.exp(log_norm)[:, None, :]
+    sstats = np.einsum("dw,dkw->kw", dense, phi_weighted)
+    np.testing.assert_allclose(
+        kernels.expected_counts(X.indptr, X.indices, res.ratio, res.exp_doc_topic, exp_beta.T), sstats, rtol=1e-10
+    )
+    # without the ELBO: the same solutions, zeros for the ELBO
+    quiet = kernels.update_documents(
+        X.indptr, X.indices, X.data, exp_beta.T, lam, alpha, np.ones((12, 3)), 500, 1e-12, elbo=False
+    )
+    np.testing.assert_array_equal(quiet.doc_topic, res.doc_topic)
+    np.testing.assert_array_equal(quiet.ratio, res.ratio)
+    assert not quiet.elbo.any()
     # threads split the documents; the result is identical
     res2 = kernels.update_documents(
-        X.indptr, X.indices, X.data, exp_beta.T, elog.T, alpha, np.ones((12, 3)), 500, 1e-12, n_threads=3
+        X.indptr, X.indices, X.data, exp_beta.T, lam, alpha, np.ones((12, 3)), 500, 1e-12, n_threads=3
     )
     np.testing.assert_array_equal(res.doc_topic, res2.doc_topic)
 
@@ -205,7 +233,9 @@ def test_batch_fit_equals_sklearn_draw_for_draw(corpus, start, sparse, prune):
 
     ours = LatentDirichletAllocation(N_TOPICS, max_iter=n_iter, components_init=start, random_state=0)
     with mock.patch.object(
-        LatentDirichletAllocation, "_fresh_starts", staticmethod(lambda p, n, k: stream.gamma(100.0, 0.01, (n, k)))
+        LatentDirichletAllocation,
+        "_fresh_starts",
+        staticmethod(lambda seed, n_batch_iter: stream),
     ), mock.patch.object(lda_module, "update_documents", update), mock.patch.object(
         LatentDirichletAllocation, "_prune", prune
     ):
@@ -221,19 +251,53 @@ def test_batch_fit_equals_sklearn_draw_for_draw(corpus, start, sparse, prune):
     np.testing.assert_allclose(ours.bound_, sk.bound_, rtol=2e-3)
 
 
+@pytest.mark.parametrize("prune", [False, True])
+def test_online_fit_equals_sklearn_draw_for_draw(corpus, start, prune):
+    """Online mode: the same start and random document starts give scikit-learn's online fit.
+
+    emkit's passes are scikit-learn's mini-batch updates (fresh random starts,
+    no floor, the same step sizes), so feeding it scikit-learn's stream of
+    random starts reproduces the fit to round-off (0.1% with topic skipping).
+    The objective is the ELBO at each document's mini-batch solution.
+    """
+    X_train, X_test, _ = corpus
+    exact = 1e-6 if not prune else 1e-3
+    sk, patch = sklearn_from(start, learning_method="online", batch_size=50, max_iter=4, random_state=0)
+    with patch:
+        sk.fit(X_train)
+    stream = np.random.RandomState(0)
+    stream.gamma(100.0, 0.01, start.shape)  # scikit-learn's own (replaced) starting topics
+    ours = LatentDirichletAllocation(
+        N_TOPICS, learning_method="online", batch_size=50, max_iter=4, components_init=start, random_state=0
+    )
+    with mock.patch.object(
+        LatentDirichletAllocation, "_fresh_starts", staticmethod(lambda seed, n_batch_iter: stream)
+    ), mock.patch.object(LatentDirichletAllocation, "_prune", prune):
+        ours.fit(X_train)
+    assert ours.n_batch_iter_ == sk.n_batch_iter_ == 1 + 4 * 5 and ours.n_iter_ == 4
+    np.testing.assert_allclose(ours.components_, sk.components_, rtol=exact, atol=exact)
+    np.testing.assert_allclose(ours.perplexity(X_test), sk.perplexity(X_test), rtol=exact / 10)
+    # the objective: ELBO of the final topics with each document at its mini-batch gamma (no extra
+    # E-step); scikit-learn's bound_ re-infers every document from ones: close, not equal
+    np.testing.assert_allclose(ours.bound_, sk.bound_, rtol=0.02)
+    np.testing.assert_allclose(ours.bound_, np.exp(-ours.lower_bound_ * X_train.shape[0] / X_train.sum()))
+
+
 @pytest.mark.parametrize("n_iter", [30])
 def test_batch_fit_agrees_with_sklearn(corpus, start, n_iter):
     """Same start, same number of batch iterations: bound, held-out perplexity and topics agree.
 
     Both restart every document from random Gamma(100, 0.01) values at every
-    iteration (different random numbers), and emkit keeps a document's
-    previous solution only when needed to keep the ELBO from decreasing, so
-    the runs are not draw-for-draw identical: over three seeds the median
-    training perplexity agrees to 0.5% and the held-out perplexity to 1%.
+    iteration, with different random numbers, so the runs are not draw-for-draw
+    identical and each lands in one of a few optima: on this corpus both
+    libraries reach the poorer one (training perplexity 21.05 instead of
+    18.91) in a few seeds out of 40 (scikit-learn 2, emkit 3). Over eight
+    seeds the median training perplexity agrees to 0.5%, the median held-out
+    perplexity to 1%, and in most seeds every topic matches scikit-learn's.
     """
     X_train, X_test, _ = corpus
-    ours_bound, sk_bound, ours_heldout, sk_heldout = [], [], [], []
-    for seed in range(3):
+    ours_bound, sk_bound, ours_heldout, sk_heldout, matched = [], [], [], [], []
+    for seed in range(8):
         sk, patch = sklearn_from(start, max_iter=n_iter, random_state=seed)
         with patch:
             sk.fit(X_train)
@@ -244,9 +308,10 @@ def test_batch_fit_agrees_with_sklearn(corpus, start, n_iter):
         sk_bound.append(sk.bound_)
         ours_heldout.append(ours.perplexity(X_test))
         sk_heldout.append(sk.perplexity(X_test))
-        assert np.all(topic_distances(ours.components_, sk.components_) < 0.05)
+        matched.append(np.all(topic_distances(ours.components_, sk.components_) < 0.05))
     np.testing.assert_allclose(np.median(ours_bound), np.median(sk_bound), rtol=0.005)
     np.testing.assert_allclose(np.median(ours_heldout), np.median(sk_heldout), rtol=0.01)
+    assert sum(matched) >= 5
 
 
 def test_recovers_true_topics():
@@ -356,8 +421,25 @@ def test_perp_tol_stops_early(corpus):
     history_perplexity = np.exp(-lda.lower_bound_history_ * X_train.shape[0] / X_train.sum())
     last, before = history_perplexity[lda.n_iter_ - 1], history_perplexity[lda.n_iter_ - 3]
     assert abs(before - last) < 0.5
-    full = LatentDirichletAllocation(N_TOPICS, max_iter=7, random_state=0).fit(X_train)
-    assert full.n_iter_ == 7 and full.converged_
+    full = LatentDirichletAllocation(N_TOPICS, max_iter=7, random_state=0).fit(X_train)  # no warning: no rule
+    assert full.n_iter_ == 7 and not full.converged_ and not full.restarts_[0]["converged"]
+
+
+def test_converged_only_when_perp_tol_stops_the_fit(corpus):
+    """evaluate_every > 0: converged_ is True only if perp_tol stopped the fit; running out of passes warns."""
+    X_train, _, _ = corpus
+    lda = LatentDirichletAllocation(N_TOPICS, evaluate_every=1, perp_tol=1e-30, max_iter=2, random_state=0)
+    with pytest.warns(ConvergenceWarning, match="perp_tol=1e-30"):
+        lda.fit(X_train)
+    assert lda.n_iter_ == 2 and not lda.converged_ and not lda.restarts_[0]["converged"]
+    loose = clone(lda).set_params(perp_tol=1e3, max_iter=50).fit(X_train)  # no warning
+    assert loose.n_iter_ == 2 and loose.converged_ and loose.restarts_[0]["converged"]
+    # several restarts: each record says whether the rule stopped it
+    several = clone(lda).set_params(perp_tol=1e3, max_iter=50, n_init=2).fit(X_train)
+    assert several.converged_ and all(r["converged"] for r in several.restarts_)
+    # the rule met exactly at the last pass counts as converged
+    last = clone(lda).set_params(perp_tol=1e3, max_iter=2).fit(X_train)
+    assert last.n_iter_ == 2 and last.converged_
 
 
 def test_online_and_partial_fit(corpus, start):
@@ -373,16 +455,39 @@ def test_online_and_partial_fit(corpus, start):
     batch = LatentDirichletAllocation(N_TOPICS, max_iter=15, random_state=0, components_init=start).fit(X_train)
     assert lda.perplexity(X_test) < 1.2 * batch.perplexity(X_test)
 
-    sk = SklearnLDA(N_TOPICS, batch_size=50, total_samples=240, learning_offset=2.0, random_state=0)
+    # the online history: one objective per pass, the ELBO at each document's mini-batch solution
+    assert lda.lower_bound_history_.shape == (15,) and np.all(np.isfinite(lda.lower_bound_history_))
+    assert lda.lower_bound_ == lda.lower_bound_history_[-1] and not lda.converged_
+
+
+def test_partial_fit_equals_sklearn_and_sets_history(corpus, start):
+    """partial_fit: scikit-learn's updates (draw for draw), and the engine's history attributes per call."""
+    X_train, X_test, _ = corpus
+    sk = SklearnLDA(N_TOPICS, batch_size=50, total_samples=1000, learning_offset=2.0, random_state=0)
     ours = LatentDirichletAllocation(
-        N_TOPICS, batch_size=50, total_samples=240, learning_offset=2.0, random_state=0, components_init=start
+        N_TOPICS, batch_size=50, total_samples=1000, learning_offset=2.0, random_state=0, components_init=start
     )
-    with mock.patch.object(SklearnLDA, "_init_latent_vars", sklearn_from(start)[1].new):
-        for _ in range(10):
-            sk.partial_fit(X_train)
-            ours.partial_fit(X_train)
-    assert ours.n_batch_iter_ == sk.n_batch_iter_ == 1 + 10 * 5
-    np.testing.assert_allclose(ours.perplexity(X_test), sk.perplexity(X_test), rtol=0.05)
+    stream = np.random.RandomState(0)
+    stream.gamma(100.0, 0.01, start.shape)  # scikit-learn's own (replaced) starting topics
+    with mock.patch.object(SklearnLDA, "_init_latent_vars", sklearn_from(start)[1].new), mock.patch.object(
+        LatentDirichletAllocation, "_fresh_starts", staticmethod(lambda seed, n_batch_iter: stream)
+    ), mock.patch.object(LatentDirichletAllocation, "_prune", False):
+        for call in range(1, 4):
+            chunk = X_train[(call - 1) * 80 : call * 80]
+            sk.partial_fit(chunk)
+            ours.partial_fit(chunk)
+            assert ours.n_iter_ == call and ours.lower_bound_history_.shape == (call,)
+    assert ours.n_batch_iter_ == sk.n_batch_iter_ == 1 + 3 * 2
+    np.testing.assert_allclose(ours.components_, sk.components_, rtol=1e-6)
+    np.testing.assert_allclose(ours.perplexity(X_test), sk.perplexity(X_test), rtol=1e-7)
+    # each call's objective: its chunk's ELBO per document, scaled to total_samples documents as
+    # scikit-learn's sub-sampled bound; re-inferring the chunk (score) gives nearly the same
+    assert ours.lower_bound_ == ours.lower_bound_history_[-1] and not ours.converged_
+    chunk = X_train[160:240]
+    topic_term = ours._log_prior(ours._fitted_params())
+    documents_term = ours.score(chunk) - topic_term
+    sub_sampled = (documents_term * 1000 / chunk.shape[0] + topic_term) / 1000
+    np.testing.assert_allclose(ours.lower_bound_, sub_sampled, rtol=0.02)
     with pytest.raises(ValueError, match="features"):
         ours.partial_fit(X_train[:, :10])
 

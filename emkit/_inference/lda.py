@@ -25,8 +25,17 @@ Each document iterates that update from its starting ``gamma`` until the mean
 absolute change of ``gamma`` drops below ``tol`` (scikit-learn's
 ``mean_change_tol``) or ``max_iter`` updates were made; converged documents
 stop early. The returned ``ratio`` (``n_w / norm_w`` per stored entry, with
-``exp_theta`` of the final ``gamma``) gives the expected topic-word counts as
-the sparse product ``sstats[k, w] = exp_beta[w, k] * sum_d exp_theta[d, k] ratio[d, w]``.
+``exp_theta`` of the final ``gamma``) gives the expected topic-word counts
+``sstats[k, w] = exp_beta[w, k] * sum_d exp_theta[d, k] ratio[d, w]``
+(:func:`expected_counts`).
+
+Speed: the updates only need ``exp_theta``, never ``elog_theta``, so
+:func:`exp_digamma` computes ``exp(psi(x))`` with one ``exp`` and no ``log``
+(``elog_theta`` is taken once per document, for the ELBO); its arithmetic is
+branch-free so a loop over topics (or words, for ``exp(E[log beta])``,
+:func:`exp_dirichlet_expectation`) vectorises and only the ``exp`` calls stay
+scalar. The two sums of an update sweep a topic-major copy of the document's
+``exp_beta`` columns four topics at a time.
 
 The per-document ELBO, with ``phi`` optimal for the final ``gamma``, is::
 
@@ -35,7 +44,7 @@ The per-document ELBO, with ``phi`` optimal for the final ``gamma``, is::
       + lgamma(K alpha) - lgamma(sum_k gamma_k)
 
 ``log(norm_w)`` falls back to a log-sum-exp over ``elog_theta + E[log beta]``
-when ``norm_w`` underflows.
+when ``norm_w`` underflows (``E[log beta]`` is then computed from ``lambda``).
 """
 
 import math
@@ -45,7 +54,15 @@ import numpy as np
 
 from ._jit import jit
 
-__all__ = ["DocumentUpdate", "update_documents", "select_fresh", "digamma"]
+__all__ = [
+    "DocumentUpdate",
+    "update_documents",
+    "expected_counts",
+    "select_fresh",
+    "digamma",
+    "exp_digamma",
+    "exp_dirichlet_expectation",
+]
 
 _TINY = 1e-300  # floor of norm_w inside the fixed-point updates (only hit on underflow)
 _PRUNE = 1e-6  # topics with exp_theta below this fraction of the largest skip the in-between updates
@@ -65,7 +82,7 @@ class DocumentUpdate(NamedTuple):
         ``n_w / norm_w`` for every stored entry of the CSR matrix (aligned
         with ``indices``), computed at the final ``doc_topic``.
     elbo : ndarray of shape (n_documents,)
-        Per-document ELBO (the topic-word term excluded).
+        Per-document ELBO (the topic-word term excluded); zeros when not asked for.
     n_updates : ndarray of int64 of shape (n_documents,)
         Number of fixed-point updates each document made.
     from_fresh : ndarray of bool of shape (n_documents,)
@@ -80,64 +97,177 @@ class DocumentUpdate(NamedTuple):
     from_fresh: np.ndarray
 
 
-@jit
-def digamma(x):
-    """``psi(x)`` for ``x >= 0`` (``-inf`` at 0), accurate to about 1e-14.
+@jit(inline=True)
+def _psi_parts(x):
+    """``(y, c)`` with ``psi(x) = log(y) - c`` for ``x > 0``.
 
-    Shifts ``x`` up to at least 8 with ``psi(x) = psi(x + 1) - 1/x``, then
-    uses the asymptotic series through the ``x**-12`` term.
+    Uses ``psi(x) = psi(x + 8) - sum_{i<8} 1 / (x + i)`` and the asymptotic
+    series of ``psi(x + 8)`` through the ``x**-12`` term. The sum is taken as
+    ``p'(x) / p(x)`` of the product ``p(x) = x (x + 1) ... (x + 7)``: one
+    division. Beyond 1e15 the series alone is exact to round-off (and the
+    product would overflow for huge ``x``). Selects instead of branches and
+    ``np.divide`` (no zero-division check) keep a loop over many ``x``
+    vectorisable.
     """
-    if x <= 0.0:
-        return -np.inf
-    shift = 0.0
-    while x < 8.0:
-        shift += 1.0 / x
-        x += 1.0
-    inv = 1.0 / x
+    big = x >= 1e15
+    shifted = 1.0 if big else x
+    product = shifted
+    derivative = 1.0
+    for i in range(1, 8):
+        factor = shifted + i
+        derivative = derivative * factor + product
+        product = product * factor
+    shift = 0.0 if big else np.divide(derivative, product)
+    y = x if big else x + 8.0
+    inv = np.divide(1.0, y)
     inv2 = inv * inv
-    # 1/(12 x^2) - 1/(120 x^4) + 1/(252 x^6) - 1/(240 x^8) + 1/(132 x^10) - 691/(32760 x^12)
+    # 1/(12 y^2) - 1/(120 y^4) + 1/(252 y^6) - 1/(240 y^8) + 1/(132 y^10) - 691/(32760 y^12)
     series = 1.0 / 132.0 - inv2 * (691.0 / 32760.0)
     series = 1.0 / 240.0 - inv2 * series
     series = 1.0 / 252.0 - inv2 * series
     series = 1.0 / 120.0 - inv2 * series
     series = inv2 * (1.0 / 12.0 - inv2 * series)
-    return math.log(x) - 0.5 * inv - series - shift
+    return y, 0.5 * inv + series + shift
 
 
 @jit
-def _dirichlet_expectation(gamma, elog_out, exp_out):
-    """``elog_out = psi(gamma) - psi(sum(gamma))``, ``exp_out = exp(elog_out)``."""
-    total = 0.0
-    for k in range(gamma.shape[0]):
-        total += gamma[k]
-    psi_total = digamma(total)
-    for k in range(gamma.shape[0]):
-        elog_out[k] = digamma(gamma[k]) - psi_total
-        exp_out[k] = math.exp(elog_out[k])
+def digamma(x):
+    """``psi(x)`` for ``x >= 0`` (``-inf`` at 0), accurate to about 1e-14 (see :func:`_psi_parts`)."""
+    if x <= 0.0:
+        return -np.inf
+    y, correction = _psi_parts(x)
+    return math.log(y) - correction
 
 
 @jit
-def _dirichlet_expectation_pruned(gamma, alpha, psi_alpha, elog_out, exp_out):
-    """:func:`_dirichlet_expectation` reusing ``psi(alpha)`` for the entries equal to ``alpha``."""
+def exp_digamma(x):
+    """``exp(psi(x))`` for ``x >= 0`` (0 at 0), with one ``exp`` and no ``log``.
+
+    The fixed-point updates only need ``exp(E[log theta])``, so this halves
+    their transcendental calls.
+    """
+    if x <= 0.0:
+        return 0.0
+    y, correction = _psi_parts(x)
+    return y * math.exp(-correction)
+
+
+@jit(reassociate=True)
+def _exp_theta(gamma, exp_out, work, alpha=-1.0, exp_digamma_alpha=0.0):
+    """``exp_out = exp(psi(gamma) - psi(sum(gamma)))``; ``work`` is scratch of the same length.
+
+    Entries equal to ``alpha`` use the precomputed ``exp_digamma_alpha``
+    (topics that pruning left at the prior). The arithmetic of
+    :func:`_psi_parts` runs as one vectorised loop and only the ``exp`` calls
+    as a scalar loop (about twice as fast as calling :func:`exp_digamma` per
+    entry).
+    """
+    n = gamma.shape[0]
     total = 0.0
-    for k in range(gamma.shape[0]):
+    for k in range(n):
         total += gamma[k]
-    psi_total = digamma(total)
-    elog_alpha = psi_alpha - psi_total
-    exp_alpha = math.exp(elog_alpha)
-    for k in range(gamma.shape[0]):
-        if gamma[k] == alpha:
-            elog_out[k] = elog_alpha
-            exp_out[k] = exp_alpha
+    scale = exp_digamma(total)
+    scale = np.divide(1.0, scale) if scale > 0.0 else 0.0
+    for k in range(n):
+        x = gamma[k]
+        y, correction = _psi_parts(max(x, 1e-300))
+        at_prior = x == alpha
+        exp_out[k] = (exp_digamma_alpha if at_prior else (y if x > 0.0 else 0.0)) * scale
+        work[k] = 0.0 if at_prior else -correction
+    for k in range(n):
+        if work[k] != 0.0:
+            exp_out[k] *= math.exp(work[k])
+
+
+@jit
+def _exp_dirichlet_expectation_rows(topic_word, out, word_major):
+    """``exp(psi(topic_word[k]) - psi(sum(topic_word[k])))`` for every row ``k``, into ``out[k]`` or ``out[:, k]``."""
+    row = np.empty(topic_word.shape[1])
+    work = np.empty(topic_word.shape[1])
+    for k in range(topic_word.shape[0]):
+        _exp_theta(topic_word[k], row, work)
+        if word_major:
+            out[:, k] = row
         else:
-            elog_out[k] = digamma(gamma[k]) - psi_total
-            exp_out[k] = math.exp(elog_out[k])
+            out[k] = row
 
 
-@jit(reassociate=True)  # the per-word and per-topic sums vectorise (about 6% faster per fit)
+def exp_dirichlet_expectation(topic_word, word_major=False):
+    """``exp(E[log beta])`` row-wise for ``beta_k ~ Dirichlet(topic_word[k])``.
+
+    Parameters
+    ----------
+    topic_word : ndarray of shape (n_components, n_features)
+        Dirichlet parameters ``lambda`` (non-negative, each row with a positive sum).
+    word_major : bool, default=False
+        Return the transpose, C-contiguous (the layout :func:`update_documents` reads).
+
+    Returns
+    -------
+    exp_elog : ndarray of shape (n_components, n_features), or (n_features, n_components) if word_major
+        ``exp(psi(lambda_kw) - psi(sum_w lambda_kw))`` (0 where ``lambda`` is 0).
+    """
+    topic_word = np.ascontiguousarray(topic_word, dtype=np.float64)
+    out = np.empty(topic_word.shape[::-1] if word_major else topic_word.shape)
+    _exp_dirichlet_expectation_rows(topic_word, out, word_major)
+    return out
+
+
+@jit(inline=True, reassociate=True)
+def _word_norms(beta_kw, exp_theta, topics, n_topics, nnz, norm):
+    """``norm[j] = sum_k exp_theta[k] beta_kw[k, j]`` over ``topics[:n_topics]``, four topics per sweep."""
+    for j in range(nnz):
+        norm[j] = 0.0
+    a = 0
+    while a + 4 <= n_topics:
+        k0, k1, k2, k3 = topics[a], topics[a + 1], topics[a + 2], topics[a + 3]
+        e0, e1, e2, e3 = exp_theta[k0], exp_theta[k1], exp_theta[k2], exp_theta[k3]
+        for j in range(nnz):
+            norm[j] += (e0 * beta_kw[k0, j] + e1 * beta_kw[k1, j]) + (e2 * beta_kw[k2, j] + e3 * beta_kw[k3, j])
+        a += 4
+    while a < n_topics:
+        k = topics[a]
+        e = exp_theta[k]
+        for j in range(nnz):
+            norm[j] += e * beta_kw[k, j]
+        a += 1
+
+
+@jit(inline=True, reassociate=True)
+def _topic_sums(beta_kw, r, topics, n_topics, nnz, out):
+    """``out[k] = sum_j beta_kw[k, j] r[j]`` for ``k`` in ``topics[:n_topics]``, four topics per sweep."""
+    a = 0
+    while a + 4 <= n_topics:
+        k0, k1, k2, k3 = topics[a], topics[a + 1], topics[a + 2], topics[a + 3]
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        for j in range(nnz):
+            rj = r[j]
+            s0 += beta_kw[k0, j] * rj
+            s1 += beta_kw[k1, j] * rj
+            s2 += beta_kw[k2, j] * rj
+            s3 += beta_kw[k3, j] * rj
+        out[k0] = s0
+        out[k1] = s1
+        out[k2] = s2
+        out[k3] = s3
+        a += 4
+    while a < n_topics:
+        k = topics[a]
+        s = 0.0
+        for j in range(nnz):
+            s += beta_kw[k, j] * r[j]
+        out[k] = s
+        a += 1
+
+
+@jit(reassociate=True)  # the per-word and per-topic sums vectorise
 def _solve_document(
-    start, nnz, data, indices, beta_wk, beta_kw, elog_beta, alpha, gamma, max_iter, tol, prune,
-    norm, r, acc, elog_theta, exp_theta, terms, active, ratio_out, psi_alpha, lgamma_alpha, lgamma_sum_alpha,
+    start, nnz, data, indices, beta_kw, topic_word, psi_topic_totals, alpha, gamma, max_iter, tol, prune, want_elbo,
+    norm, r, acc, elog_theta, exp_theta, terms, work, active, all_topics, ratio_out, exp_digamma_alpha, psi_alpha,
+    lgamma_alpha, lgamma_sum_alpha,
 ):
     """Fixed-point updates of one document from ``gamma`` (updated in place).
 
@@ -147,74 +277,42 @@ def _solve_document(
     updates between full updates (their ``gamma`` is set to ``alpha``); a full
     update runs every ``_FULL_EVERY`` updates, whenever more than half of the
     topics are active, and before stopping, so the stopping rule is always
-    checked on an exact update. Fills ``exp_theta``
-    and ``elog_theta`` (final) and ``ratio_out[:nnz]``; returns
-    ``(elbo, n_updates)``.
+    checked on an exact update. Fills ``exp_theta`` and ``elog_theta`` (final)
+    and ``ratio_out[:nnz]``; returns ``(elbo, n_updates)`` (the ELBO is 0 when
+    ``want_elbo`` is False, which saves its logarithms).
     """
     n_components = gamma.shape[0]
-    _dirichlet_expectation(gamma, elog_theta, exp_theta)
+    _exp_theta(gamma, exp_theta, work)
     n_done = 0
     n_active = n_components
     need_full = True
     while n_done < max_iter:
         # a full update when asked, periodically, or when most topics are active anyway
         full = need_full or not prune or n_done % _FULL_EVERY == 0 or 2 * n_active > n_components
+        topics = all_topics if full else active
+        n_topics = n_components if full else n_active
+        # norm_w = sum_k exp_theta[k] exp_beta[w, k]; acc_k = sum_w exp_beta[w, k] n_w / norm_w
+        _word_norms(beta_kw, exp_theta, topics, n_topics, nnz, norm)
         for j in range(nnz):
-            norm[j] = 0.0
+            r[j] = data[start + j] / max(norm[j], _TINY)
+        _topic_sums(beta_kw, r, topics, n_topics, nnz, acc)
         if full:
-            # norm_w = sum_k exp_theta[k] exp_beta[w, k], vectorised over words
             for k in range(n_components):
-                e = exp_theta[k]
-                for j in range(nnz):
-                    norm[j] += e * beta_kw[k, j]
-            for j in range(nnz):
-                r[j] = data[start + j] / max(norm[j], _TINY)
-            # acc_k = sum_w exp_beta[w, k] n_w / norm_w, vectorised over topics
-            for k in range(n_components):
-                acc[k] = 0.0
-            for j in range(nnz):
-                rj = r[j]
-                for k in range(n_components):
-                    acc[k] += beta_wk[j, k] * rj
-            change = 0.0
-            for k in range(n_components):
-                new_value = alpha + exp_theta[k] * acc[k]
-                change += abs(new_value - gamma[k])
-                gamma[k] = new_value
-            _dirichlet_expectation(gamma, elog_theta, exp_theta)
-        else:
-            # the same update over the active topics only
-            for a in range(n_active):
-                k = active[a]
-                e = exp_theta[k]
-                for j in range(nnz):
-                    norm[j] += e * beta_kw[k, j]
-            for j in range(nnz):
-                r[j] = data[start + j] / max(norm[j], _TINY)
+                terms[k] = alpha + exp_theta[k] * acc[k]
+        else:  # the topics left out stay at alpha
             for k in range(n_components):
                 terms[k] = alpha
             for a in range(n_active):
                 k = active[a]
-                s0 = 0.0
-                s1 = 0.0
-                s2 = 0.0
-                s3 = 0.0
-                j = 0
-                while j + 4 <= nnz:
-                    s0 += beta_kw[k, j] * r[j]
-                    s1 += beta_kw[k, j + 1] * r[j + 1]
-                    s2 += beta_kw[k, j + 2] * r[j + 2]
-                    s3 += beta_kw[k, j + 3] * r[j + 3]
-                    j += 4
-                while j < nnz:
-                    s0 += beta_kw[k, j] * r[j]
-                    j += 1
-                terms[k] = alpha + exp_theta[k] * ((s0 + s1) + (s2 + s3))
-            change = 0.0
-            for k in range(n_components):
-                change += abs(terms[k] - gamma[k])
-                gamma[k] = terms[k]
-            _dirichlet_expectation_pruned(gamma, alpha, psi_alpha, elog_theta, exp_theta)
+                terms[k] = alpha + exp_theta[k] * acc[k]
+        change = 0.0
+        for k in range(n_components):
+            change += abs(terms[k] - gamma[k])
+            gamma[k] = terms[k]
+        if full:
+            _exp_theta(gamma, exp_theta, work)
+        else:
+            _exp_theta(gamma, exp_theta, work, alpha, exp_digamma_alpha)
         n_done += 1
         if change / n_components < tol:
             if full:
@@ -241,18 +339,22 @@ def _solve_document(
                         kept += 1
                 n_active = kept
 
-    # outputs at the final gamma: ratio, and the ELBO with phi optimal for it
-    word_term = 0.0
+    # outputs at the final gamma: ratio, and (if wanted) elog_theta and the ELBO with phi optimal for it
+    _word_norms(beta_kw, exp_theta, all_topics, n_components, nnz, norm)
     for j in range(nnz):
-        norm[j] = 0.0
+        ratio_out[j] = data[start + j] / max(norm[j], _TINY)
+    if not want_elbo:
+        return 0.0, n_done
+    total = 0.0
     for k in range(n_components):
-        e = exp_theta[k]
-        for j in range(nnz):
-            norm[j] += e * beta_kw[k, j]
+        total += gamma[k]
+    psi_total = digamma(total)
+    for k in range(n_components):
+        elog_theta[k] = (psi_alpha if gamma[k] == alpha else digamma(gamma[k])) - psi_total
+    word_term = 0.0
     for j in range(nnz):
         s = norm[j]
         count = data[start + j]
-        ratio_out[j] = count / max(s, _TINY)
         if count != 0.0:
             if s > 1e-280:
                 word_term += count * math.log(s)
@@ -260,7 +362,7 @@ def _solve_document(
                 w = indices[start + j]
                 top = -np.inf
                 for k in range(n_components):
-                    terms[k] = elog_theta[k] + elog_beta[w, k]
+                    terms[k] = elog_theta[k] + digamma(topic_word[k, w]) - psi_topic_totals[k]
                     top = max(top, terms[k])
                 if top == -np.inf:
                     word_term += -np.inf
@@ -269,11 +371,9 @@ def _solve_document(
                     for k in range(n_components):
                         acc_exp += math.exp(terms[k] - top)
                     word_term += count * (top + math.log(acc_exp))
-    total = 0.0
     dirichlet_term = lgamma_sum_alpha
     for k in range(n_components):
         g = gamma[k]
-        total += g
         if g != alpha:  # (alpha - g) * elog_theta is 0 (even when elog_theta is -inf at g = 0)
             dirichlet_term += (alpha - g) * elog_theta[k] + math.lgamma(g) - lgamma_alpha
     dirichlet_term -= math.lgamma(total)
@@ -282,29 +382,33 @@ def _solve_document(
 
 @jit
 def _update_documents(
-    indptr, indices, data, exp_beta, elog_beta, alpha, doc_topic, selected, first, last, max_iter, tol, prune,
-    exp_doc_topic, ratio, elbo, n_updates,
+    indptr, indices, data, exp_beta, topic_word, psi_topic_totals, alpha, doc_topic, selected, first, last,
+    max_iter, tol, prune, want_elbo, exp_doc_topic, ratio, elbo, n_updates,
 ):
     """Solve documents ``first..last-1`` whose ``selected`` flag is set, from their ``doc_topic`` row.
 
     ``doc_topic`` is updated in place; the other outputs are filled for the
-    selected documents only. ``exp_beta`` and ``elog_beta`` have shape
-    (n_features, n_components).
+    selected documents only. ``exp_beta`` has shape (n_features,
+    n_components); ``topic_word`` (``lambda``, shape (n_components,
+    n_features)) and ``psi_topic_totals`` (``psi`` of its row sums) give
+    ``E[log beta]`` where ``exp_beta`` underflows.
     """
     n_components = exp_beta.shape[1]
     max_nnz = 0
     for d in range(first, last):
         max_nnz = max(max_nnz, indptr[d + 1] - indptr[d])
-    beta_wk = np.empty((max_nnz, n_components))  # the document's words, word-major
-    beta_kw = np.empty((n_components, max_nnz))  # the same, topic-major
+    beta_kw = np.empty((n_components, max_nnz))  # the document's words, topic-major
     norm = np.empty(max_nnz)
     r = np.empty(max_nnz)
     acc = np.empty(n_components)
     terms = np.empty(n_components)
+    work = np.empty(n_components)
     active = np.empty(n_components, dtype=np.int64)
+    all_topics = np.arange(n_components)
     gamma = np.empty(n_components)
     elog_theta = np.empty(n_components)
     exp_theta = np.empty(n_components)
+    exp_digamma_alpha = exp_digamma(alpha)
     psi_alpha = digamma(alpha)
     lgamma_alpha = math.lgamma(alpha)
     lgamma_sum_alpha = math.lgamma(n_components * alpha)
@@ -317,15 +421,13 @@ def _update_documents(
         for j in range(nnz):
             w = indices[start + j]
             for k in range(n_components):
-                value = exp_beta[w, k]
-                beta_wk[j, k] = value
-                beta_kw[k, j] = value
+                beta_kw[k, j] = exp_beta[w, k]
         for k in range(n_components):
             gamma[k] = doc_topic[d, k]
         elbo[d], n_updates[d] = _solve_document(
-            start, nnz, data, indices, beta_wk, beta_kw, elog_beta, alpha, gamma, max_iter, tol, prune,
-            norm, r, acc, elog_theta, exp_theta, terms, active, ratio[start:], psi_alpha, lgamma_alpha,
-            lgamma_sum_alpha,
+            start, nnz, data, indices, beta_kw, topic_word, psi_topic_totals, alpha, gamma, max_iter, tol, prune,
+            want_elbo, norm, r, acc, elog_theta, exp_theta, terms, work, active, all_topics, ratio[start:],
+            exp_digamma_alpha, psi_alpha, lgamma_alpha, lgamma_sum_alpha,
         )
         for k in range(n_components):
             doc_topic[d, k] = gamma[k]
@@ -333,8 +435,8 @@ def _update_documents(
 
 
 def update_documents(
-    indptr, indices, data, exp_beta_t, elog_beta_t, alpha, doc_topic, max_iter, tol, fresh_start=None, floor=None,
-    prune=False, n_threads=1,
+    indptr, indices, data, exp_beta_t, topic_word, alpha, doc_topic, max_iter, tol, fresh_start=None, floor=None,
+    prune=False, elbo=True, n_threads=1,
 ):
     """Variational E-step for every document of a CSR matrix.
 
@@ -345,8 +447,10 @@ def update_documents(
         (n_documents, n_features).
     exp_beta_t : ndarray of shape (n_features, n_components)
         ``exp(E[log beta])`` transposed (word-major).
-    elog_beta_t : ndarray of shape (n_features, n_components)
-        ``E[log beta]`` transposed (used only where ``norm_w`` underflows).
+    topic_word : ndarray of shape (n_components, n_features)
+        The topic-word Dirichlet parameters ``lambda`` that ``exp_beta_t``
+        was computed from; ``E[log beta]`` is taken from them only where
+        ``norm_w`` underflows.
     alpha : float
         Document-topic prior.
     doc_topic : ndarray of shape (n_documents, n_components)
@@ -378,6 +482,9 @@ def update_documents(
         8th, and the one that stops). Changes ``gamma`` by about that
         fraction and makes the updates of concentrated documents several
         times cheaper.
+    elbo : bool, default=True
+        Compute the documents' ELBO (False returns zeros and saves the
+        logarithms; ignored with ``fresh_start``, which needs them).
     n_threads : int, default=1
         Number of threads; each takes a contiguous range of documents. The
         documents are independent, so the result does not depend on it.
@@ -390,25 +497,26 @@ def update_documents(
     indices = np.ascontiguousarray(indices, dtype=np.int64)
     data = np.ascontiguousarray(data, dtype=np.float64)
     exp_beta_t = np.ascontiguousarray(exp_beta_t, dtype=np.float64)
-    elog_beta_t = np.ascontiguousarray(elog_beta_t, dtype=np.float64)
+    topic_word = np.ascontiguousarray(topic_word, dtype=np.float64)
     doc_topic = np.array(doc_topic, dtype=np.float64, order="C", copy=True)
     n_documents = indptr.shape[0] - 1
     n_features, n_components = exp_beta_t.shape
     if doc_topic.shape != (n_documents, n_components):
         raise ValueError(f"doc_topic must have shape {(n_documents, n_components)}, got {doc_topic.shape}.")
-    if elog_beta_t.shape != exp_beta_t.shape:
-        raise ValueError("elog_beta_t and exp_beta_t must have the same shape.")
+    if topic_word.shape != (n_components, n_features):
+        raise ValueError(f"topic_word must have shape {(n_components, n_features)}, got {topic_word.shape}.")
     if indices.shape[0] != data.shape[0] or indptr[-1] != data.shape[0]:
         raise ValueError("indptr, indices and data do not describe one CSR matrix.")
     if fresh_start is None:
         return _run(
-            indptr, indices, data, exp_beta_t, elog_beta_t, alpha, doc_topic, max_iter, tol, None, prune, n_threads
+            indptr, indices, data, exp_beta_t, topic_word, alpha, doc_topic, max_iter, tol, None, prune, n_threads,
+            elbo,
         )
 
     fresh_start = np.array(fresh_start, dtype=np.float64, order="C", copy=True)
     if fresh_start.shape != doc_topic.shape:
         raise ValueError(f"fresh_start must have shape {doc_topic.shape}, got {fresh_start.shape}.")
-    common = (indptr, indices, data, exp_beta_t, elog_beta_t, alpha)
+    common = (indptr, indices, data, exp_beta_t, topic_word, alpha)
     fresh = _run(*common, fresh_start, max_iter, tol, None, prune, n_threads)
     fresh = fresh._replace(from_fresh=np.ones(n_documents, dtype=np.bool_))
     margin = 1e-9 * max(1.0, abs(float(np.sum(fresh.elbo))))  # round-off allowance, on the safe side
@@ -465,17 +573,19 @@ def select_fresh(gain, slack=0.0):
 
 
 def _run(
-    indptr, indices, data, exp_beta_t, elog_beta_t, alpha, doc_topic, max_iter, tol, selected, prune, n_threads
+    indptr, indices, data, exp_beta_t, topic_word, alpha, doc_topic, max_iter, tol, selected, prune, n_threads,
+    elbo=True,
 ):
     n_documents = indptr.shape[0] - 1
     if selected is None:
         selected = np.ones(n_documents, dtype=np.bool_)
     exp_doc_topic = np.zeros_like(doc_topic)
     ratio = np.zeros_like(data)
-    elbo = np.zeros(n_documents)
+    elbos = np.zeros(n_documents)
     n_updates = np.zeros(n_documents, dtype=np.int64)
-    args = (exp_beta_t, elog_beta_t, float(alpha), doc_topic, selected)
-    tail = (int(max_iter), float(tol), bool(prune), exp_doc_topic, ratio, elbo, n_updates)
+    psi_topic_totals = np.array([digamma(total) for total in topic_word.sum(axis=1)])
+    args = (exp_beta_t, topic_word, psi_topic_totals, float(alpha), doc_topic, selected)
+    tail = (int(max_iter), float(tol), bool(prune), bool(elbo), exp_doc_topic, ratio, elbos, n_updates)
     n_threads = max(1, min(int(n_threads), n_documents))
     if n_threads == 1:
         _update_documents(indptr, indices, data, *args, 0, n_documents, *tail)
@@ -490,4 +600,52 @@ def _run(
             ]
             for future in futures:
                 future.result()
-    return DocumentUpdate(doc_topic, exp_doc_topic, ratio, elbo, n_updates, np.zeros(n_documents, dtype=np.bool_))
+    return DocumentUpdate(doc_topic, exp_doc_topic, ratio, elbos, n_updates, np.zeros(n_documents, dtype=np.bool_))
+
+
+@jit(reassociate=True)
+def _expected_counts(indptr, indices, ratio, exp_doc_topic, exp_beta, out):
+    """``out[w, k] = exp_beta[w, k] * sum_d exp_doc_topic[d, k] ratio[d, w]`` (``out`` zeroed by the caller)."""
+    n_components = exp_doc_topic.shape[1]
+    for d in range(indptr.shape[0] - 1):
+        for j in range(indptr[d], indptr[d + 1]):
+            w = indices[j]
+            rj = ratio[j]
+            for k in range(n_components):
+                out[w, k] += rj * exp_doc_topic[d, k]
+    for w in range(out.shape[0]):
+        for k in range(n_components):
+            out[w, k] *= exp_beta[w, k]
+
+
+def expected_counts(indptr, indices, ratio, exp_doc_topic, exp_beta_t):
+    """Expected topic-word counts ``sstats[k, w] = sum_d n_dw phi_dwk`` of an E-step.
+
+    Parameters
+    ----------
+    indptr, indices : ndarray
+        The CSR structure of the documents (as given to :func:`update_documents`).
+    ratio : ndarray of shape (nnz,)
+        :attr:`DocumentUpdate.ratio` (``n_w / norm_w`` per stored entry).
+    exp_doc_topic : ndarray of shape (n_documents, n_components)
+        :attr:`DocumentUpdate.exp_doc_topic`.
+    exp_beta_t : ndarray of shape (n_features, n_components)
+        The ``exp(E[log beta])`` the E-step used, word-major.
+
+    Returns
+    -------
+    sstats : ndarray of shape (n_components, n_features)
+        ``exp_beta[k, w] * sum_d exp_doc_topic[d, k] ratio[d, w]`` (a transposed view
+        of a word-major array).
+    """
+    exp_beta_t = np.ascontiguousarray(exp_beta_t, dtype=np.float64)
+    out = np.zeros_like(exp_beta_t)
+    _expected_counts(
+        np.ascontiguousarray(indptr, dtype=np.int64),
+        np.ascontiguousarray(indices, dtype=np.int64),
+        np.ascontiguousarray(ratio, dtype=np.float64),
+        np.ascontiguousarray(exp_doc_topic, dtype=np.float64),
+        exp_beta_t,
+        out,
+    )
+    return out.T
