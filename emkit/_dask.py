@@ -68,6 +68,9 @@ def _client():
 
 # ---------------------------------------------------------------------------- validation
 def _chunk_summary(chunk, check_negative):
+    shape = chunk.shape
+    if hasattr(chunk, "tocsr"):  # a scipy.sparse chunk: its stored values
+        chunk = chunk.tocsr().data
     chunk = np.asarray(chunk)
     summary = {
         "dtype": chunk.dtype.str,
@@ -75,7 +78,7 @@ def _chunk_summary(chunk, check_negative):
         "inf": bool(np.isinf(chunk).any()) if chunk.dtype.kind == "f" else False,
         "negative": bool((chunk < 0).any()) if check_negative and chunk.size else False,
     }
-    return np.array([summary], dtype=object).reshape((1,) * chunk.ndim)
+    return np.array([summary], dtype=object).reshape((1,) * len(shape))
 
 
 def check_dask_array(
@@ -293,6 +296,13 @@ class DaskExecutor:
         new_states = [self.client.submit(_state_part, f, pure=False) for f in futures]  # stays on the workers
         del futures
         return [BlockResult(stats, objective, state) for (stats, objective), state in zip(small, new_states)]
+
+    def fetch(self, items):
+        """Bring ``items`` (values, or futures of per-block state) to this process."""
+        items = list(items)
+        if self.client is None:
+            return items
+        return self.client.gather(items)
 
     def close(self):
         """Release what the fit put on the cluster."""

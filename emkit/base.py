@@ -118,6 +118,10 @@ class SerialExecutor:
         """``[function(*args) for args in zip(*iterables)]``."""
         return [function(*args) for args in zip(*iterables)]
 
+    def fetch(self, items):
+        """The values of ``items`` here (they already are)."""
+        return list(items)
+
     def close(self):
         """Nothing to release."""
 
@@ -144,6 +148,10 @@ class ThreadExecutor:
 
         with threadpool_limits(limits=1, user_api="blas"):
             return list(self._pool.map(lambda args: function(*args), items))
+
+    def fetch(self, items):
+        """The values of ``items`` here (they already are)."""
+        return list(items)
 
     def close(self):
         """Stop the threads."""
@@ -313,6 +321,19 @@ class EMMixin:
 
     def _m_step_slack(self, data, stats, params):
         return 0.0
+
+    def _m_step_state(self, data, stats, params, state):
+        """M-step that may also move the per-restart state (LDA's online passes); by default it does not."""
+        return self._m_step(data, stats, params), state
+
+    def _iteration_message(self, data, history, change, verbose, interval):
+        """The verbose line after iteration ``len(history)`` (None: no line)."""
+        iteration = len(history)
+        if iteration % interval:
+            return None
+        if verbose >= 2:
+            return f"Iteration {iteration}: objective {history[-1]:.8g}, change {change:.3g}"
+        return f"Iteration {iteration}" if verbose == 1 else None
 
     def _log_prior(self, data, params):
         return 0.0
@@ -509,7 +530,7 @@ class EMMixin:
         if ran_out and options.max_iter > 0 and not options.fixed_iterations:
             message = self._convergence_message(data, best)
             if message:
-                warnings.warn(message, ConvergenceWarning, stacklevel=4)
+                warnings.warn(message, ConvergenceWarning, stacklevel=6)
 
         self._set_params_attrs(best.params)
         self.__dict__.pop("_online_state", None)  # a full fit starts online EM afresh
@@ -615,9 +636,9 @@ class EMMixin:
         if verbose:
             say(f"Initialization {start.index}: objective {value:.8g}")
         for iteration in range(1, options.max_iter + 1):
-            new_params = self._m_step(data, stats, params)
+            new_params, moved_state = self._m_step_state(data, stats, params, state)
             slack = self._m_step_slack(data, stats, new_params)
-            new_stats, objective, new_state = self._e_step(data, new_params, state, executor)
+            new_stats, objective, new_state = self._e_step(data, new_params, moved_state, executor)
             new_value = (objective + self._log_prior(data, new_params)) / n_units
             _check_finite_objective(new_value)
             change = new_value - value
@@ -640,10 +661,9 @@ class EMMixin:
                 hook(iteration)
             if self.keep_params_history:
                 run.params_history.append(_copy_params(params))
-            if verbose >= 2 and iteration % interval == 0:
-                say(f"  {tag}Iteration {iteration}: objective {value:.8g}, change {change:.3g}")
-            elif verbose == 1 and iteration % interval == 0:
-                say(f"  {tag}Iteration {iteration}")
+            line = self._iteration_message(data, run.history, change, verbose, interval) if verbose else None
+            if line:
+                say(f"  {tag}{line}")
             if change >= -eps and not options.fixed_iterations and self._is_converged(data, run.history, change):
                 run.converged = True
                 break

@@ -7,30 +7,140 @@ from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
-from joblib import effective_n_jobs
 from scipy.special import digamma, gammaln
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils.validation import check_non_negative
 
-from ._inference.lda import exp_dirichlet_expectation, expected_counts, update_documents
-from ._validation import Interval, StrOptions, check_array_param, check_is_fitted, validate_data
+from ._blocks import BlockResult, Blocks, row_bounds
+from ._dask import DaskBlocks, check_dask_array, is_dask_array
+from ._inference.lda import exp_dirichlet_expectation, expected_counts, select_fresh, update_documents
+from ._stats import add_fields, scale_fields, sum_in_order
+from ._validation import (
+    Interval,
+    StrOptions,
+    check_array_param,
+    check_is_fitted,
+    check_warm_start_shapes,
+    reset_n_features,
+    validate_data,
+)
 from .base import EMMixin
 
 __all__ = ["LatentDirichletAllocation"]
 
 
 class _LDAData(NamedTuple):
-    X: sp.csr_matrix
-    indptr: np.ndarray
-    indices: np.ndarray
-    data: np.ndarray
+    blocks: object  # Blocks of _Documents (DaskBlocks for a dask array)
+    X: object  # the validated CSR matrix (or dask array)
     n_units: int  # documents
     n_words: float
     doc_topic_prior: float
     topic_word_prior: float
-    n_threads: int
+    online: bool  # learning_method == "online"
+
+
+class _Documents(NamedTuple):
+    """One block of documents: CSR arrays, and the global index of its first document."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+    first: int
+
+
+def _document_rows(source, first, last):
+    indptr, indices, data = source
+    lo, hi = indptr[first], indptr[last]
+    return _Documents(indptr[first : last + 1] - lo, indices[lo:hi], data[lo:hi], int(first))
+
+
+def _document_chunk(chunk, first):
+    """A block made on a Dask worker from one chunk of documents (dense or scipy.sparse)."""
+    X = sp.csr_matrix(chunk, dtype=np.float64)
+    return _Documents(X.indptr.astype(np.int64), X.indices.astype(np.int64), X.data, int(first))
+
+
+def _documents_per_block(n_documents, nnz, n_components, n_features):
+    """Documents per E-step block: about max(2^16, K * V) stored counts each (each block returns a K x V sum)."""
+    target = max(1 << 16, n_components * n_features)
+    return max(1, int(target * n_documents // max(1, nnz)))
+
+
+class _LDAStats(NamedTuple):
+    sstats: np.ndarray  # (n_components, n_features): expected topic-word counts, None when not needed
+
+    add = add_fields
+    scale = scale_fields
+
+
+class _BlockState(NamedTuple):
+    """A block's documents after an E-step: their ``gamma`` and ELBOs (the topic-word term excluded)."""
+
+    doc_topic: np.ndarray
+    elbo: np.ndarray
+
+
+class _LDAState(NamedTuple):
+    """Working state of one restart: its documents (per block) and what the floor of the next E-step needs."""
+
+    blocks: list  # of _BlockState (futures on a Dask cluster); None before the first E-step
+    objective: float  # the total objective of the previous E-step (documents + topic-word term)
+    seed: int  # seeds the documents' random starts
+
+
+class _LDAContext(NamedTuple):
+    """What every block of an E-step needs."""
+
+    exp_beta_t: np.ndarray  # (n_features, n_components), word-major
+    topic_word: np.ndarray  # lambda, for E[log beta] where exp(E[log beta]) underflows
+    alpha: float
+    max_updates: int
+    tol: float
+    prune: bool
+    mode: str  # "fresh": solve from random starts; "evaluate": outputs at the given gamma; "warm": solve from it
+    starts: object  # _DocumentStarts ("fresh" mode)
+    sstats: bool  # whether the expected counts are needed
+
+
+class _DocumentStarts:
+    """scikit-learn's random document starts, ``Gamma(100, 0.01)`` draws, by global document index.
+
+    Counter-based: the draw for document ``d`` and topic ``k`` is a hash of
+    (seed, step, d, k), so any block of documents gets its own rows without the
+    others and the fit does not depend on how documents are split into blocks.
+    The uniforms become a standard normal (Box-Muller) and the normal a
+    ``Gamma(100)`` value by Wilson and Hilferty's cube transform (relative
+    error far below the draw's own spread at shape 100).
+    """
+
+    _MIX = np.uint64(0x9E3779B97F4A7C15)
+
+    def __init__(self, seed, step):
+        self.key = _splitmix64(np.array([seed], dtype=np.uint64) * self._MIX + np.array([step], dtype=np.uint64))
+
+    def rows(self, first, last, n_topics):
+        """The starts of documents ``first..last-1``, shape (last - first, n_topics)."""
+        counter = (np.arange(first, last, dtype=np.uint64)[:, None] * np.uint64(n_topics)
+                   + np.arange(n_topics, dtype=np.uint64)[None, :]) * np.uint64(2)
+        u1 = _unit(_splitmix64(counter ^ self.key))
+        u2 = _unit(_splitmix64((counter + np.uint64(1)) ^ self.key))
+        normal = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+        shape = 100.0
+        return (1.0 - 1.0 / (9.0 * shape) + normal * np.sqrt(1.0 / (9.0 * shape))) ** 3  # Gamma(100, 0.01)
+
+
+def _splitmix64(x):
+    """SplitMix64's finaliser on an array of uint64 (wrapping arithmetic)."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _unit(bits):
+    """Uniforms in (0, 1] from the top 53 bits."""
+    return ((bits >> np.uint64(11)).astype(np.float64) + 1.0) * (1.0 / 9007199254740992.0)
 
 
 def _dirichlet_expectation_rows(a):
@@ -42,12 +152,10 @@ def _dirichlet_expectation_rows(a):
 def _topic_word_params(components, n_batch_iter):
     """Parameter dict for a topic-word matrix ``lambda`` (``components_``)."""
     components = np.ascontiguousarray(components)
-    elog = _dirichlet_expectation_rows(components)
     return {
         "components_": components,
-        "exp_dirichlet_component_": np.exp(elog),
+        "exp_dirichlet_component_": exp_dirichlet_expectation(components),
         "n_batch_iter_": int(n_batch_iter),
-        "_elog_component": elog,
     }
 
 
@@ -68,6 +176,8 @@ def _dirichlet_term(prior, params, elog):
 
 def _perplexity(objective_per_document, data):
     """scikit-learn's perplexity ``exp(-total bound / n_words)`` from the engine's per-document objective."""
+    if data.n_words <= 0:
+        return math.nan  # no words: undefined, as in scikit-learn
     return math.exp(min(-objective_per_document * data.n_units / data.n_words, 700.0))
 
 
@@ -308,27 +418,46 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         eta = 1.0 / self.n_components if self.topic_word_prior is None else float(self.topic_word_prior)
         return alpha, eta
 
-    def _make_data(self, X, n_threads):
+    def _make_data(self, X):
         alpha, eta = self._priors()
-        return _LDAData(
-            X=X,
-            indptr=np.asarray(X.indptr, dtype=np.int64),
-            indices=np.asarray(X.indices, dtype=np.int64),
-            data=np.asarray(X.data, dtype=np.float64),
-            n_units=X.shape[0],
-            n_words=float(X.data.sum()),
-            doc_topic_prior=alpha,
-            topic_word_prior=eta,
-            n_threads=n_threads,
-        )
+        n_documents, n_features = X.shape
+        if is_dask_array(X):
+            first = np.cumsum((0,) + X.chunks[0])[:-1]
+            blocks = DaskBlocks([X], _document_chunk, [(int(f),) for f in first])
+            (X,) = blocks.arrays  # persisted when they fit in the workers' memory
+            import dask
+
+            n_words = float(sum(dask.compute(*[dask.delayed(_chunk_sum)(c) for c in X.to_delayed().ravel()])))
+        else:
+            indptr = np.asarray(X.indptr, dtype=np.int64)
+            source = (indptr, np.asarray(X.indices, dtype=np.int64), np.asarray(X.data, dtype=np.float64))
+            step = _documents_per_block(n_documents, X.nnz, self.n_components, n_features)
+            blocks = Blocks(source, row_bounds(n_documents, step), _document_rows)
+            n_words = float(X.data.sum())
+        return _LDAData(blocks, X, n_documents, n_words, alpha, eta, self.learning_method == "online")
 
     def _validate_fit_data(self, X, y=None):
-        X = self._check_counts(X, reset=True, whom=f"{type(self).__name__}.fit")
-        if X.data.sum() <= 0:
-            raise ValueError(f"{type(self).__name__}.fit: X has no words (every count is zero).")
-        warm = self.warm_start and self._is_fitted_for_warm_start()
-        n_threads = effective_n_jobs(self.n_jobs) if (self.n_init == 1 or warm) else 1
-        return self._make_data(X, n_threads)
+        whom = f"{type(self).__name__}.fit"
+        if is_dask_array(X):
+            if self.learning_method == "online":
+                raise ValueError(
+                    f"{whom}: learning_method='online' runs its mini-batches one after the other in this process; "
+                    "on a dask array use learning_method='batch' (each pass spread over the cluster), or call "
+                    "partial_fit on chunks you compute."
+                )
+            X = check_dask_array(X, non_negative=True, whom=whom)
+            reset_n_features(self, X.shape[1])
+        else:
+            X = self._check_counts(X, reset=True, whom=whom)
+        data = self._make_data(X)
+        if data.n_words <= 0:
+            warnings.warn(
+                f"{whom}: X has no words (every count is zero): the topics stay at the prior topic_word_prior "
+                "and the perplexity is undefined (nan).",
+                UserWarning,
+                stacklevel=4,
+            )
+        return data
 
     def _starting_components(self, n_features, random_state):
         if self.components_init is not None:
@@ -340,110 +469,147 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
 
     # ------------------------------------------------------------------ hooks
     def _initialize(self, data, random_state):
-        params = _topic_word_params(self._starting_components(data.X.shape[1], random_state), 1)
-        params["_seed"] = int(random_state.randint(np.iinfo(np.int32).max))
-        return params
+        return _topic_word_params(self._starting_components(data.X.shape[1], random_state), 1)
+
+    def _initial_state(self, data, params, random_state):
+        return _LDAState(None, None, int(random_state.randint(np.iinfo(np.int32).max)))
+
+    def _check_warm_start(self, data, params):
+        check_warm_start_shapes(params, {"components_": (self.n_components, data.X.shape[1])})
 
     @staticmethod
     def _fresh_starts(seed, n_batch_iter):
-        """The stream of scikit-learn's random document starts, ``Gamma(100, 0.01)`` draws.
+        """scikit-learn's random document starts, ``Gamma(100, 0.01)``: one stream per E-step (or online pass).
 
-        Keyed by the restart's seed and the topic update count: every batch
-        E-step, and every online pass, draws from its own stream.
+        Keyed by the restart's seed and the topic update count; ``.rows(first,
+        last, n_topics)`` gives documents ``first..last-1`` their rows.
         """
-        return np.random.default_rng([seed, n_batch_iter])
+        return _DocumentStarts(seed, n_batch_iter)
 
-    def _e_step(self, data, params):
-        shape = (data.n_units, params["components_"].shape[0])
-        seed = params.get("_seed", 0)
-        previous = params.get("_doc_topic")
-        if self.learning_method == "online":
-            # the ELBO of the topics after the pass, each document at the gamma its mini-batch
-            # found (no updates); before the first pass, at gamma = 1
-            if previous is None:
-                previous = np.ones(shape)
-            return self._e_step_arrays(data, params, previous, max_updates=0, sstats=False)
-        # batch: every document restarts from scikit-learn's random values; the previous
-        # iteration's solutions are only the fallback that keeps the ELBO from decreasing
-        fresh = self._fresh_starts(seed, params["n_batch_iter_"]).gamma(100.0, 0.01, shape)
-        if previous is None:
-            return self._e_step_arrays(data, params, fresh)
-        floor = params["_previous_objective"] - self._log_prior(params)
-        return self._e_step_arrays(data, params, previous, fresh_start=fresh, floor=floor)
-
-    def _e_step_arrays(
-        self, data, params, doc_topic, rows=None, fresh_start=None, floor=None, prune=None, max_updates=None,
-        sstats=True, elbo=True,
-    ):
-        """E-step over all documents (or the row range ``rows``); returns (stats, total ELBO).
-
-        ``params`` needs ``components_`` and ``exp_dirichlet_component_``.
-        ``max_updates`` (default ``max_doc_update_iter``) caps the updates per
-        document; 0 evaluates the ELBO at ``doc_topic``. ``sstats=False``
-        skips the expected topic-word counts, ``elbo=False`` the ELBO (the
-        total is then 0).
-        """
-        if prune is None:
-            prune = self._prune
-        if max_updates is None:
-            max_updates = self.max_doc_update_iter
-        indptr, indices, values = data.indptr, data.indices, data.data
-        if rows is not None:
-            first, last = rows
-            lo, hi = indptr[first], indptr[last]
-            indptr = indptr[first : last + 1] - lo
-            indices, values = indices[lo:hi], values[lo:hi]
-        exp_beta = params["exp_dirichlet_component_"]
-        result = update_documents(
-            indptr,
-            indices,
-            values,
-            exp_beta.T,
+    def _context(self, params, mode, starts=None, sstats=True, max_updates=None, prune=None):
+        return _LDAContext(
+            np.ascontiguousarray(params["exp_dirichlet_component_"].T),
             params["components_"],
-            data.doc_topic_prior,
-            doc_topic,
-            max_updates,
+            self._priors()[0],
+            self.max_doc_update_iter if max_updates is None else max_updates,
             self.mean_change_tol,
-            fresh_start=fresh_start,
-            floor=floor,
-            prune=prune,
-            elbo=elbo,
-            n_threads=data.n_threads,
+            self._prune if prune is None else prune,
+            mode,
+            starts,
+            sstats,
         )
-        total = float(np.sum(result.elbo))
-        stats = {"doc_topic": result.doc_topic, "n_updates": result.n_updates, "elbo": total}
-        if sstats:
-            stats["sstats"] = expected_counts(indptr, indices, result.ratio, result.exp_doc_topic, exp_beta.T)
-        return stats, total
 
-    def _log_prior(self, params):
+    def _e_step_block(self, block, context, state):
+        """One block of documents: solve (or evaluate) each document, return the expected counts and ELBOs.
+
+        ``state`` is the block's previous :class:`_BlockState` ("evaluate" and
+        "warm" start from its ``gamma``), or for "warm" a pair
+        ``(previous, selected)`` that solves only the selected documents.
+        """
+        n_documents = len(block.indptr) - 1
+        n_topics = context.topic_word.shape[0]
+        selected = None
+        if context.mode == "fresh":
+            start = context.starts.rows(block.first, block.first + n_documents, n_topics)
+        else:
+            previous, selected = state if context.mode == "warm" else (state, None)
+            start = previous.doc_topic
+        max_updates = 0 if context.mode == "evaluate" else context.max_updates
+        result = update_documents(
+            block.indptr, block.indices, block.data, context.exp_beta_t, context.topic_word, context.alpha, start,
+            max_updates, context.tol, prune=context.prune, selected=selected,
+        )
+        sstats = None
+        if context.sstats:
+            sstats = expected_counts(block.indptr, block.indices, result.ratio, result.exp_doc_topic,
+                                     context.exp_beta_t)
+        return BlockResult(_LDAStats(sstats), float(np.sum(result.elbo)), _BlockState(result.doc_topic, result.elbo))
+
+    def _e_step(self, data, params, state, executor):
+        """Batch: every document restarts from random values (scikit-learn's), with a floor that keeps the ELBO.
+
+        The restarts' total ELBO must reach the floor: the previous iteration's
+        objective minus the new topic-word term, which the previous solutions
+        always reach (the M-step only raised the ELBO). In the usual case it
+        does, and one pass is all. When it does not, the ELBO of every document
+        at its previous ``gamma`` (under the new topics) is computed, the
+        documents whose restart lost the most are solved from their previous
+        ``gamma`` instead until the total is back above the floor
+        (:func:`emkit._inference.lda.select_fresh`, a choice over all
+        documents, so it does not depend on the blocks), and the chosen
+        solutions give the statistics. Online: the ELBO of the topics after the
+        pass with each document at the ``gamma`` its mini-batch found.
+        """
+        topic_term = self._log_prior(data, params)
+        n_blocks = len(data.blocks)
+
+        def run(context, states):
+            results = executor.map(self._e_step_block, data.blocks, [context] * n_blocks, states)
+            stats = sum_in_order(r.stats for r in results)
+            documents = 0.0
+            for r in results:
+                documents += float(r.objective)
+            return stats, documents, [r.state for r in results]
+
+        if data.online:  # evaluate the pass's own solutions (they are in the state the pass left)
+            previous = state.blocks
+            if previous is None:  # before the first pass: every document at gamma = 1
+                previous = [
+                    _BlockState(np.ones((int(stop - start), self.n_components)), None)
+                    for start, stop in zip(data.blocks.bounds[:-1], data.blocks.bounds[1:])
+                ]
+            stats, documents, blocks = run(self._context(params, "evaluate", sstats=False), previous)
+            return stats, documents, state._replace(blocks=blocks, objective=documents + topic_term)
+        starts = self._fresh_starts(state.seed, params["n_batch_iter_"])
+        stats, documents, fresh = run(self._context(params, "fresh", starts), [None] * n_blocks)
+        if state.blocks is not None:
+            floor = state.objective - topic_term
+            margin = 1e-9 * max(1.0, abs(documents))  # round-off allowance, on the safe side
+            if documents < floor + margin:
+                stats, documents, fresh = self._fall_back(run, params, state.blocks, fresh, floor, margin, executor)
+        return stats, documents, state._replace(blocks=fresh, objective=documents + topic_term)
+
+    def _fall_back(self, run, params, previous, fresh, floor, margin, executor):
+        """Documents whose restart lost the most go on from their previous ``gamma`` (see :meth:`_e_step`)."""
+        _, baseline_total, baseline = run(self._context(params, "evaluate", sstats=False), previous)
+        fresh_elbo = np.concatenate([b.elbo for b in executor.fetch(fresh)])
+        baseline_elbo = np.concatenate([b.elbo for b in executor.fetch(baseline)])
+        slack = max(0.0, baseline_total - floor - margin)  # the documents' total may drop from baseline to floor
+        keep = select_fresh(fresh_elbo - baseline_elbo, slack)
+        sizes = np.cumsum([0] + [len(b.elbo) for b in executor.fetch(fresh)])
+        fresh_local, previous_local = executor.fetch(fresh), executor.fetch(previous)
+        chosen, warm = [], []
+        for i in range(len(sizes) - 1):
+            mine = keep[sizes[i] : sizes[i + 1]]
+            doc_topic = np.where(mine[:, None], fresh_local[i].doc_topic, previous_local[i].doc_topic)
+            warm.append((_BlockState(doc_topic, None), ~mine))
+        # solve the fallen-back documents from their previous gamma, then the statistics at every final gamma
+        _, _, solved = run(self._context(params, "warm", sstats=False), warm)
+        final = [_BlockState(s.doc_topic, None) for s in executor.fetch(solved)]
+        return run(self._context(params, "evaluate"), final)
+
+    def _log_prior(self, data, params):
         """The topic-word term ``E[log p(beta | eta)] - E[log q(beta | lambda)]`` of the ELBO."""
-        _, eta = self._priors()
-        cached = params.get("_topic_term")
-        if cached is not None and cached[0] == eta:
-            return cached[1]
-        elog = params.get("_elog_component")
-        if elog is None:
-            elog = _dirichlet_expectation_rows(params["components_"])
-        return _dirichlet_term(eta, params["components_"], elog)
+        eta = self._priors()[1]
+        return _dirichlet_term(eta, params["components_"], _dirichlet_expectation_rows(params["components_"]))
+
+    def _monotone(self, data):
+        return not data.online  # stochastic updates carry no promise that the ELBO goes up
 
     def _m_step(self, data, stats, params):
-        """Batch: ``lambda = eta + sum_d n_dw phi_dwk``; online: one pass of mini-batch updates."""
-        seed = params.get("_seed", 0)
-        if self.learning_method == "batch":
-            new = _topic_word_params(data.topic_word_prior + stats["sstats"], params["n_batch_iter_"] + 1)
-            # the topic-word term is asked for twice per iteration (floor, objective): compute it once
-            new["_topic_term"] = (data.topic_word_prior, self._log_prior(new))
-            new["_doc_topic"] = stats["doc_topic"]
-            new["_seed"] = seed
-            new["_previous_objective"] = stats["elbo"] + self._log_prior(params)
-            return new
-        new, doc_topic = self._online_pass(data, params, total_samples=data.n_units, seed=seed)
-        new["_doc_topic"] = doc_topic
-        new["_seed"] = seed
-        # stochastic updates carry no promise that the ELBO goes up: a lower value is no sign of trouble
-        new["_objective_slack"] = math.inf
-        return new
+        """Batch: ``lambda = eta + sum_d n_dw phi_dwk``."""
+        return _topic_word_params(data.topic_word_prior + stats.sstats, params["n_batch_iter_"] + 1)
+
+    def _m_step_state(self, data, stats, params, state):
+        """Online: one pass of mini-batch updates, which also leaves each document's ``gamma``."""
+        if not data.online:
+            return self._m_step(data, stats, params), state
+        new, doc_topic = self._online_pass(data, params, total_samples=data.n_units, seed=state.seed)
+        blocks = [
+            _BlockState(doc_topic[data.blocks.bounds[i] : data.blocks.bounds[i + 1]], None)
+            for i in range(len(data.blocks))
+        ]
+        return new, state._replace(blocks=blocks)
 
     def _online_pass(self, data, params, total_samples, seed):
         """scikit-learn's online updates over the documents in order, one mini-batch at a time.
@@ -456,22 +622,25 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         document's ``gamma`` from its mini-batch.
         """
         components = params["components_"].copy()
-        current = {"components_": components, "exp_dirichlet_component_": params["exp_dirichlet_component_"]}
+        current = dict(params)
         n_batch_iter = params["n_batch_iter_"]
-        doc_topic = np.empty((data.n_units, components.shape[0]))
+        n_topics = components.shape[0]
+        doc_topic = np.empty((data.n_units, n_topics))
         starts = self._fresh_starts(seed, n_batch_iter)  # one stream per pass, drawn mini-batch by mini-batch
+        source = (np.asarray(data.X.indptr, dtype=np.int64), data.X.indices, data.X.data)
         for batch in gen_batches(data.n_units, self.batch_size):
-            first, last = batch.start, batch.stop
-            start = starts.gamma(100.0, 0.01, (last - first, components.shape[0]))
-            stats, _ = self._e_step_arrays(data, current, start, rows=(first, last), elbo=False)
-            doc_topic[first:last] = stats["doc_topic"]
+            documents = _document_rows(source, batch.start, batch.stop)
+            context = self._context(current, "fresh", starts)
+            result = self._e_step_block(documents, context, None)
+            doc_topic[batch] = result.state.doc_topic
             weight = (self.learning_offset + n_batch_iter) ** (-self.learning_decay)
             components *= 1.0 - weight
             components += weight * data.topic_word_prior
-            components += (weight * total_samples / (last - first)) * stats["sstats"]
+            components += (weight * total_samples / (batch.stop - batch.start)) * result.stats.sstats
             n_batch_iter += 1
             # word-major, the layout the kernel reads (the K x V view costs no copy)
-            current["exp_dirichlet_component_"] = exp_dirichlet_expectation(components, word_major=True).T
+            current = {"components_": components, "n_batch_iter_": n_batch_iter,
+                       "exp_dirichlet_component_": exp_dirichlet_expectation(components, word_major=True).T}
         return _topic_word_params(components, n_batch_iter), doc_topic
 
     def _perp_tol_met(self, data, history):
@@ -491,42 +660,29 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         return abs(before - now) < self.perp_tol
 
     def _is_converged(self, data, history, change):
-        """Stop when the ``perp_tol`` rule is met, or after ``max_iter`` passes.
+        """scikit-learn's rule: with ``evaluate_every > 0``, the perplexity changed by less than ``perp_tol``.
 
-        The engine records a stop as "converged"; ``_after_fit`` then sets
-        ``converged_`` to whether the ``perp_tol`` rule stopped the fit (see
-        ``_convergence``), so that a fit which used up ``max_iter`` is not
-        called converged. (Returning False at ``max_iter`` would make today's
-        engine warn even when ``evaluate_every <= 0``, and name a ``tol`` this
-        estimator does not have.)
+        Otherwise the fit runs its ``max_iter`` passes and is not called
+        converged; the engine then warns only when the user asked for the
+        evaluation (see :meth:`_convergence_message`).
         """
-        return self._perp_tol_met(data, history) or len(history) >= self.max_iter
+        return self._perp_tol_met(data, history)
 
-    def _convergence(self, data):
-        """Set ``converged_`` (and the restarts' records) to whether ``perp_tol`` stopped the fit; warn if not.
+    def _convergence_message(self, data, run):
+        if self.evaluate_every <= 0:
+            return None  # no rule was asked for: scikit-learn's default stays quiet
+        return (
+            f"{type(self).__name__}: the perplexity did not settle within perp_tol={self.perp_tol} in "
+            f"max_iter={self.max_iter} passes (evaluated every {self.evaluate_every}). Increase max_iter or perp_tol."
+        )
 
-        The winner's rule is checked on its history. Another restart counts as
-        converged when it stopped before ``max_iter`` (only the rule stops a fit
-        early); its history is not kept, so a rule met exactly at its last pass
-        is not seen.
-        """
-        self.converged_ = self._perp_tol_met(data, self.lower_bound_history_)
-        winner = None
-        for record in self.restarts_:
-            if record["error"] is None:
-                record["converged"] = record["n_iter"] < self.max_iter and self.evaluate_every > 0
-                if winner is None and record["objective"] == self.lower_bound_:
-                    winner = record
-        if winner is not None:
-            winner["converged"] = self.converged_
-        if self.evaluate_every > 0 and self.max_iter > 0 and not self.converged_:
-            warnings.warn(
-                f"{type(self).__name__}: the perplexity did not settle within perp_tol={self.perp_tol} in "
-                f"max_iter={self.max_iter} passes (evaluated every {self.evaluate_every}). Increase max_iter "
-                "or perp_tol.",
-                ConvergenceWarning,
-                stacklevel=5,
-            )
+    def _iteration_message(self, data, history, change, verbose, interval):
+        """scikit-learn's lines: every pass, with the perplexity when it is evaluated."""
+        iteration = len(history)
+        line = f"iteration: {iteration} of max_iter: {self.max_iter}"
+        if self.evaluate_every > 0 and iteration % self.evaluate_every == 0:
+            line += f", perplexity: {_perplexity(history[-1], data):.4f}"
+        return line
 
     def _fitted_params(self):
         return _topic_word_params(self.components_.copy(), self.n_batch_iter_)
@@ -535,7 +691,6 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         self.doc_topic_prior_ = data.doc_topic_prior
         self.topic_word_prior_ = data.topic_word_prior
         self.bound_ = _perplexity(self.lower_bound_, data)
-        self._convergence(data)
 
     # ------------------------------------------------------------- public API
     def fit(self, X, y=None):
@@ -553,9 +708,7 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         self : LatentDirichletAllocation
             The fitted estimator.
         """
-        self._validate_params()
-        self._fit_em(self._validate_fit_data(X, y))
-        return self
+        return self._fit(X, y)
 
     def partial_fit(self, X, y=None):
         """One pass of online (mini-batch) updates over X.
@@ -578,9 +731,16 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
             The updated estimator.
         """
         self._validate_params()
+        whom = f"{type(self).__name__}.partial_fit"
+        if is_dask_array(X):
+            raise ValueError(
+                f"{whom}: a mini-batch pass runs in this process; pass the chunks as arrays "
+                "(e.g. for chunk in X.to_delayed(): model.partial_fit(chunk.compute())), or fit a dask array "
+                "with learning_method='batch'."
+            )
         first_time = not hasattr(self, "components_")
-        X = self._check_counts(X, reset=first_time, whom=f"{type(self).__name__}.partial_fit")
-        data = self._make_data(X, effective_n_jobs(self.n_jobs))
+        X = self._check_counts(X, reset=first_time, whom=whom)
+        data = self._make_data(X)._replace(online=True)
         if first_time:
             random_state = check_random_state(self.random_state)
             params = _topic_word_params(self._starting_components(X.shape[1], random_state), 1)
@@ -592,7 +752,9 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         params, doc_topic = self._online_pass(data, params, total_samples=self.total_samples, seed=seed)
         # the chunk's ELBO at the new topics (documents at their mini-batch gamma), scaled up to
         # total_samples documents as scikit-learn's sub-sampled bound, per document
-        _, total = self._e_step_arrays(data, params, doc_topic, max_updates=0, sstats=False)
+        evaluate = self._context(params, "evaluate", sstats=False)
+        documents = _document_rows((np.asarray(X.indptr, dtype=np.int64), X.indices, X.data), 0, data.n_units)
+        total = self._e_step_block(documents, evaluate, _BlockState(doc_topic, None)).objective
         objective = self._bound(data, params, total, sub_sampling=True) / self.total_samples
         self._set_params_attrs(params)
         self.doc_topic_prior_ = data.doc_topic_prior
@@ -605,12 +767,20 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         return self
 
     def _infer(self, X, whom):
+        """Every document of X from ``gamma = 1`` (scikit-learn's transform): (data, params, gamma, ELBO total)."""
         check_is_fitted(self)
         X = self._check_counts(X, reset=False, whom=f"{type(self).__name__}.{whom}")
-        data = self._make_data(X, effective_n_jobs(self.n_jobs))
+        data = self._make_data(X)
         params = self._fitted_params()
-        stats, total = self._e_step_arrays(data, params, np.ones((data.n_units, self.n_components)), prune=False)
-        return data, params, stats, total
+        context = self._context(params, "evaluate", sstats=False, max_updates=self.max_doc_update_iter, prune=False)
+        context = context._replace(mode="warm")
+        doc_topic, total = [], 0.0
+        for block in data.blocks:
+            ones = _BlockState(np.ones((len(block.indptr) - 1, self.n_components)), None)
+            result = self._e_step_block(block, context, (ones, None))
+            doc_topic.append(result.state.doc_topic)
+            total += result.objective
+        return data, params, np.concatenate(doc_topic) if doc_topic else np.ones((0, self.n_components)), total
 
     def transform(self, X, *, normalize=True):
         """Topic mixture of each document of X.
@@ -631,8 +801,13 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         doc_topic_distr : ndarray of shape (n_samples, n_components)
             Document-topic distributions.
         """
-        _, _, stats, _ = self._infer(X, "transform")
-        doc_topic = stats["doc_topic"]
+        if is_dask_array(X):  # lazy, chunked like X
+            self._check_dask_input(X, "transform")
+            return X.map_blocks(
+                _transform_chunk, self, normalize, chunks=(X.chunks[0], (self.n_components,)), dtype=np.float64,
+                meta=np.empty((0, 0)),
+            )
+        doc_topic = self._infer(X, "transform")[2]
         if normalize:
             doc_topic = doc_topic / doc_topic.sum(axis=1, keepdims=True)
         return doc_topic
@@ -659,7 +834,24 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
     def _bound(self, data, params, doc_total, sub_sampling=False):
         if sub_sampling:
             doc_total = doc_total * (self.total_samples / data.n_units)
-        return doc_total + self._log_prior(params)
+        return doc_total + self._log_prior(data, params)
+
+    def _check_dask_input(self, X, whom):
+        check_is_fitted(self)
+        return check_dask_array(
+            X, n_features=self.n_features_in_, non_negative=True, whom=f"{type(self).__name__}.{whom}",
+            check_values=False,
+        )
+
+    def _dask_totals(self, X, whom):
+        """ELBO of X's documents (from ``gamma = 1``), word and document counts, summed chunk by chunk."""
+        import dask
+
+        X = self._check_dask_input(X, whom)
+        parts = [dask.delayed(_chunk_totals, pure=True)(self, chunk) for chunk in X.to_delayed().ravel()]
+        totals = np.sum(dask.compute(*parts), axis=0)
+        data = _LDAData(None, None, int(totals[2]), float(totals[1]), *self._priors(), False)
+        return data, self._fitted_params(), float(totals[0])
 
     def score(self, X, y=None):
         """Approximate log-likelihood: the variational bound summed over the documents of X.
@@ -676,8 +868,11 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         score : float
             The ELBO of X (documents' terms summed, plus the topic-word term).
         """
-        data, params, _, total = self._infer(X, "score")
-        return self._bound(data, params, total)
+        if is_dask_array(X):
+            data, params, total = self._dask_totals(X, "score")
+        else:
+            data, params, _, total = self._infer(X, "score")
+        return float(self._bound(data, params, total))
 
     def perplexity(self, X, sub_sampling=False):
         """Approximate perplexity ``exp(-bound / number of words)`` of X.
@@ -694,7 +889,10 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         -------
         perplexity : float
         """
-        data, params, _, total = self._infer(X, "perplexity")
+        if is_dask_array(X):
+            data, params, total = self._dask_totals(X, "perplexity")
+        else:
+            data, params, _, total = self._infer(X, "perplexity")
         n_words = data.n_words
         if sub_sampling:
             n_words = n_words * (self.total_samples / data.n_units)
@@ -735,3 +933,18 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
     @property
     def _n_features_out(self):
         return self.components_.shape[0]
+
+
+def _transform_chunk(chunk, estimator, normalize):
+    return estimator.transform(chunk, normalize=normalize)
+
+
+def _chunk_totals(estimator, chunk):
+    """(documents' ELBO from ``gamma = 1``, words, documents) of one chunk."""
+    data, _, _, total = estimator._infer(chunk, "score")
+    return np.array([total, data.n_words, data.n_units])
+
+
+def _chunk_sum(chunk):
+    """All the counts of a chunk (dense or scipy.sparse)."""
+    return float(chunk.sum())

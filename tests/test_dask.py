@@ -359,3 +359,30 @@ def test_the_scaling_example_runs_as_written(capsys):
     np.testing.assert_allclose(np.sort(hmm.means_[:, 0]), [0.0, 3.0], atol=0.05)
     np.testing.assert_allclose(np.sort(online.means_[:, 0]), [0.0, 4.0], atol=0.05)
     assert "cluster sizes:" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- LatentDirichletAllocation
+@pytest.mark.parametrize("sparse_chunks", [False, True])
+def test_lda_on_dask_equals_the_fit_in_memory(client, sparse_chunks):
+    import scipy.sparse as sp
+
+    from emkit import LatentDirichletAllocation
+
+    rng = np.random.RandomState(0)
+    topics = rng.dirichlet(np.full(60, 0.1), 4)
+    X = np.vstack([rng.multinomial(60, m @ topics) for m in rng.dirichlet(np.full(4, 0.3), 500)]).astype(float)
+    reference = LatentDirichletAllocation(4, max_iter=6, random_state=0).fit(X)
+    Xd = da.from_array(X, chunks=(130, 60))
+    if sparse_chunks:
+        Xd = Xd.map_blocks(sp.csr_matrix, meta=sp.csr_matrix((0, 0)))
+    model = LatentDirichletAllocation(4, max_iter=6, random_state=0).fit(Xd)
+    assert _relative(model.components_, reference.components_) <= 1e-10
+    np.testing.assert_allclose(model.lower_bound_history_, reference.lower_bound_history_, rtol=1e-10)
+    _assert_no_dask_inside(model)
+    lazy = model.transform(Xd)
+    assert isinstance(lazy, da.Array)
+    np.testing.assert_allclose(lazy.compute(), reference.transform(X), rtol=1e-9)
+    np.testing.assert_allclose(model.perplexity(Xd), reference.perplexity(X), rtol=1e-10)
+    with pytest.raises(ValueError, match="learning_method='batch'"):
+        LatentDirichletAllocation(4, learning_method="online").fit(Xd)
+    assert _cluster_holds_nothing(client)

@@ -148,11 +148,13 @@ def test_kernel_elbo_and_fixed_point_by_hand():
     np.testing.assert_array_equal(quiet.doc_topic, res.doc_topic)
     np.testing.assert_array_equal(quiet.ratio, res.ratio)
     assert not quiet.elbo.any()
-    # threads split the documents; the result is identical
-    res2 = kernels.update_documents(
-        X.indptr, X.indices, X.data, exp_beta.T, lam, alpha, np.ones((12, 3)), 500, 1e-12, n_threads=3
+    # a subset of the documents: the same solutions for them, the others left as given
+    selected = np.arange(12) % 3 == 0
+    part = kernels.update_documents(
+        X.indptr, X.indices, X.data, exp_beta.T, lam, alpha, np.ones((12, 3)), 500, 1e-12, selected=selected
     )
-    np.testing.assert_array_equal(res.doc_topic, res2.doc_topic)
+    np.testing.assert_array_equal(part.doc_topic[selected], res.doc_topic[selected])
+    np.testing.assert_array_equal(part.doc_topic[~selected], 1.0)
 
 
 def test_select_fresh_keeps_total_above_floor():
@@ -198,6 +200,26 @@ def test_transform_score_perplexity_equal_sklearn_for_fixed_components(corpus, s
         )
 
 
+class _SklearnStarts:
+    """scikit-learn's stream of random document starts, as emkit's ``_fresh_starts`` hands them out.
+
+    scikit-learn draws ``Gamma(100, 0.01)`` values for all documents of an E-step at once (and, online, for one
+    mini-batch after the other, the same numbers); emkit asks for them block by block, by document index.
+    """
+
+    def __init__(self, stream, n_documents):
+        self.stream, self.n_documents, self.draws = stream, n_documents, None
+
+    def rows(self, first, last, n_topics):
+        if self.draws is None:
+            self.draws = self.stream.gamma(100.0, 0.01, (self.n_documents, n_topics))
+        return self.draws[first:last]
+
+
+def _sklearn_starts(stream, n_documents):
+    return staticmethod(lambda seed, n_batch_iter: _SklearnStarts(stream, n_documents))
+
+
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("prune", [False, True])
 def test_batch_fit_equals_sklearn_draw_for_draw(corpus, start, sparse, prune):
@@ -222,25 +244,15 @@ def test_batch_fit_equals_sklearn_draw_for_draw(corpus, start, sparse, prune):
 
     stream = np.random.RandomState(0)
     stream.gamma(100.0, 0.01, start.shape)  # scikit-learn's own (replaced) starting topics
-    kept = []
-    original_update = lda_module.update_documents
-
-    def update(*args, **kwargs):
-        result = original_update(*args, **kwargs)
-        if kwargs.get("fresh_start") is not None:  # every E-step after the first
-            kept.append(bool(result.from_fresh.all()))
-        return result
-
     ours = LatentDirichletAllocation(N_TOPICS, max_iter=n_iter, components_init=start, random_state=0)
+    fall_back = mock.Mock(side_effect=LatentDirichletAllocation._fall_back)
     with mock.patch.object(
-        LatentDirichletAllocation,
-        "_fresh_starts",
-        staticmethod(lambda seed, n_batch_iter: stream),
-    ), mock.patch.object(lda_module, "update_documents", update), mock.patch.object(
+        LatentDirichletAllocation, "_fresh_starts", _sklearn_starts(stream, X_train.shape[0])
+    ), mock.patch.object(LatentDirichletAllocation, "_fall_back", fall_back), mock.patch.object(
         LatentDirichletAllocation, "_prune", prune
     ):
         ours.fit(X_train)
-    assert len(kept) == n_iter and all(kept)
+    assert fall_back.call_count == 0  # every restart kept: the floor never bound
     assert ours.n_batch_iter_ == sk.n_batch_iter_ == n_iter + 1
     np.testing.assert_allclose(ours.components_, sk.components_, rtol=exact, atol=exact)
     # scikit-learn's bound_ re-infers the documents from ones, as emkit's perplexity does
@@ -271,7 +283,7 @@ def test_online_fit_equals_sklearn_draw_for_draw(corpus, start, prune):
         N_TOPICS, learning_method="online", batch_size=50, max_iter=4, components_init=start, random_state=0
     )
     with mock.patch.object(
-        LatentDirichletAllocation, "_fresh_starts", staticmethod(lambda seed, n_batch_iter: stream)
+        LatentDirichletAllocation, "_fresh_starts", _sklearn_starts(stream, X_train.shape[0])
     ), mock.patch.object(LatentDirichletAllocation, "_prune", prune):
         ours.fit(X_train)
     assert ours.n_batch_iter_ == sk.n_batch_iter_ == 1 + 4 * 5 and ours.n_iter_ == 4
@@ -347,29 +359,29 @@ def test_batch_elbo_never_decreases(corpus):
 
 def test_floor_keeps_the_elbo_when_restarts_fall_short(corpus):
     """Restarts that fall short of the previous solutions are partly replaced by them; without that, the ELBO drops."""
+    from emkit.base import SerialExecutor
+
     X_train, _, _ = corpus
     fitted = LatentDirichletAllocation(N_TOPICS, max_iter=20, random_state=0).fit(X_train)
     short = clone(fitted).set_params(max_doc_update_iter=1)  # one update per restart: far from converged
     data = short._validate_fit_data(X_train)
     params = fitted._fitted_params()
-    previous, previous_total = fitted._e_step_arrays(data, params, fitted.transform(X_train, normalize=False))
-    params.update(_doc_topic=previous["doc_topic"], _seed=0)
-    params["_previous_objective"] = previous_total + short._log_prior(params)
+    # the previous E-step's solutions: every document converged from gamma = 1 under these topics
+    blocks, previous_total = [], 0.0
+    for block in data.blocks:
+        ones = lda_module._BlockState(np.ones((len(block.indptr) - 1, N_TOPICS)), None)
+        result = fitted._e_step_block(block, fitted._context(params, "warm", prune=False), (ones, None))
+        blocks.append(result.state)
+        previous_total += result.objective
+    state = lda_module._LDAState(blocks, previous_total + short._log_prior(data, params), 0)
 
-    results = []
-    original = lda_module.update_documents
-
-    def spy(*args, **kwargs):
-        results.append(original(*args, **kwargs))
-        return results[-1]
-
-    with mock.patch.object(lda_module, "update_documents", spy):
-        stats, total = short._e_step(data, params)
+    fall_back = mock.Mock(side_effect=lambda *args: LatentDirichletAllocation._fall_back(short, *args))
+    with mock.patch.object(short, "_fall_back", fall_back):
+        _, total, _ = short._e_step(data, params, state, SerialExecutor())
+    assert fall_back.call_count == 1  # the restarts fell short: documents went on from their previous gamma
     assert total >= previous_total - 1e-9 * abs(previous_total)
-    from_fresh = results[0].from_fresh
-    assert not from_fresh.all()  # documents whose restart fell short went on from their previous gamma
-    with mock.patch.object(kernels, "select_fresh", lambda gain, slack=0.0: np.ones(gain.shape, dtype=bool)):
-        _, unguarded_total = short._e_step(data, params)
+    with mock.patch.object(lda_module, "select_fresh", lambda gain, slack=0.0: np.ones(gain.shape, dtype=bool)):
+        _, unguarded_total, _ = short._e_step(data, params, state, SerialExecutor())
     assert unguarded_total < previous_total - 1.0
 
 
@@ -470,7 +482,7 @@ def test_partial_fit_equals_sklearn_and_sets_history(corpus, start):
     stream = np.random.RandomState(0)
     stream.gamma(100.0, 0.01, start.shape)  # scikit-learn's own (replaced) starting topics
     with mock.patch.object(SklearnLDA, "_init_latent_vars", sklearn_from(start)[1].new), mock.patch.object(
-        LatentDirichletAllocation, "_fresh_starts", staticmethod(lambda seed, n_batch_iter: stream)
+        LatentDirichletAllocation, "_fresh_starts", _sklearn_starts(stream, 80)
     ), mock.patch.object(LatentDirichletAllocation, "_prune", False):
         for call in range(1, 4):
             chunk = X_train[(call - 1) * 80 : call * 80]
@@ -484,7 +496,7 @@ def test_partial_fit_equals_sklearn_and_sets_history(corpus, start):
     # scikit-learn's sub-sampled bound; re-inferring the chunk (score) gives nearly the same
     assert ours.lower_bound_ == ours.lower_bound_history_[-1] and not ours.converged_
     chunk = X_train[160:240]
-    topic_term = ours._log_prior(ours._fitted_params())
+    topic_term = ours._log_prior(None, ours._fitted_params())
     documents_term = ours.score(chunk) - topic_term
     sub_sampled = (documents_term * 1000 / chunk.shape[0] + topic_term) / 1000
     np.testing.assert_allclose(ours.lower_bound_, sub_sampled, rtol=0.02)
@@ -499,7 +511,6 @@ def test_partial_fit_equals_sklearn_and_sets_history(corpus, start):
         (np.array([[1.0, -1.0], [2.0, 0.0]]), "Negative values"),
         (np.array([[1.0, np.nan], [2.0, 0.0]]), "NaN"),
         (np.zeros((3, 0)), "empty vocabulary"),
-        (np.zeros((3, 4)), "no words"),
     ],
 )
 def test_bad_input(X, message):
@@ -557,3 +568,11 @@ def test_pipeline_grid_search_feature_names_and_top_words():
     assert lda.top_words(n_top=2)[0][0].startswith("x")
     with pytest.raises(ValueError, match="feature_names"):
         lda.top_words(words[:3])
+
+
+def test_a_corpus_with_no_words_fits_with_a_warning_as_in_scikit_learn():
+    with pytest.warns(UserWarning, match="no words"):
+        lda = LatentDirichletAllocation(n_components=3, random_state=0).fit(np.zeros((5, 4)))
+    np.testing.assert_allclose(lda.components_, 1.0 / 3)  # the topics stay at the prior
+    assert np.isnan(lda.bound_)
+    np.testing.assert_allclose(lda.transform(np.zeros((2, 4))), 1.0 / 3)

@@ -85,8 +85,6 @@ class DocumentUpdate(NamedTuple):
         Per-document ELBO (the topic-word term excluded); zeros when not asked for.
     n_updates : ndarray of int64 of shape (n_documents,)
         Number of fixed-point updates each document made.
-    from_fresh : ndarray of bool of shape (n_documents,)
-        Which documents kept the solution from ``fresh_start``.
     """
 
     doc_topic: np.ndarray
@@ -94,7 +92,6 @@ class DocumentUpdate(NamedTuple):
     ratio: np.ndarray
     elbo: np.ndarray
     n_updates: np.ndarray
-    from_fresh: np.ndarray
 
 
 @jit(inline=True)
@@ -435,10 +432,10 @@ def _update_documents(
 
 
 def update_documents(
-    indptr, indices, data, exp_beta_t, topic_word, alpha, doc_topic, max_iter, tol, fresh_start=None, floor=None,
-    prune=False, elbo=True, n_threads=1,
+    indptr, indices, data, exp_beta_t, topic_word, alpha, doc_topic, max_iter, tol, prune=False, elbo=True,
+    selected=None,
 ):
-    """Variational E-step for every document of a CSR matrix.
+    """Variational E-step for the documents of a CSR matrix, each from its row of ``doc_topic``.
 
     Parameters
     ----------
@@ -454,28 +451,13 @@ def update_documents(
     alpha : float
         Document-topic prior.
     doc_topic : ndarray of shape (n_documents, n_components)
-        Starting (previous) ``gamma`` of each document (not modified).
+        Starting ``gamma`` of each document (not modified).
     max_iter : int
-        Maximum number of fixed-point updates per document.
+        Maximum number of fixed-point updates per document (0: evaluate the
+        outputs at ``doc_topic`` as it is).
     tol : float
         A document stops when the mean absolute change of its ``gamma`` is
         below ``tol``.
-    fresh_start : ndarray of shape (n_documents, n_components), default=None
-        When given, every document is solved from its ``fresh_start`` row
-        (scikit-learn restarts each document from random ``Gamma(100, 0.01)``
-        values at every iteration). If the total ELBO of these solutions is
-        below ``floor``, the ELBO of every document at its ``doc_topic`` row
-        (the previous solution, under the new topics) is computed, and
-        documents whose restart lost the most are solved from their
-        ``doc_topic`` row instead, until the total is back above the floor
-        (see :func:`select_fresh`). Batch EM therefore stays monotone while
-        documents can still leave a poor earlier assignment, which warm
-        starts alone would keep.
-    floor : float, default=None
-        With ``fresh_start``: the total ELBO the documents must reach. Batch
-        EM passes the previous iteration's objective minus the new
-        topic-word term, which the previous solutions always reach. None
-        means the total at ``doc_topic`` (each restart is then checked).
     prune : bool, default=False
         Leave topics whose ``exp(E[log theta])`` is below 1e-6 of the
         document's largest out of the updates between full updates (every
@@ -484,10 +466,10 @@ def update_documents(
         times cheaper.
     elbo : bool, default=True
         Compute the documents' ELBO (False returns zeros and saves the
-        logarithms; ignored with ``fresh_start``, which needs them).
-    n_threads : int, default=1
-        Number of threads; each takes a contiguous range of documents. The
-        documents are independent, so the result does not depend on it.
+        logarithms).
+    selected : ndarray of bool of shape (n_documents,), optional
+        Solve only these documents (the others' outputs stay zero and their
+        ``gamma`` as given).
 
     Returns
     -------
@@ -507,40 +489,19 @@ def update_documents(
         raise ValueError(f"topic_word must have shape {(n_components, n_features)}, got {topic_word.shape}.")
     if indices.shape[0] != data.shape[0] or indptr[-1] != data.shape[0]:
         raise ValueError("indptr, indices and data do not describe one CSR matrix.")
-    if fresh_start is None:
-        return _run(
-            indptr, indices, data, exp_beta_t, topic_word, alpha, doc_topic, max_iter, tol, None, prune, n_threads,
-            elbo,
-        )
-
-    fresh_start = np.array(fresh_start, dtype=np.float64, order="C", copy=True)
-    if fresh_start.shape != doc_topic.shape:
-        raise ValueError(f"fresh_start must have shape {doc_topic.shape}, got {fresh_start.shape}.")
-    common = (indptr, indices, data, exp_beta_t, topic_word, alpha)
-    fresh = _run(*common, fresh_start, max_iter, tol, None, prune, n_threads)
-    fresh = fresh._replace(from_fresh=np.ones(n_documents, dtype=np.bool_))
-    margin = 1e-9 * max(1.0, abs(float(np.sum(fresh.elbo))))  # round-off allowance, on the safe side
-    if floor is not None and float(np.sum(fresh.elbo)) >= floor + margin:
-        return fresh  # the usual case: every document keeps its restart
-    # ELBO of each document at its previous gamma (under the new topics): never below the floor
-    baseline = _run(*common, doc_topic.copy(), 0, tol, None, False, n_threads)
-    slack = 0.0
-    if floor is not None:
-        # allow the documents' total to drop from the baseline to the floor
-        slack = max(0.0, float(np.sum(baseline.elbo)) - floor - margin)
-    keep = select_fresh(fresh.elbo - baseline.elbo, slack)
-    if np.all(keep):
-        return fresh
-    warm = _run(*common, doc_topic, max_iter, tol, ~keep, prune, n_threads)
-    per_entry = np.repeat(keep, np.diff(indptr))
-    return DocumentUpdate(
-        doc_topic=np.where(keep[:, None], fresh.doc_topic, warm.doc_topic),
-        exp_doc_topic=np.where(keep[:, None], fresh.exp_doc_topic, warm.exp_doc_topic),
-        ratio=np.where(per_entry, fresh.ratio, warm.ratio),
-        elbo=np.where(keep, fresh.elbo, warm.elbo),
-        n_updates=baseline.n_updates + fresh.n_updates + warm.n_updates,
-        from_fresh=keep,
+    if selected is None:
+        selected = np.ones(n_documents, dtype=np.bool_)
+    exp_doc_topic = np.zeros_like(doc_topic)
+    ratio = np.zeros_like(data)
+    elbos = np.zeros(n_documents)
+    n_updates = np.zeros(n_documents, dtype=np.int64)
+    psi_topic_totals = np.array([digamma(total) for total in topic_word.sum(axis=1)])
+    _update_documents(
+        indptr, indices, data, exp_beta_t, topic_word, psi_topic_totals, float(alpha), doc_topic,
+        np.ascontiguousarray(selected, dtype=np.bool_), 0, n_documents, int(max_iter), float(tol), bool(prune),
+        bool(elbo), exp_doc_topic, ratio, elbos, n_updates,
     )
+    return DocumentUpdate(doc_topic, exp_doc_topic, ratio, elbos, n_updates)
 
 
 def select_fresh(gain, slack=0.0):
@@ -570,37 +531,6 @@ def select_fresh(gain, slack=0.0):
         cumulative = np.cumsum(-gain[order])
         keep[order[cumulative <= surplus]] = True
     return keep
-
-
-def _run(
-    indptr, indices, data, exp_beta_t, topic_word, alpha, doc_topic, max_iter, tol, selected, prune, n_threads,
-    elbo=True,
-):
-    n_documents = indptr.shape[0] - 1
-    if selected is None:
-        selected = np.ones(n_documents, dtype=np.bool_)
-    exp_doc_topic = np.zeros_like(doc_topic)
-    ratio = np.zeros_like(data)
-    elbos = np.zeros(n_documents)
-    n_updates = np.zeros(n_documents, dtype=np.int64)
-    psi_topic_totals = np.array([digamma(total) for total in topic_word.sum(axis=1)])
-    args = (exp_beta_t, topic_word, psi_topic_totals, float(alpha), doc_topic, selected)
-    tail = (int(max_iter), float(tol), bool(prune), bool(elbo), exp_doc_topic, ratio, elbos, n_updates)
-    n_threads = max(1, min(int(n_threads), n_documents))
-    if n_threads == 1:
-        _update_documents(indptr, indices, data, *args, 0, n_documents, *tail)
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        bounds = np.linspace(0, n_documents, n_threads + 1).astype(np.int64)
-        with ThreadPoolExecutor(max_workers=n_threads) as pool:
-            futures = [
-                pool.submit(_update_documents, indptr, indices, data, *args, int(a), int(b), *tail)
-                for a, b in zip(bounds[:-1], bounds[1:])
-            ]
-            for future in futures:
-                future.result()
-    return DocumentUpdate(doc_topic, exp_doc_topic, ratio, elbos, n_updates, np.zeros(n_documents, dtype=np.bool_))
 
 
 @jit(reassociate=True)
