@@ -21,6 +21,8 @@ For every seed ``s`` (0, 1, ...) and every mode:
   ``RandomState(s)`` stream, so both see identical random numbers. Its
   difference to scikit-learn is the algorithmic difference alone (topic skipping
   in the E-step, the batch ELBO floor); its time is not reported (the same fit).
+  Only with ``--n-jobs 1``: scikit-learn's parallel E-step hands each worker a
+  copy of its random state, so its stream is another one then.
 - gensim (online only, a reference): ``LdaModel`` with ``chunksize=128``,
   ``passes=10``, ``update_every=1``, ``decay=0.7``, ``offset=10``,
   ``iterations=100``, ``gamma_threshold=1e-3``, ``alpha="symmetric"`` (1/20),
@@ -28,8 +30,9 @@ For every seed ``s`` (0, 1, ...) and every mode:
   ``state.sstats`` set to the shared start minus eta. (gensim's step size is
   ``(offset + pass + updates/chunksize) ** -decay``, not scikit-learn's.)
 
-Measured per fit: CPU time (``time.process_time``, this process's threads) and
-wall time, held-out perplexity (emkit's ``perplexity`` of the fitted topics on
+Measured per fit: CPU time (``time.process_time``, this process's threads;
+with ``--n-jobs`` above 1 it misses scikit-learn's worker processes, so the
+speed goal is then checked on wall time) and wall time, held-out perplexity (emkit's ``perplexity`` of the fitted topics on
 the 1,000 held-out documents, equal to scikit-learn's to 1e-9), and planted
 topics recovered (cosine similarity > 0.9 after one-to-one matching with
 ``scipy.optimize.linear_sum_assignment``). Libraries alternate within a seed so
@@ -363,12 +366,14 @@ def summarize(mode, results, args):
     ours = summary["emkit"]
     perp_ok = ours["perplexity_diff"] <= 0.01 * ref_perp.mean() + ours["perplexity_diff_se"]
     rec_ok = ours["recovered_diff"] >= 0
-    speed_ok = ours["speedup_cpu"] >= 5 and ours["speedup_wall"] >= 5
+    # with n_jobs > 1 scikit-learn works in other processes, which this process's CPU time misses
+    speed_ok = ours["speedup_wall"] >= 5 and (ours["speedup_cpu"] >= 5 or args.n_jobs != 1)
     print(
         f"  issue 14 goal: perplexity diff {ours['perplexity_diff']:+.1f} <= 1% + 1 SE = "
         f"{0.01 * ref_perp.mean() + ours['perplexity_diff_se']:.1f}: {'yes' if perp_ok else 'NO'}; "
         f"recovered diff {ours['recovered_diff']:+.2f} >= 0: {'yes' if rec_ok else 'NO'} "
-        f"(standard error {ours['recovered_diff_se']:.2f}); >= 5x faster (cpu and wall): {'yes' if speed_ok else 'NO'}"
+        f"(standard error {ours['recovered_diff_se']:.2f}); >= 5x faster "
+        f"({'cpu and wall' if args.n_jobs == 1 else 'wall'}): {'yes' if speed_ok else 'NO'}"
     )
     summary["goal"] = {"perplexity": bool(perp_ok), "recovered": bool(rec_ok), "speed": bool(speed_ok)}
     return summary
@@ -427,8 +432,11 @@ def main():
             runners = {
                 "scikit-learn": lambda seed, mode=mode: fit_sklearn(X_train, mode, seed, args),
                 "emkit": lambda seed, mode=mode: fit_emkit(X_train, mode, seed, args),
-                "emkit (same draws)": lambda seed, mode=mode: fit_emkit(X_train, mode, seed, args, same_draws=True),
             }
+            if args.n_jobs == 1:  # scikit-learn's workers draw from copies of its stream otherwise
+                runners["emkit (same draws)"] = lambda seed, mode=mode: fit_emkit(
+                    X_train, mode, seed, args, same_draws=True
+                )
             if mode == "online" and corpus is not None:
                 runners["gensim"] = lambda seed, mode=mode: fit_gensim(corpus, args.n_words, mode, seed, args)
             results = {name: {"perplexity": [], "recovered": [], "cpu": [], "wall": []} for name in runners}
