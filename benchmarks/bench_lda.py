@@ -135,7 +135,8 @@ def fit_emkit(X, mode, seed, args, same_draws=False):
     if not same_draws:
         return model.fit(X).components_
     stream = sklearn_stream(seed, args.n_topics, X.shape[1])
-    with mock.patch.object(LatentDirichletAllocation, "_fresh_starts", staticmethod(lambda *_: stream)):
+    starts = staticmethod(lambda *_: _StreamStarts(stream, X.shape[0]))
+    with mock.patch.object(LatentDirichletAllocation, "_fresh_starts", starts):
         return model.fit(X).components_
 
 
@@ -157,71 +158,66 @@ def fit_gensim(corpus, n_words, mode, seed, args):
     return model.state.get_lambda()
 
 
+class _StreamStarts:
+    """Document starts drawn from a numpy stream for all documents of an E-step (or pass) at once.
+
+    With scikit-learn's own stream this is exactly what scikit-learn draws (it draws for all documents of a
+    batch E-step at once, and online for one mini-batch after the other: the same numbers).
+    """
+
+    def __init__(self, stream, n_documents, shape=100.0, scale=0.01):
+        self.stream, self.n_documents, self.shape, self.scale, self.draws = stream, n_documents, shape, scale, None
+
+    def rows(self, first, last, n_topics):
+        if self.draws is None:
+            self.draws = self.stream.gamma(self.shape, self.scale, (self.n_documents, n_topics))
+        return self.draws[first:last]
+
+
 class _ConstantStarts:
-    """Stands in for a random stream: every "draw" is gamma = 1."""
+    """Every document starts at gamma = 1."""
 
-    def gamma(self, shape, scale, size):
-        return np.ones(size)
-
-
-class _NoisierStarts:
-    """A random stream whose starts are Gamma(10, 0.1) (coefficient of variation 0.32 instead of 0.1)."""
-
-    def __init__(self, seed, n_batch_iter):
-        self.rng = np.random.default_rng([seed, n_batch_iter])
-
-    def gamma(self, shape, scale, size):
-        return self.rng.gamma(10.0, 0.1, size)
+    def rows(self, first, last, n_topics):
+        return np.ones((last - first, n_topics))
 
 
-def _e_step_variant(policy, after=0):
-    """A replacement batch ``_e_step``: ``"fresh"`` (no floor) or ``"warm"`` (previous gamma once past ``after``)."""
+def _noisier_starts(n_documents):
+    """Starts from Gamma(10, 0.1) (coefficient of variation 0.32 instead of 0.1), one stream per E-step."""
+    return staticmethod(
+        lambda seed, n_batch_iter: _StreamStarts(np.random.default_rng([seed, n_batch_iter]), n_documents, 10.0, 0.1)
+    )
+
+
+def _without_floor(self, run, params, previous, fresh, floor, margin, executor):
+    """The restarts kept even when their total falls below the floor (scikit-learn's batch E-step)."""
+    from emkit.lda import _BlockState
+
+    return run(self._context(params, "evaluate"), [_BlockState(b.doc_topic, None) for b in executor.fetch(fresh)])
+
+
+def _warm_after(after):
+    """A batch E-step that continues every document from its previous gamma once ``n_batch_iter_`` passes ``after``."""
     from emkit import LatentDirichletAllocation
 
     original = LatentDirichletAllocation._e_step
 
-    def e_step(self, data, params):
-        previous = params.get("_doc_topic")
-        if policy == "warm" and previous is not None and params["n_batch_iter_"] > after:
-            return self._e_step_arrays(data, params, previous)
-        if policy == "fresh":
-            shape = (data.n_units, params["components_"].shape[0])
-            fresh = self._fresh_starts(params.get("_seed", 0), params["n_batch_iter_"]).gamma(100.0, 0.01, shape)
-            return self._e_step_arrays(data, params, fresh)
-        return original(self, data, params)
+    def e_step(self, data, params, state, executor):
+        if state.blocks is None or params["n_batch_iter_"] <= after:
+            return original(self, data, params, state, executor)
+        context = self._context(params, "warm")
+        results = executor.map(self._e_step_block, data.blocks, [context] * len(data.blocks),
+                               [(b, None) for b in state.blocks])
+        documents = sum(float(r.objective) for r in results)
+        stats = results[0].stats
+        for r in results[1:]:
+            stats = stats.add(r.stats)
+        topic_term = self._log_prior(data, params)
+        return stats, documents, state._replace(blocks=[r.state for r in results], objective=documents + topic_term)
 
     return e_step
 
 
-def _online_pass_with_fallback(self, data, params, total_samples, seed):
-    """The earlier online policy: a mini-batch whose restarts lose ELBO falls back to the previous pass's gamma."""
-    from sklearn.utils import gen_batches
-
-    from emkit._inference.lda import exp_dirichlet_expectation
-    from emkit.lda import _topic_word_params
-
-    components = params["components_"].copy()
-    current = {"components_": components, "exp_dirichlet_component_": params["exp_dirichlet_component_"]}
-    n_batch_iter = params["n_batch_iter_"]
-    previous = params.get("_doc_topic")
-    doc_topic = np.empty((data.n_units, components.shape[0]))
-    starts = self._fresh_starts(seed, n_batch_iter)
-    for batch in gen_batches(data.n_units, self.batch_size):
-        first, last = batch.start, batch.stop
-        start = starts.gamma(100.0, 0.01, (last - first, components.shape[0]))
-        before = start if previous is None else previous[first:last]
-        stats, _ = self._e_step_arrays(data, current, before, rows=(first, last), fresh_start=start)
-        doc_topic[first:last] = stats["doc_topic"]
-        weight = (self.learning_offset + n_batch_iter) ** (-self.learning_decay)
-        components *= 1.0 - weight
-        components += weight * data.topic_word_prior
-        components += (weight * total_samples / (last - first)) * stats["sstats"]
-        n_batch_iter += 1
-        current["exp_dirichlet_component_"] = exp_dirichlet_expectation(components, word_major=True).T
-    return _topic_word_params(components, n_batch_iter), doc_topic
-
-
-def ablation_variants(mode):
+def ablation_variants(mode, n_documents):
     """(name, constructor overrides, patches) for each variant of emkit's algorithm."""
     from emkit import LatentDirichletAllocation as LDA
 
@@ -232,17 +228,16 @@ def ablation_variants(mode):
         return [
             ("emkit", {}, []),
             ("no topic skipping", {}, [patch("_prune", False)]),
-            ("previous-pass fallback", {}, [patch("_online_pass", _online_pass_with_fallback)]),
         ]
     return [
         ("emkit", {}, []),
         ("no topic skipping", {}, [patch("_prune", False)]),
-        ("no ELBO floor", {}, [patch("_e_step", _e_step_variant("fresh"))]),
-        ("warm starts", {}, [patch("_e_step", _e_step_variant("warm"))]),
-        ("warm after 3 passes", {}, [patch("_e_step", _e_step_variant("warm", after=4))]),
-        ("warm after 6 passes", {}, [patch("_e_step", _e_step_variant("warm", after=7))]),
+        ("no ELBO floor", {}, [patch("_fall_back", _without_floor)]),
+        ("warm starts", {}, [patch("_e_step", _warm_after(0))]),
+        ("warm after 3 passes", {}, [patch("_e_step", _warm_after(4))]),
+        ("warm after 6 passes", {}, [patch("_e_step", _warm_after(7))]),
         ("starts at gamma = 1", {}, [patch("_fresh_starts", staticmethod(lambda *_: _ConstantStarts()))]),
-        ("starts Gamma(10, 0.1)", {}, [patch("_fresh_starts", staticmethod(_NoisierStarts))]),
+        ("starts Gamma(10, 0.1)", {}, [patch("_fresh_starts", _noisier_starts(n_documents))]),
         ("max_doc_update_iter=1000", {"max_doc_update_iter": 1000}, []),
         ("mean_change_tol=1e-4", {"mean_change_tol": 1e-4}, []),
     ]
@@ -253,7 +248,7 @@ def run_ablation(X_train, X_test, topics, args):
     from emkit import LatentDirichletAllocation
 
     for mode in args.modes:
-        variants = ablation_variants(mode)
+        variants = ablation_variants(mode, X_train.shape[0])
         results = {name: {"perplexity": [], "recovered": [], "cpu": []} for name in ["scikit-learn"] + [
             v[0] for v in variants]}
         for seed in range(args.seeds):
