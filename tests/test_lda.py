@@ -8,10 +8,10 @@ import pytest
 import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 from scipy.special import digamma as scipy_digamma
-from sklearn.decomposition import LatentDirichletAllocation as SklearnLDA
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.decomposition import _lda as sklearn_lda_module
 from sklearn.base import clone
+from sklearn.decomposition import LatentDirichletAllocation as SklearnLDA
+from sklearn.decomposition import _lda as sklearn_lda_module
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -576,3 +576,22 @@ def test_a_corpus_with_no_words_fits_with_a_warning_as_in_scikit_learn():
     np.testing.assert_allclose(lda.components_, 1.0 / 3)  # the topics stay at the prior
     assert np.isnan(lda.bound_)
     np.testing.assert_allclose(lda.transform(np.zeros((2, 4))), 1.0 / 3)
+
+
+def test_a_warm_start_on_another_vocabulary_is_a_clear_error():
+    rng = np.random.RandomState(0)
+    lda = LatentDirichletAllocation(n_components=2, warm_start=True, max_iter=2, random_state=0)
+    lda.fit(rng.poisson(1.0, (20, 10)))
+    with pytest.raises(ValueError, match="warm_start=True cannot continue"):
+        lda.fit(rng.poisson(1.0, (20, 5)))
+    assert lda.components_.shape == (2, 10) and lda.n_features_in_ == 10  # left as it was
+
+
+def test_verbose_prints_a_line_per_pass_with_the_perplexity_when_evaluated(capsys):
+    rng = np.random.RandomState(0)
+    with pytest.warns(ConvergenceWarning, match="perp_tol"):  # perp_tol=0 never stops it: every pass printed
+        LatentDirichletAllocation(n_components=2, max_iter=4, evaluate_every=2, perp_tol=0.0, verbose=1,
+                                  random_state=0).fit(rng.poisson(1.0, (30, 8)))
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines() if "iteration:" in line]
+    assert len(lines) == 4 and lines[0].startswith("iteration: 1 of max_iter: 4")
+    assert "perplexity:" not in lines[0] and "perplexity:" in lines[1] and "perplexity:" in lines[3]
