@@ -282,6 +282,8 @@ class EMMixin:
         Per-unit objective of the returned parameters.
     lower_bound_history_ : ndarray, one entry per iteration
         Per-unit objective after each accepted M-step of the winning restart.
+    initial_lower_bound_ : float
+        Per-unit objective of the winning restart's starting parameters.
     restarts_ : list of dict
         One record per restart: ``seed``, ``objective``, ``n_iter``,
         ``converged``, ``error`` and ``rejected_step``.
@@ -538,6 +540,7 @@ class EMMixin:
         self.n_iter_ = best.n_iter
         self.lower_bound_ = float(best.objective)
         self.lower_bound_history_ = np.asarray(best.history, dtype=np.float64)
+        self.initial_lower_bound_ = float(best.initial_objective)
         self.restarts_ = [r.summary() for r in runs]
         if self.keep_params_history:
             self.params_history_ = best.params_history

@@ -556,6 +556,16 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
             "precisions_cholesky_": self.precisions_cholesky_,
         }
 
+    @property
+    def lower_bounds_(self):
+        """The objective before each M-step of the winning restart, shape ``(n_iter_,)`` (scikit-learn >= 1.7).
+
+        scikit-learn's ``lower_bounds_[i]`` is the lower bound computed before its
+        M-step ``i + 1``; here that is the objective of the start followed by
+        ``lower_bound_history_`` without its last entry.
+        """
+        return np.r_[self.initial_lower_bound_, self.lower_bound_history_[:-1]][: self.n_iter_]
+
     def _after_fit(self, data, params):
         self.precisions_ = gaussian.precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
 

@@ -315,3 +315,21 @@ def test_any_finite_data_gives_finite_parameters(X, covariance_type, n_component
         assert np.all(np.isfinite(getattr(model, name))), name
     assert np.all(np.isfinite(model.lower_bound_history_))
     assert np.all(np.isfinite(model.score_samples(X)))
+
+
+def test_lower_bounds_as_scikit_learn_defines_them():
+    from sklearn.mixture import GaussianMixture as SklearnGM
+
+    rng = np.random.RandomState(0)
+    X = np.r_[rng.normal(0, 1, (200, 2)), rng.normal(4, 1, (150, 2))]
+    start = dict(
+        weights_init=[0.5, 0.5], means_init=[[0.5, 0.5], [3.0, 3.0]], precisions_init=np.tile(np.eye(2), (2, 1, 1))
+    )
+    ours = GaussianMixture(2, tol=0, max_iter=6, **start)
+    theirs = SklearnGM(2, tol=0, max_iter=6, **start)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours.fit(X)
+        theirs.fit(X)
+    assert ours.lower_bounds_.shape == (ours.n_iter_,)
+    np.testing.assert_allclose(ours.lower_bounds_, theirs.lower_bounds_, rtol=1e-10)
