@@ -1,0 +1,487 @@
+r"""Gaussian components with missing values (NaN), marginalised exactly.
+
+A NaN in a row means that coordinate was not observed. Each row's density
+uses its observed coordinates ``o`` only, and the M-step uses the expected
+statistics of the complete data given the observed part (Ghahramani and
+Jordan, 1994), so that :func:`emkit._densities.gaussian.m_step` on them is
+the exact EM update.
+
+For component ``k`` (mean ``mu``, covariance ``Sigma``, precision
+``P = Sigma^-1 = U U^T``) and a row with missing coordinates ``m``:
+
+.. math::
+
+    \log p(x_o \mid k) = \log N(x_o \mid \mu_o, \Sigma_{oo})
+
+    E[x_m \mid x_o, k] = \mu_m + \Sigma_{mo}\Sigma_{oo}^{-1}(x_o - \mu_o)
+                       = \mu_m - P_{mm}^{-1} P_{mo} (x_o - \mu_o)
+
+    \operatorname{Cov}[x_m \mid x_o, k] = \Sigma_{mm} - \Sigma_{mo}\Sigma_{oo}^{-1}\Sigma_{om} = P_{mm}^{-1}
+
+Everything is computed on the precision side, which factorises only the
+(usually small) missing block ``P_mm`` and never subtracts one covariance
+from another. With ``xhat`` the row completed by its conditional mean,
+``log det Sigma_oo = log det Sigma + log det P_mm`` and the Mahalanobis
+distance of the observed part is ``|U^T (xhat - mu)|^2``, a sum of squares
+evaluated by the complete-data lane kernels on the completed rows, each
+centred on its component first: exact at any offset and separation, as
+:mod:`emkit._densities.gaussian` is. For diag and spherical covariances the
+coordinates are independent: the conditional mean of a missing coordinate is
+its mean, its conditional variance its variance.
+
+The statistics (:class:`~emkit._densities.gaussian.GaussianStats`, about a
+centre ``c_k``) of a row with missing coordinates are those of the completed
+row plus the conditional covariance:
+
+.. math::
+
+    E[(x - c)(x - c)^T \mid x_o, k] = (\hat x - c)(\hat x - c)^T
+        + \begin{pmatrix} 0 & 0 \\ 0 & P_{mm}^{-1} \end{pmatrix}
+
+(its diagonal for diag and spherical; tied shares one ``P``). They depend on
+the current means *and* covariances, not only on the responsibilities: an
+E-step must use the parameters whose objective it reports.
+
+A row with nothing observed has density 1 under every component (log 0):
+it carries no information about any parameter, so it contributes nothing to
+the statistics (not even to ``post``). A mixture then falls back on its
+weights for that row's posterior and an HMM on its transitions; means,
+covariances and mixing weights are updated exactly as if the row were not
+there, which is exact EM for the observed data (the row is marginalised,
+not imputed; imputing it as well would only drag every update towards the
+current parameters).
+
+Complete rows go through :mod:`emkit._densities.gaussian` unchanged.
+Incomplete rows are processed in chunks, optionally sorted by missing
+pattern so that each pattern's ``P_mm`` is factorised once (see
+:func:`group_by_pattern`).
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .._inference import missing as missing_kernels
+from .._inference import mixture as kernels
+from . import gaussian
+
+__all__ = [
+    "MissingPatterns",
+    "missing_patterns",
+    "group_by_pattern",
+    "log_likelihood",
+    "accumulate",
+    "mixture_block",
+    "conditional_mean",
+]
+
+_LOG_2PI = np.log(2.0 * np.pi)
+# Elements of the completed rows of one chunk, (n_components, n_features, rows) (~512 kB of float64).
+_CHUNK_ELEMENTS = 1 << 16
+_MIN_CHUNK_ROWS = 64
+_MAX_CHUNK_ROWS = 4096
+
+
+class MissingPatterns(NamedTuple):
+    """The missing patterns of a block of rows (see :func:`missing_patterns`).
+
+    Attributes
+    ----------
+    missing : ndarray of shape (n_samples, n_features), bool
+        ``isnan(X)``.
+    patterns : ndarray of shape (n_patterns, n_features), bool
+        The distinct rows of ``missing``, in a fixed order (sorted by their
+        bits).
+    inverse : ndarray of shape (n_samples,), int
+        ``patterns[inverse[n]]`` is row ``n``'s pattern.
+    """
+
+    missing: np.ndarray
+    patterns: np.ndarray
+    inverse: np.ndarray
+
+
+def _pattern_keys(missing):
+    """One integer per row such that two rows have the same key iff they have the same pattern."""
+    n_samples, n_features = missing.shape
+    if n_features <= 63:
+        bits = np.left_shift(np.int64(1), np.arange(n_features, dtype=np.int64))
+        return missing.astype(np.int64) @ bits
+    packed = np.packbits(missing, axis=1)
+    return np.unique(packed, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
+def missing_patterns(X):
+    """Group the rows of a block by missing pattern.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        NaN marks a missing entry.
+
+    Returns
+    -------
+    MissingPatterns
+        ``(missing, patterns, inverse)``: the NaN mask, its distinct rows and
+        each row's index into them.
+    """
+    missing = np.isnan(np.asarray(X))
+    keys = _pattern_keys(missing)
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return MissingPatterns(missing, missing[first], inverse.reshape(-1))
+
+
+def group_by_pattern(n_samples, n_features, n_components, covariance_type):
+    """Whether sorting incomplete rows by missing pattern pays for full and tied covariances.
+
+    The kernels factorise ``P_mm`` once per run of rows sharing a pattern.
+    Sorting makes every pattern one run (one factorisation of each
+    component's ``P_mm``), at the price of a sort and a gather of the rows.
+    Diagonal covariances factorise nothing and are never sorted.
+
+    Parameters
+    ----------
+    n_samples, n_features, n_components : int
+    covariance_type : {"full", "tied", "diag", "spherical"}
+
+    Returns
+    -------
+    bool
+    """
+    if covariance_type in ("diag", "spherical"):
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- checks and setup
+def _check_block(X, means):
+    X = np.asarray(X)
+    means = np.asarray(means)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}.")
+    if means.ndim != 2 or means.shape[1] != X.shape[1]:
+        raise ValueError(f"means must have shape (n_components, {X.shape[1]}), got {means.shape}.")
+    if np.isinf(X).any():
+        raise ValueError("X contains infinity; only NaN (a missing value) is allowed besides finite values.")
+    return X, means
+
+
+class _Prepared(NamedTuple):
+    """Per-call constants (see :func:`_prepare`)."""
+
+    full: bool  # full or tied (else diag or spherical)
+    means: np.ndarray  # (K, D) float64
+    factor: np.ndarray  # (K or 1, D, D) upper U with U U^T = P (full, tied); (K, D) 1/sigma (diag, spherical)
+    precision: np.ndarray  # (K or 1, D, D) U U^T (full, tied)
+    const: np.ndarray  # (K,) log det U - D/2 log(2 pi) (full, tied)
+    log_scales: np.ndarray  # (K, D) log(1/sigma_kd) - 1/2 log(2 pi) (diag, spherical)
+    variances: np.ndarray  # (K, D) (diag, spherical)
+    zeros: np.ndarray  # (1, D): the centre of rows that are already centred
+    grouped: bool  # sort incomplete rows by pattern
+    rows: int  # rows per chunk
+
+
+def _prepare(means, prec_chol, covariance_type, n_samples):
+    if covariance_type not in gaussian.COVARIANCE_TYPES:
+        raise ValueError(f"covariance_type must be one of {gaussian.COVARIANCE_TYPES}, got {covariance_type!r}.")
+    means64 = np.ascontiguousarray(means, dtype=np.float64)
+    n_components, n_features = means64.shape
+    prec_chol = np.asarray(prec_chol, dtype=np.float64)
+    full = covariance_type in ("full", "tied")
+    factor = precision = const = log_scales = variances = None
+    if full:
+        factor = np.ascontiguousarray(np.triu(prec_chol[np.newaxis] if covariance_type == "tied" else prec_chol))
+        precision = np.ascontiguousarray(np.matmul(factor, np.swapaxes(factor, 1, 2)))
+        const = np.sum(np.log(np.diagonal(factor, axis1=1, axis2=2)), axis=1) - 0.5 * n_features * _LOG_2PI
+        const = np.ascontiguousarray(np.broadcast_to(const, (n_components,)))
+    else:
+        scales = prec_chol if covariance_type == "diag" else np.repeat(prec_chol[:, np.newaxis], n_features, axis=1)
+        factor = np.ascontiguousarray(scales)
+        log_scales = np.log(factor) - 0.5 * _LOG_2PI
+        variances = 1.0 / factor**2
+    rows = _CHUNK_ELEMENTS // (n_components * (n_features + 2))
+    rows = int(min(_MAX_CHUNK_ROWS, max(_MIN_CHUNK_ROWS, rows)))
+    grouped = group_by_pattern(n_samples, n_features, n_components, covariance_type)
+    return _Prepared(
+        full, means64, factor, precision, const, log_scales, variances, np.zeros((1, n_features)), grouped, rows
+    )
+
+
+def _split(X, grouped):
+    """Rows by kind: (complete, incomplete with something observed in processing order, missing mask)."""
+    missing = np.isnan(X)
+    counts = missing.sum(axis=1)
+    complete = counts == 0
+    partial = np.flatnonzero((counts > 0) & (counts < X.shape[1]))
+    if grouped and partial.size > 1:
+        partial = partial[np.argsort(_pattern_keys(missing[partial]), kind="stable")]
+    return complete, partial, missing
+
+
+# --------------------------------------------------------------------------- one chunk of incomplete rows
+def _complete_chunk(prep, chunk):
+    """Centred completed rows (K, D, rows) and the density corrections (K, rows) of a chunk."""
+    n_components, n_features = prep.means.shape
+    centred = np.empty((n_components, n_features, chunk.shape[0]))
+    if prep.full:
+        extra = np.empty((n_components, chunk.shape[0]))
+        missing_kernels.complete_full(chunk, prep.means, prep.precision, centred, extra)
+    else:
+        missing_kernels.complete_diag(chunk, prep.means, centred)
+        extra = prep.log_scales @ (~np.isnan(chunk)).T.astype(np.float64)  # sum over observed coordinates
+    return centred, extra
+
+
+def _chunk_log_density(prep, chunk, out):
+    """``log N(x_o | mu_ko, Sigma_k,oo)`` of a chunk of incomplete rows into ``out`` (K, rows); returns the
+    centred completed rows."""
+    centred, extra = _complete_chunk(prep, chunk)
+    for k in range(prep.means.shape[0]):
+        if prep.full:
+            u = prep.factor[k : k + 1] if prep.factor.shape[0] > 1 else prep.factor
+            kernels.full_log_density(centred[k], prep.zeros, u, prep.const[k : k + 1], out[k : k + 1])
+        else:
+            kernels.diag_log_density(centred[k], prep.zeros, prep.factor[k : k + 1], prep.zeros[0, :1], out[k : k + 1])
+    out += extra
+    return centred
+
+
+class _Running(NamedTuple):
+    """Running statistics of incomplete rows (updated in place)."""
+
+    post: np.ndarray
+    first: np.ndarray
+    second: np.ndarray  # scatter of the completed rows (upper triangle for full and tied)
+    conditional: np.ndarray  # summed conditional covariances
+
+
+def _empty_running(prep):
+    n_components, n_features = prep.means.shape
+    shape = (n_components, n_features, n_features) if prep.full else (n_components, n_features)
+    return _Running(np.zeros(n_components), np.zeros((n_components, n_features)), np.zeros(shape), np.zeros(shape))
+
+
+def _chunk_moments(prep, chunk, centred, resp, shift, running):
+    """Merge a chunk's completed-row moments and conditional covariances into ``running``.
+
+    ``shift`` (K, D) is ``c_k - mu_k``: the centred rows minus it are the rows minus the centre.
+    """
+    moments = kernels.full_moments if prep.full else kernels.diag_moments
+    for k in range(prep.means.shape[0]):
+        sl = slice(k, k + 1)
+        moments(centred[k], resp[sl], shift[sl], running.post[sl], running.first[sl], running.second[sl])
+    if prep.full:
+        missing_kernels.conditional_covariance_full(chunk, prep.precision, resp, running.conditional)
+    else:
+        running.conditional[...] += (resp @ np.isnan(chunk).astype(np.float64)) * prep.variances
+
+
+def _finish(prep, running):
+    second = running.second
+    if prep.full:  # mirror the upper triangles
+        rows, cols = np.triu_indices(second.shape[1], 1)
+        second[:, cols, rows] = second[:, rows, cols]
+    return gaussian.GaussianStats(running.post, running.first, second + running.conditional)
+
+
+def _chunks(X, index, rows):
+    """Float64 C-contiguous copies of ``X[index]``, ``rows`` at a time, with their indices."""
+    for start in range(0, index.size, rows):
+        part = index[start : start + rows]
+        yield part, np.ascontiguousarray(X[part], dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- public functions
+def log_likelihood(X, means, prec_chol, covariance_type, out=None):
+    """Log-density of the observed coordinates of every row under every component.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        NaN marks a missing entry (infinity is a ValueError).
+    means : ndarray of shape (n_components, n_features)
+    prec_chol : ndarray
+        Precision Cholesky factors, compact shape for ``covariance_type``
+        (see :func:`emkit._densities.gaussian.precisions_cholesky`).
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    out : ndarray of shape (n_samples, n_components), optional
+        Where to write the result.
+
+    Returns
+    -------
+    log_prob : ndarray of shape (n_samples, n_components)
+        ``log N(x_o | mu_ko, Sigma_k,oo)`` over each row's observed
+        coordinates ``o``; exactly 0 for a row with nothing observed. Rows
+        without NaN get :func:`emkit._densities.gaussian.log_likelihood`'s
+        values. Rows with fewer observed coordinates are densities on fewer
+        dimensions (another scale).
+    """
+    X, means = _check_block(X, means)
+    n_samples, n_components = X.shape[0], means.shape[0]
+    if out is None:
+        out = np.empty((n_samples, n_components), dtype=np.result_type(X.dtype, means.dtype))
+    prep = _prepare(means, prec_chol, covariance_type, n_samples)
+    complete, partial, _ = _split(X, prep.grouped)
+    if complete.all():
+        return gaussian.log_likelihood(X, means, prec_chol, covariance_type, out=out)
+    out[~complete] = 0.0  # rows with nothing observed keep it
+    if complete.any():
+        out[complete] = gaussian.log_likelihood(X[complete], means, prec_chol, covariance_type)
+    for part, chunk in _chunks(X, partial, prep.rows):
+        dens = np.empty((n_components, part.size))
+        _chunk_log_density(prep, chunk, dens)
+        out[part] = dens.T
+    return out
+
+
+def accumulate(X, posteriors, means, prec_chol, covariance_type, center=None):
+    """Expected sufficient statistics of the complete data given the observed part, exact at any scale.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        NaN marks a missing entry.
+    posteriors : ndarray of shape (n_samples, n_components)
+        Responsibilities ``r_nk`` (already multiplied by any sample weights).
+    means : ndarray of shape (n_components, n_features)
+    prec_chol : ndarray
+        Precision Cholesky factors: with ``means``, the *current* parameters,
+        which the conditional expectations of the missing coordinates
+        depend on.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    center : ndarray of shape (n_components, n_features), optional
+        ``c_k``, the centre of the first moments; default ``means``.
+
+    Returns
+    -------
+    GaussianStats
+        ``post = sum_n r_nk``, ``first = sum_n r_nk (E[x_n | x_no, k] - c_k)``
+        and ``second`` the expected scatter about the weighted mean
+        ``m_k = c_k + first_k / N_k``:
+        ``sum_n r_nk E[(x_n - m_k)(x_n - m_k)^T | x_no, k]`` (the diagonal for
+        diag and spherical), summed over rows with at least one observed
+        coordinate (rows with nothing observed contribute nothing). Float64.
+    """
+    X, means = _check_block(X, means)
+    posteriors = np.asarray(posteriors)
+    if posteriors.shape != (X.shape[0], means.shape[0]):
+        raise ValueError(f"posteriors must have shape {(X.shape[0], means.shape[0])}, got {posteriors.shape}.")
+    center = means if center is None else center
+    prep = _prepare(means, prec_chol, covariance_type, X.shape[0])
+    complete, partial, _ = _split(X, prep.grouped)
+    if complete.all():
+        return gaussian.accumulate(X, posteriors, center, covariance_type)
+    shift = np.asarray(center, dtype=np.float64) - prep.means
+    running = _empty_running(prep)
+    for part, chunk in _chunks(X, partial, prep.rows):
+        centred, _ = _complete_chunk(prep, chunk)
+        resp = np.ascontiguousarray(posteriors[part].T, dtype=np.float64)
+        _chunk_moments(prep, chunk, centred, resp, shift, running)
+    stats = _finish(prep, running)
+    if complete.any():
+        stats = gaussian.accumulate(X[complete], posteriors[complete], center, covariance_type).add(stats)
+    return stats
+
+
+def mixture_block(X, sample_weight, log_weights, means, prec_chol, covariance_type):
+    """One block of a Gaussian mixture's E-step with missing values: statistics and log-likelihood.
+
+    The drop-in for :func:`emkit._densities.gaussian.mixture_block` (same
+    arguments and results), which it calls on the block's complete rows.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features)
+        NaN marks a missing entry.
+    sample_weight : ndarray of shape (n_rows,) or None
+    log_weights : ndarray of shape (n_components,)
+        Log mixing weights.
+    means : ndarray of shape (n_components, n_features)
+    prec_chol : ndarray
+        Precision Cholesky factors.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+
+    Returns
+    -------
+    stats : GaussianStats
+        Centred on ``means``, as :func:`accumulate` (rows with nothing
+        observed contribute nothing).
+    log_likelihood : float
+        ``sum_n w_n log p(x_no)``, where ``log p(x_no) = logsumexp_k (log pi_k
+        + log N(x_no | mu_ko, Sigma_k,oo))``; a row with nothing observed
+        adds ``w_n logsumexp_k log pi_k`` (0 for normalised weights).
+    """
+    X, means = _check_block(X, means)
+    n_components = means.shape[0]
+    log_weights = np.asarray(log_weights, dtype=np.float64)
+    prep = _prepare(means, prec_chol, covariance_type, X.shape[0])
+    complete, partial, missing = _split(X, prep.grouped)
+    if complete.all():
+        return gaussian.mixture_block(X, sample_weight, log_weights, means, prec_chol, covariance_type)
+    empty = np.flatnonzero(missing.all(axis=1))
+    peak = np.max(log_weights)
+    with np.errstate(divide="ignore"):  # all weights 0 gives -inf, as a complete row would
+        log_total = peak + np.log(np.sum(np.exp(log_weights - peak))) if np.isfinite(peak) else peak
+    total = float(log_total * (empty.size if sample_weight is None else np.sum(sample_weight[empty])))
+    running = _empty_running(prep)
+    no_shift = np.zeros_like(prep.means)  # the centre is the means
+    for part, chunk in _chunks(X, partial, prep.rows):
+        resp = np.empty((n_components, part.size))
+        centred = _chunk_log_density(prep, chunk, resp)
+        resp += log_weights[:, np.newaxis]
+        weight = None if sample_weight is None else sample_weight[part]
+        log_norm = kernels.responsibilities(resp, weight)
+        total += float(np.sum(log_norm)) if weight is None else float(np.dot(weight, log_norm))
+        _chunk_moments(prep, chunk, centred, resp, no_shift, running)
+    stats = _finish(prep, running)
+    if complete.any():
+        weight = None if sample_weight is None else sample_weight[complete]
+        complete_stats, complete_total = gaussian.mixture_block(
+            X[complete], weight, log_weights, means, prec_chol, covariance_type
+        )
+        stats = complete_stats.add(stats)
+        total = complete_total + total
+    return stats, total
+
+
+def conditional_mean(X, posteriors, means, prec_chol, covariance_type):
+    """Rows with their missing entries replaced by their conditional expectation under the mixture.
+
+    .. math::
+
+        \\hat x_{nm} = \\sum_k r_{nk} E[x_m \\mid x_o, k]
+                   = \\sum_k r_{nk} \\big(\\mu_{km} - P_{k,mm}^{-1} P_{k,mo} (x_o - \\mu_{ko})\\big)
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        NaN marks a missing entry.
+    posteriors : ndarray of shape (n_samples, n_components)
+        ``r_nk = p(z_n = k | x_no)`` (for a row with nothing observed, the
+        mixing weights: its result is then ``sum_k pi_k mu_k``).
+    means : ndarray of shape (n_components, n_features)
+    prec_chol : ndarray
+        Precision Cholesky factors.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+
+    Returns
+    -------
+    X_filled : ndarray of shape (n_samples, n_features), float64
+        A new array: observed entries as given, missing ones filled.
+    """
+    X, means = _check_block(X, means)
+    posteriors = np.asarray(posteriors, dtype=np.float64)
+    if posteriors.shape != (X.shape[0], means.shape[0]):
+        raise ValueError(f"posteriors must have shape {(X.shape[0], means.shape[0])}, got {posteriors.shape}.")
+    prep = _prepare(means, prec_chol, covariance_type, X.shape[0])
+    filled = np.array(X, dtype=np.float64)
+    incomplete = np.flatnonzero(np.isnan(filled).any(axis=1))
+    for part, chunk in _chunks(X, incomplete, prep.rows):
+        centred, _ = _complete_chunk(prep, chunk)
+        resp = posteriors[part]  # (rows, K)
+        expected = resp @ prep.means + np.einsum("kdi,ik->id", centred, resp)
+        holes = np.isnan(chunk)
+        block = filled[part]
+        block[holes] = expected[holes]
+        filled[part] = block
+    return filled
