@@ -344,13 +344,23 @@ def test_sorted_and_unsorted_rows_give_the_same_numbers(covariance_type):
         got = gm.log_likelihood(rows, means, prec_chol, covariance_type)
         np.testing.assert_allclose(got, oracle_log_likelihood(rows, means, covariances, covariance_type),
                                    rtol=1e-11, atol=1e-9)
+    # the conditional covariances summed over runs of one pattern (few, sorted; many, unsorted)
     prep = gm._prepare(means, prec_chol, covariance_type, 500)
-    resp = np.ascontiguousarray(random_posteriors(rng, 500, 3).T)
+    resp = random_posteriors(rng, 500, 3)
     sums = []
-    for rows, r in ((X, resp), (X[order], resp[:, order])):
+    for rows, r in ((X, resp), (X[order], resp[order])):
+        rows = np.ascontiguousarray(rows)
+        runs = missing_kernels.pattern_runs(rows)
+        centred, extra = np.empty((3, 5, 500)), np.empty((3, 500))
+        inverses = np.empty((runs.offsets[-1], 3))
+        lanes = np.ascontiguousarray(rows.T)
+        missing_kernels.complete_full(rows, lanes, runs, prep.means, prep.precision, centred, extra, inverses)
         out = np.zeros((3, 5, 5))
-        missing_kernels.conditional_covariance_full(np.ascontiguousarray(rows), prep.precision, np.ascontiguousarray(r), out)
+        missing_kernels.conditional_covariance_full(rows, runs, inverses, np.ascontiguousarray(r.T), out)
         sums.append(out)
+    assert len(missing_kernels.pattern_runs(np.ascontiguousarray(X[order])).starts) - 1 == len(
+        gm.missing_patterns(X).patterns
+    )
     np.testing.assert_allclose(sums[0], sums[1], rtol=1e-12)
 
 
@@ -377,28 +387,43 @@ def test_conditional_mean_is_the_posterior_average(covariance_type):
 
 def test_compiled_kernels_match_their_python():
     rng = np.random.RandomState(11)
-    means, covariances = random_parameters(rng, "full", 2, 4)
-    X = with_holes(rng, rng.normal(size=(40, 4)), 0.4)
-    prep = gm._prepare(means, gaussian.precisions_cholesky(covariances, "full"), "full", 40)
+    n_components, n_features, n_rows = 3, 4, 40
+    means, covariances = random_parameters(rng, "full", n_components, n_features)
+    X = with_holes(rng, rng.normal(size=(n_rows, n_features)), 0.4)
+    X[0] = np.nan
+    prep = gm._prepare(means, gaussian.precisions_cholesky(covariances, "full"), "full", n_rows)
+    runs = missing_kernels.pattern_runs(X)
+    compiled = missing_kernels._pattern_runs
+    starts, offsets = np.zeros(n_rows + 1, dtype=np.intp), np.zeros(n_rows + 1, dtype=np.intp)
+    n_runs = compiled.py_func(X, starts, offsets, np.empty(n_features, dtype=np.intp))
+    np.testing.assert_array_equal(starts[: n_runs + 1], runs.starts)
+    np.testing.assert_array_equal(offsets[: n_runs + 1], runs.offsets)
+
+    lanes = (np.ascontiguousarray(means.T), np.ascontiguousarray(np.moveaxis(prep.precision, 0, -1)))
+    square = (n_features, n_features, n_components)
     results = []
     for kernel in (missing_kernels._complete_full, missing_kernels._complete_full.py_func):
-        centred, extra = np.empty((2, 4, 40)), np.empty((2, 40))
-        kernel(X, prep.means, prep.precision, centred, extra, np.zeros((2, 4, 4)), np.zeros((2, 4, 4)), np.zeros(2),
-               np.empty(4, dtype=np.intp), np.empty(4, dtype=np.intp), np.empty(4))
-        results.append((centred, extra))
-    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-13, atol=1e-13)
-    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-13, atol=1e-13)
-    resp = np.ascontiguousarray(random_posteriors(rng, 40, 2).T)
+        centred, extra = np.empty((n_components, n_features, n_rows)), np.empty((n_components, n_rows))
+        inverses = np.empty((runs.offsets[-1], n_components))
+        kernel(X, np.ascontiguousarray(X.T), runs.starts, runs.offsets, *lanes, centred, extra, inverses,
+               np.zeros(square),
+               np.zeros((n_features, n_components)), np.zeros(square), np.zeros(n_components), np.zeros(n_components),
+               np.empty(n_features, dtype=np.intp), np.empty((n_features, n_components)),
+               np.empty((n_features, n_components)), n_components)
+        results.append((centred, extra, inverses))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+    resp = np.ascontiguousarray(random_posteriors(rng, n_rows, n_components).T)
     sums = []
     for kernel in (missing_kernels._conditional_covariance_full, missing_kernels._conditional_covariance_full.py_func):
-        out = np.zeros((2, 4, 4))
-        kernel(X, prep.precision, resp, out, np.zeros((2, 4, 4)), np.zeros((2, 4, 4)), np.zeros(2),
-               np.empty(4, dtype=np.intp), np.empty(4, dtype=np.intp))
+        out = np.zeros((n_components, n_features, n_features))
+        kernel(X, runs.starts, runs.offsets, results[0][2], resp, out, np.empty(n_features, dtype=np.intp),
+               np.zeros(n_components))
         sums.append(out)
     np.testing.assert_allclose(sums[0], sums[1], rtol=1e-13)
-    centred = [np.empty((2, 4, 40)), np.empty((2, 4, 40))]
-    missing_kernels._complete_diag(X, prep.means, centred[0])
-    missing_kernels._complete_diag.py_func(X, prep.means, centred[1])
+    centred = [np.empty((n_components, n_features, n_rows)) for _ in range(2)]
+    missing_kernels._complete_diag(np.ascontiguousarray(X.T), prep.means, centred[0])
+    missing_kernels._complete_diag.py_func(np.ascontiguousarray(X.T), prep.means, centred[1])
     np.testing.assert_array_equal(centred[0], centred[1])
 
 

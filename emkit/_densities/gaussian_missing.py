@@ -219,31 +219,44 @@ def _split(X, grouped):
 
 
 # --------------------------------------------------------------------------- one chunk of incomplete rows
+class _Completed(NamedTuple):
+    """A chunk of incomplete rows completed by each component (see :func:`_complete_chunk`)."""
+
+    centred: np.ndarray  # (K, D, rows): E[x | x_o, k] - mu_k, as lanes
+    extra: np.ndarray  # (K, rows): log N(x_o | ...) minus the complete-row density of the completed row
+    runs: missing_kernels.PatternRuns  # full and tied: runs of one pattern
+    inverses: np.ndarray  # full and tied: each run's P_k,mm^-1
+
+
 def _complete_chunk(prep, chunk):
-    """Centred completed rows (K, D, rows) and the density corrections (K, rows) of a chunk."""
     n_components, n_features = prep.means.shape
     centred = np.empty((n_components, n_features, chunk.shape[0]))
+    lanes = np.empty((n_features, chunk.shape[0]))
+    kernels.transpose_into(chunk, lanes)
     if prep.full:
+        runs = missing_kernels.pattern_runs(chunk)
         extra = np.empty((n_components, chunk.shape[0]))
-        missing_kernels.complete_full(chunk, prep.means, prep.precision, centred, extra)
-    else:
-        missing_kernels.complete_diag(chunk, prep.means, centred)
-        extra = prep.log_scales @ (~np.isnan(chunk)).T.astype(np.float64)  # sum over observed coordinates
-    return centred, extra
+        inverses = np.empty((runs.offsets[-1], n_components))
+        missing_kernels.complete_full(chunk, lanes, runs, prep.means, prep.precision, centred, extra, inverses)
+        return _Completed(centred, extra, runs, inverses)
+    missing_kernels.complete_diag(lanes, prep.means, centred)
+    extra = prep.log_scales @ (~np.isnan(lanes)).astype(np.float64)  # sum over observed coordinates
+    return _Completed(centred, extra, None, None)
 
 
 def _chunk_log_density(prep, chunk, out):
     """``log N(x_o | mu_ko, Sigma_k,oo)`` of a chunk of incomplete rows into ``out`` (K, rows); returns the
-    centred completed rows."""
-    centred, extra = _complete_chunk(prep, chunk)
+    completed rows."""
+    completed = _complete_chunk(prep, chunk)
     for k in range(prep.means.shape[0]):
+        lanes = completed.centred[k]
         if prep.full:
             u = prep.factor[k : k + 1] if prep.factor.shape[0] > 1 else prep.factor
-            kernels.full_log_density(centred[k], prep.zeros, u, prep.const[k : k + 1], out[k : k + 1])
+            kernels.full_log_density(lanes, prep.zeros, u, prep.const[k : k + 1], out[k : k + 1])
         else:
-            kernels.diag_log_density(centred[k], prep.zeros, prep.factor[k : k + 1], prep.zeros[0, :1], out[k : k + 1])
-    out += extra
-    return centred
+            kernels.diag_log_density(lanes, prep.zeros, prep.factor[k : k + 1], prep.zeros[0, :1], out[k : k + 1])
+    out += completed.extra
+    return completed
 
 
 class _Running(NamedTuple):
@@ -261,7 +274,7 @@ def _empty_running(prep):
     return _Running(np.zeros(n_components), np.zeros((n_components, n_features)), np.zeros(shape), np.zeros(shape))
 
 
-def _chunk_moments(prep, chunk, centred, resp, shift, running):
+def _chunk_moments(prep, chunk, completed, resp, shift, running):
     """Merge a chunk's completed-row moments and conditional covariances into ``running``.
 
     ``shift`` (K, D) is ``c_k - mu_k``: the centred rows minus it are the rows minus the centre.
@@ -269,9 +282,9 @@ def _chunk_moments(prep, chunk, centred, resp, shift, running):
     moments = kernels.full_moments if prep.full else kernels.diag_moments
     for k in range(prep.means.shape[0]):
         sl = slice(k, k + 1)
-        moments(centred[k], resp[sl], shift[sl], running.post[sl], running.first[sl], running.second[sl])
+        moments(completed.centred[k], resp[sl], shift[sl], running.post[sl], running.first[sl], running.second[sl])
     if prep.full:
-        missing_kernels.conditional_covariance_full(chunk, prep.precision, resp, running.conditional)
+        missing_kernels.conditional_covariance_full(chunk, completed.runs, completed.inverses, resp, running.conditional)
     else:
         running.conditional[...] += (resp @ np.isnan(chunk).astype(np.float64)) * prep.variances
 
@@ -374,9 +387,9 @@ def accumulate(X, posteriors, means, prec_chol, covariance_type, center=None):
     shift = np.asarray(center, dtype=np.float64) - prep.means
     running = _empty_running(prep)
     for part, chunk in _chunks(X, partial, prep.rows):
-        centred, _ = _complete_chunk(prep, chunk)
+        completed = _complete_chunk(prep, chunk)
         resp = np.ascontiguousarray(posteriors[part].T, dtype=np.float64)
-        _chunk_moments(prep, chunk, centred, resp, shift, running)
+        _chunk_moments(prep, chunk, completed, resp, shift, running)
     stats = _finish(prep, running)
     if complete.any():
         stats = gaussian.accumulate(X[complete], posteriors[complete], center, covariance_type).add(stats)
@@ -427,12 +440,12 @@ def mixture_block(X, sample_weight, log_weights, means, prec_chol, covariance_ty
     no_shift = np.zeros_like(prep.means)  # the centre is the means
     for part, chunk in _chunks(X, partial, prep.rows):
         resp = np.empty((n_components, part.size))
-        centred = _chunk_log_density(prep, chunk, resp)
+        completed = _chunk_log_density(prep, chunk, resp)
         resp += log_weights[:, np.newaxis]
         weight = None if sample_weight is None else sample_weight[part]
         log_norm = kernels.responsibilities(resp, weight)
         total += float(np.sum(log_norm)) if weight is None else float(np.dot(weight, log_norm))
-        _chunk_moments(prep, chunk, centred, resp, no_shift, running)
+        _chunk_moments(prep, chunk, completed, resp, no_shift, running)
     stats = _finish(prep, running)
     if complete.any():
         weight = None if sample_weight is None else sample_weight[complete]
@@ -477,7 +490,7 @@ def conditional_mean(X, posteriors, means, prec_chol, covariance_type):
     filled = np.array(X, dtype=np.float64)
     incomplete = np.flatnonzero(np.isnan(filled).any(axis=1))
     for part, chunk in _chunks(X, incomplete, prep.rows):
-        centred, _ = _complete_chunk(prep, chunk)
+        centred = _complete_chunk(prep, chunk).centred
         resp = posteriors[part]  # (rows, K)
         expected = resp @ prep.means + np.einsum("kdi,ik->id", centred, resp)
         holes = np.isnan(chunk)

@@ -23,27 +23,26 @@ that sorts its rows by pattern factorises once per pattern, a caller that
 does not factorises once per row. Both give the same numbers.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
-from ._jit import jit
+from ._jit import jit, specialized
 
-__all__ = ["complete_full", "complete_diag", "conditional_covariance_full"]
+__all__ = ["PatternRuns", "pattern_runs", "complete_full", "complete_diag", "conditional_covariance_full"]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
+_FIXED_SIZES = range(1, 9)  # component counts compiled with constant loop bounds (unrolled loops)
 
 
 @jit(inline=True)
-def _pattern(row, missing, observed, n_features):
-    """Fill the index lists of the row's missing and observed coordinates; return how many are missing."""
+def _missing_of(row, missing, n_features):
+    """Fill ``missing`` with the row's missing coordinates; return how many there are."""
     n_missing = 0
-    n_observed = 0
     for d in range(n_features):
         if np.isnan(row[d]):
             missing[n_missing] = d
             n_missing += 1
-        else:
-            observed[n_observed] = d
-            n_observed += 1
     return n_missing
 
 
@@ -59,89 +58,191 @@ def _same_pattern(row, missing, n_missing, n_features):
     return j == n_missing
 
 
-@jit(inline=True)
-def _factor_block(precision, missing, n_missing, low):
-    """Lower Cholesky factor of ``P[m, m]`` into ``low[:c, :c]``; returns ``log det P[m, m] / 2``.
+class PatternRuns(NamedTuple):
+    """Runs of consecutive rows with one missing pattern (see :func:`pattern_runs`).
 
-    A pivot that is not positive (a precision that is not positive definite
-    in the first place) gives NaN, which the caller's densities then carry.
+    Attributes
+    ----------
+    starts : ndarray of shape (n_runs + 1,), int
+        Run ``r`` is rows ``starts[r]:starts[r + 1]``.
+    offsets : ndarray of shape (n_runs + 1,), int
+        Run ``r``'s conditional covariances (``c_r x c_r`` for ``c_r`` missing
+        coordinates) are rows ``offsets[r]:offsets[r + 1]`` of the
+        ``inverses`` table of :func:`complete_full`.
     """
-    half_log_det = 0.0
-    for a in range(n_missing):
-        for b in range(a + 1):
-            s = precision[missing[a], missing[b]]
-            for j in range(b):
-                s -= low[a, j] * low[b, j]
-            if a == b:
-                pivot = np.sqrt(s) if s > 0.0 else np.nan
-                low[a, a] = pivot
-                half_log_det += np.log(pivot)
-            else:
-                low[a, b] = s / low[b, b]
-    return half_log_det
 
-
-@jit(inline=True)
-def _regression(precision, missing, n_missing, observed, n_observed, low, coef):
-    """``coef[:c, :o] = -P_mm^-1 P_mo``: the conditional mean is ``mu_m + coef (x_o - mu_o)``."""
-    for j in range(n_observed):
-        col = observed[j]
-        # forward: low y = -P[m, col]
-        for a in range(n_missing):
-            s = -precision[missing[a], col]
-            for b in range(a):
-                s -= low[a, b] * coef[b, j]
-            coef[a, j] = s / low[a, a]
-        # backward: low^T z = y
-        for a in range(n_missing - 1, -1, -1):
-            s = coef[a, j]
-            for b in range(a + 1, n_missing):
-                s -= low[b, a] * coef[b, j]
-            coef[a, j] = s / low[a, a]
+    starts: np.ndarray
+    offsets: np.ndarray
 
 
 @jit
-def _complete_full(data, means, precision, centred, extra, low, coef, half_log_det, missing, observed, diff):
+def _pattern_runs(data, starts, offsets, missing):
     n_rows, n_features = data.shape
-    n_components = means.shape[0]
-    n_factors = precision.shape[0]  # 1: tied (one precision for every component)
+    n_runs = 0
     n_missing = -1
-    n_observed = 0
     for i in range(n_rows):
         row = data[i]
         if n_missing < 0 or not _same_pattern(row, missing, n_missing, n_features):
-            n_missing = _pattern(row, missing, observed, n_features)
-            n_observed = n_features - n_missing
-            for f in range(n_factors):
-                half_log_det[f] = _factor_block(precision[f], missing, n_missing, low[f])
-                _regression(precision[f], missing, n_missing, observed, n_observed, low[f], coef[f])
-        for k in range(n_components):
-            f = 0 if n_factors == 1 else k
-            mu = means[k]
-            out = centred[k]
-            for j in range(n_observed):
-                d = observed[j]
-                v = row[d] - mu[d]
-                diff[j] = v
-                out[d, i] = v
-            cf = coef[f]
+            n_missing = _missing_of(row, missing, n_features)
+            starts[n_runs] = i
+            offsets[n_runs + 1] = offsets[n_runs] + n_missing * n_missing
+            n_runs += 1
+    starts[n_runs] = n_rows
+    return n_runs
+
+
+def pattern_runs(data):
+    """Split a block of rows into runs of consecutive rows with the same missing pattern.
+
+    Parameters
+    ----------
+    data : ndarray of shape (n_rows, n_features), float64, C-contiguous
+        NaN marks a missing entry.
+
+    Returns
+    -------
+    PatternRuns
+    """
+    n_rows, n_features = data.shape
+    starts = np.zeros(n_rows + 1, dtype=np.intp)
+    offsets = np.zeros(n_rows + 1, dtype=np.intp)
+    n_runs = _pattern_runs(data, starts, offsets, np.empty(n_features, dtype=np.intp))
+    return PatternRuns(starts[: n_runs + 1], offsets[: n_runs + 1])
+
+
+# Everything below works on *component lanes*: the innermost loop runs over the components (means as
+# (D, K), precisions as (D, D, K)), so the small factorisations and solves of one pattern are done for
+# all components at once, several per vector instruction, instead of one dependent chain at a time.
+# Arrays are indexed in full inside the loops (a view taken in a loop costs numba two atomic
+# reference-count updates).
+@jit(inline=True)
+def _factor_lanes(precision, missing, n_missing, low, reciprocal, half_log_det, product, n_lanes):
+    """Lower Cholesky factors of every component's ``P[m, m]`` into ``low[:c, :c, :]``.
+
+    Also ``reciprocal[a, k]`` (one over each pivot) and ``half_log_det[k] = log det P_k[m, m] / 2``;
+    ``low[a, a]`` keeps the pivot's square (only the reciprocals are read later). A pivot that is
+    not positive (a precision that was not positive definite) gives NaN, which the results then carry.
+    """
+    for k in range(n_lanes):
+        half_log_det[k] = 0.0
+        product[k] = 1.0
+    for a in range(n_missing):
+        ma = missing[a]
+        for b in range(a + 1):
+            mb = missing[b]
+            for k in range(n_lanes):
+                low[a, b, k] = precision[ma, mb, k]
+            for j in range(b):
+                for k in range(n_lanes):
+                    low[a, b, k] -= low[a, j, k] * low[b, j, k]
+            if a == b:
+                for k in range(n_lanes):
+                    s = low[a, a, k]
+                    pivot = np.sqrt(s) if s > 0.0 else np.nan
+                    reciprocal[a, k] = 1.0 / pivot
+                    product[k] *= pivot
+            else:
+                for k in range(n_lanes):
+                    low[a, b, k] *= reciprocal[b, k]
+        if a % 8 == 7 or a == n_missing - 1:  # the log of eight pivots at a time: no overflow
+            for k in range(n_lanes):
+                half_log_det[k] += np.log(product[k])
+                product[k] = 1.0
+
+
+@jit(inline=True)
+def _inverse_lanes(low, reciprocal, n, inverse_low, out, offset, n_lanes):
+    """``out[offset + a * n + b, k] = (P_k[m, m]^-1)[a, b]`` from the factors, through ``L^-1`` (lower)."""
+    for b in range(n):
+        for k in range(n_lanes):
+            inverse_low[b, b, k] = reciprocal[b, k]
+        for a in range(b + 1, n):
+            for k in range(n_lanes):
+                inverse_low[a, b, k] = 0.0
+            for j in range(b, a):
+                for k in range(n_lanes):
+                    inverse_low[a, b, k] += low[a, j, k] * inverse_low[j, b, k]
+            for k in range(n_lanes):
+                inverse_low[a, b, k] *= -reciprocal[a, k]
+    for a in range(n):
+        for b in range(a + 1):
+            ab = offset + a * n + b
+            ba = offset + b * n + a
+            for k in range(n_lanes):
+                out[ab, k] = 0.0
+            for j in range(a, n):  # (L^-T L^-1)[a, b] = sum_j L^-1[j, a] L^-1[j, b], j >= max(a, b)
+                for k in range(n_lanes):
+                    out[ab, k] += inverse_low[j, a, k] * inverse_low[j, b, k]
+            for k in range(n_lanes):
+                out[ba, k] = out[ab, k]
+
+
+@jit(inline=True)
+def _centre_lanes(lanes, means, centred, n_components):
+    """``centred[k, d, i] = lanes[d, i] - means[d, k]`` (NaN stays NaN), along the rows."""
+    n_features, n_rows = lanes.shape
+    for k in range(n_components):
+        for d in range(n_features):
+            m = means[d, k]
+            for i in range(n_rows):
+                centred[k, d, i] = lanes[d, i] - m
+
+
+@jit
+def _complete_full(data, lanes, starts, offsets, means, precision, centred, extra, inverses,
+                   low, reciprocal, inverse_low, half_log_det, product, missing, diff, rhs, n_components):
+    n_features = data.shape[1]
+    _centre_lanes(lanes, means, centred, n_components)  # the observed coordinates, along the rows
+    for r in range(starts.shape[0] - 1):
+        n_missing = _missing_of(data[starts[r]], missing, n_features)
+        _factor_lanes(precision, missing, n_missing, low, reciprocal, half_log_det, product, n_components)
+        base = offsets[r]
+        _inverse_lanes(low, reciprocal, n_missing, inverse_low, inverses, base, n_components)
+        for i in range(starts[r], starts[r + 1]):
+            # the row centred on every component, 0 where missing
+            for d in range(n_features):
+                v = data[i, d]
+                if np.isnan(v):
+                    for k in range(n_components):
+                        diff[d, k] = 0.0
+                else:
+                    for k in range(n_components):
+                        diff[d, k] = v - means[d, k]
+            # rhs = P[m, :] (x - mu) over the observed coordinates, then E[x_m | x_o] - mu_m = -P_mm^-1 rhs
             for a in range(n_missing):
-                s = 0.0
-                for j in range(n_observed):
-                    s += cf[a, j] * diff[j]
-                out[missing[a], i] = s
-            extra[k, i] = 0.5 * n_missing * _LOG_2PI - half_log_det[f]
+                ma = missing[a]
+                for k in range(n_components):
+                    rhs[a, k] = 0.0
+                for d in range(n_features):
+                    for k in range(n_components):
+                        rhs[a, k] += precision[ma, d, k] * diff[d, k]
+            for a in range(n_missing):
+                ma = missing[a]
+                for k in range(n_components):
+                    diff[ma, k] = 0.0
+                for b in range(n_missing):
+                    ab = base + a * n_missing + b
+                    for k in range(n_components):
+                        diff[ma, k] -= inverses[ab, k] * rhs[b, k]
+                for k in range(n_components):
+                    centred[k, ma, i] = diff[ma, k]
+            for k in range(n_components):
+                extra[k, i] = 0.5 * n_missing * _LOG_2PI - half_log_det[k]
 
 
-def complete_full(data, means, precision, centred, extra):
+def complete_full(data, lanes, runs, means, precision, centred, extra, inverses):
     """Complete a block of rows with each component's conditional means (full or tied covariances).
 
     Parameters
     ----------
     data : ndarray of shape (n_rows, n_features), float64, C-contiguous
-        Rows with NaN at their missing coordinates. Rows with the same
-        pattern in a run share one factorisation (sort them by pattern to
-        factorise once per pattern).
+        Rows with NaN at their missing coordinates.
+    lanes : ndarray of shape (n_features, n_rows), float64, C-contiguous
+        The same rows transposed.
+    runs : PatternRuns
+        From :func:`pattern_runs` on ``data``: each run's ``P_mm`` is
+        factorised once (sort the rows by pattern to factorise once per
+        pattern).
     means : ndarray of shape (n_components, n_features), float64
     precision : ndarray of shape (n_components, n_features, n_features) or (1, n_features, n_features)
         The precision matrices ``P_k = Sigma_k^-1`` (one shared matrix for tied).
@@ -154,32 +255,35 @@ def complete_full(data, means, precision, centred, extra):
         Receives ``|m|/2 log(2 pi) - 1/2 log det P_k,mm``: added to the
         complete-row density of the completed row it gives the marginal
         density of the observed coordinates.
+    inverses : ndarray of shape (runs.offsets[-1], n_components), float64, C-contiguous
+        Receives each run's conditional covariances ``P_k,mm^-1``, for
+        :func:`conditional_covariance_full`.
     """
-    n_features = data.shape[1]
-    n_factors = precision.shape[0]
-    low = np.zeros((n_factors, n_features, n_features))
-    coef = np.zeros((n_factors, n_features, n_features))
-    index = [np.empty(n_features, dtype=np.intp) for _ in range(2)]
-    _complete_full(
-        data, means, precision, centred, extra, low, coef, np.zeros(n_factors), *index, np.empty(n_features)
+    n_components, n_features = means.shape
+    means_lanes = np.ascontiguousarray(means.T)
+    precision_lanes = np.ascontiguousarray(np.broadcast_to(np.moveaxis(precision, 0, -1), precision.shape[1:] + (n_components,)))
+    square = (n_features, n_features, n_components)
+    args = (
+        data, lanes, runs.starts, runs.offsets, means_lanes, precision_lanes, centred, extra, inverses,
+        np.zeros(square), np.zeros((n_features, n_components)), np.zeros(square), np.zeros(n_components),
+        np.zeros(n_components), np.empty(n_features, dtype=np.intp), np.empty((n_features, n_components)),
+        np.empty((n_features, n_components)), n_components,
     )
+    specialized(_complete_full, args, constant=n_components in _FIXED_SIZES)(*args)
 
 
 @jit
-def _complete_diag(data, means, centred):
-    n_rows, n_features = data.shape
+def _complete_diag(lanes, means, centred):
+    n_features, n_rows = lanes.shape
     for k in range(means.shape[0]):
-        mu = means[k]
-        out = centred[k]
         for d in range(n_features):
-            m = mu[d]
-            lane = out[d]
+            m = means[k, d]
             for i in range(n_rows):
-                v = data[i, d]
-                lane[i] = 0.0 if np.isnan(v) else v - m
+                v = lanes[d, i] - m
+                centred[k, d, i] = 0.0 if np.isnan(v) else v
 
 
-def complete_diag(data, means, centred):
+def complete_diag(lanes, means, centred):
     """Complete a block of rows for diagonal (or spherical) covariances.
 
     With independent coordinates the conditional mean of a missing one is
@@ -188,95 +292,55 @@ def complete_diag(data, means, centred):
 
     Parameters
     ----------
-    data : ndarray of shape (n_rows, n_features), float64, C-contiguous
+    lanes : ndarray of shape (n_features, n_rows), float64, C-contiguous
+        The rows transposed, NaN at their missing coordinates.
     means : ndarray of shape (n_components, n_features), float64
     centred : ndarray of shape (n_components, n_features, n_rows), float64, C-contiguous
         Receives the lanes of the centred completed rows.
     """
-    _complete_diag(data, means, centred)
+    _complete_diag(lanes, means, centred)
 
 
 @jit
-def _conditional_covariance_full(data, precision, resp, out, low, inverse, mass, missing, observed):
-    n_rows, n_features = data.shape
+def _conditional_covariance_full(data, starts, offsets, inverses, resp, out, missing, mass):
+    n_features = data.shape[1]
     n_components = resp.shape[0]
-    n_factors = precision.shape[0]
-    n_missing = -1
-    for i in range(n_rows + 1):
-        row = data[min(i, n_rows - 1)]
-        if i < n_rows and n_missing >= 0 and _same_pattern(row, missing, n_missing, n_features):
-            for k in range(n_components):
-                mass[k] += resp[k, i]
+    for r in range(starts.shape[0] - 1):
+        n_missing = _missing_of(data[starts[r]], missing, n_features)
+        if n_missing == 0:
             continue
-        # a run of one pattern ends: add its mass times P_mm^-1 for every component
-        if n_missing > 0:
-            for f in range(n_factors):
-                _factor_block(precision[f], missing, n_missing, low[f])
-                _inverse_from_factor(low[f], n_missing, inverse[f])
-            for k in range(n_components):
-                w = mass[k]
-                if w == 0.0:
-                    continue
-                inv = inverse[0 if n_factors == 1 else k]
-                target = out[k]
-                for a in range(n_missing):
-                    for b in range(n_missing):
-                        target[missing[a], missing[b]] += w * inv[a, b]
-        if i == n_rows:
-            break
-        n_missing = _pattern(row, missing, observed, n_features)
         for k in range(n_components):
-            mass[k] = resp[k, i]
+            total = 0.0
+            for i in range(starts[r], starts[r + 1]):
+                total += resp[k, i]
+            mass[k] = total
+        base = offsets[r]
+        for a in range(n_missing):
+            for b in range(n_missing):
+                ab = base + a * n_missing + b
+                for k in range(n_components):
+                    out[k, missing[a], missing[b]] += mass[k] * inverses[ab, k]
 
 
-@jit(inline=True)
-def _inverse_from_factor(low, n, inverse):
-    """``inverse[:n, :n] = (low low^T)^-1`` from the lower factor, column by column."""
-    for col in range(n):
-        # forward: low y = e_col
-        for a in range(n):
-            s = 1.0 if a == col else 0.0
-            for b in range(a):
-                s -= low[a, b] * inverse[b, col]
-            inverse[a, col] = s / low[a, a]
-        # backward: low^T z = y
-        for a in range(n - 1, -1, -1):
-            s = inverse[a, col]
-            for b in range(a + 1, n):
-                s -= low[b, a] * inverse[b, col]
-            inverse[a, col] = s / low[a, a]
-
-
-def conditional_covariance_full(data, precision, resp, out):
+def conditional_covariance_full(data, runs, inverses, resp, out):
     """Add ``sum_i r_ik Cov[x_m | x_o, k]`` (on each row's missing block) to ``out`` (full or tied).
 
     ``Cov[x_m | x_o, k] = P_k,mm^-1`` does not depend on the observed values:
-    the weights of a run of rows with one pattern are summed first and the
-    inverse is formed once per run.
+    the weights of a run are summed, then multiply the run's inverse.
 
     Parameters
     ----------
     data : ndarray of shape (n_rows, n_features), float64, C-contiguous
         Rows with NaN at their missing coordinates.
-    precision : ndarray of shape (n_components or 1, n_features, n_features)
+    runs : PatternRuns
+    inverses : ndarray of shape (runs.offsets[-1], n_components)
+        From :func:`complete_full` on the same rows.
     resp : ndarray of shape (n_components, n_rows), float64, C-contiguous
         Weights ``r_ik``.
     out : ndarray of shape (n_components, n_features, n_features), float64
         Updated in place (both triangles).
     """
-    n_features = data.shape[1]
-    n_factors = precision.shape[0]
-    if data.shape[0] == 0:
-        return
     _conditional_covariance_full(
-        data,
-        precision,
-        resp,
-        out,
-        np.zeros((n_factors, n_features, n_features)),
-        np.zeros((n_factors, n_features, n_features)),
+        data, runs.starts, runs.offsets, inverses, resp, out, np.empty(data.shape[1], dtype=np.intp),
         np.zeros(resp.shape[0]),
-        np.empty(n_features, dtype=np.intp),
-        np.empty(n_features, dtype=np.intp),
     )
-
