@@ -69,6 +69,7 @@ __all__ = [
     "MissingPatterns",
     "missing_patterns",
     "group_by_pattern",
+    "pattern_order",
     "log_likelihood",
     "accumulate",
     "mixture_block",
@@ -131,6 +132,32 @@ def missing_patterns(X):
     return MissingPatterns(missing, missing[first], inverse.reshape(-1))
 
 
+def pattern_order(X):
+    """A permutation of the rows that sorts them by missing pattern (complete rows first).
+
+    A mixture's rows are exchangeable: a caller that permutes its data once
+    (at validation) with this order gives every block long runs of one
+    pattern, so each pattern's ``P_mm`` is factorised once per block instead
+    of once per short run. Sequences must not be reordered.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        NaN marks a missing entry.
+
+    Returns
+    -------
+    order : ndarray of shape (n_samples,), int
+        Stable: rows with one pattern keep their relative order.
+    """
+    X = np.asarray(X)
+    if X.shape[1] <= 62:
+        keys = missing_kernels.row_patterns(X)[1]
+    else:
+        keys = _pattern_keys(np.isnan(X))
+    return np.argsort(keys, kind="stable")
+
+
 def group_by_pattern(n_samples, n_features, n_components, covariance_type):
     """Whether sorting incomplete rows by missing pattern pays for full and tied covariances.
 
@@ -181,7 +208,7 @@ class _Prepared(NamedTuple):
     rows: int  # rows per chunk
 
 
-def _prepare(means, prec_chol, covariance_type, n_samples):
+def _prepare(means, prec_chol, covariance_type, n_samples, group=None):
     if covariance_type not in gaussian.COVARIANCE_TYPES:
         raise ValueError(f"covariance_type must be one of {gaussian.COVARIANCE_TYPES}, got {covariance_type!r}.")
     means64 = np.ascontiguousarray(means, dtype=np.float64)
@@ -201,24 +228,63 @@ def _prepare(means, prec_chol, covariance_type, n_samples):
         variances = 1.0 / factor**2
     rows = _CHUNK_ELEMENTS // (n_components * (n_features + 2))
     rows = int(min(_MAX_CHUNK_ROWS, max(_MIN_CHUNK_ROWS, rows)))
-    grouped = group_by_pattern(n_samples, n_features, n_components, covariance_type)
+    # diag and spherical factorise nothing: their rows are never sorted
+    grouped = full and (group_by_pattern(n_samples, n_features, n_components, covariance_type) if group is None else group)
     return _Prepared(
         full, means64, factor, precision, const, log_scales, variances, np.zeros((1, n_features)), grouped, rows
     )
 
 
+class _Rows(NamedTuple):
+    """A block's rows by kind (see :func:`_split`)."""
+
+    complete: np.ndarray  # (n,) bool
+    partial: np.ndarray  # indices of rows with something missing and something observed, in processing order
+    empty: np.ndarray  # indices of rows with nothing observed
+    keys: np.ndarray  # pattern keys of the partial rows (in their order), or None
+    counts: np.ndarray  # missing counts of the partial rows, or None
+
+
 def _split(X, grouped):
-    """Rows by kind: (complete, incomplete with something observed in processing order, missing mask)."""
-    missing = np.isnan(X)
-    counts = missing.sum(axis=1)
-    complete = counts == 0
-    partial = np.flatnonzero((counts > 0) & (counts < X.shape[1]))
-    if grouped and partial.size > 1:
-        partial = partial[np.argsort(_pattern_keys(missing[partial]), kind="stable")]
-    return complete, partial, missing
+    n_features = X.shape[1]
+    if n_features <= 62:
+        counts, keys = missing_kernels.row_patterns(X)
+    else:
+        counts, keys = np.isnan(X).sum(axis=1), None
+    partial = np.flatnonzero((counts > 0) & (counts < n_features))
+    if keys is not None:
+        keys = keys[partial]
+        if grouped and partial.size > 1:
+            # a stable radix sort when the keys fit in 16 bits, numpy's merge sort otherwise
+            order = np.argsort(keys.astype(np.uint16) if n_features <= 16 else keys, kind="stable")
+            partial, keys = partial[order], keys[order]
+    elif grouped and partial.size > 1:
+        partial = partial[np.argsort(_pattern_keys(np.isnan(X[partial])), kind="stable")]
+    return _Rows(counts == 0, partial, np.flatnonzero(counts == n_features), keys,
+                 None if keys is None else counts[partial])
 
 
 # --------------------------------------------------------------------------- one chunk of incomplete rows
+class _Chunk(NamedTuple):
+    """A chunk of a block's incomplete rows (see :func:`_chunks`)."""
+
+    index: np.ndarray  # the rows' indices in the block
+    rows: np.ndarray  # (n, D) float64
+    lanes: np.ndarray  # (D, n) float64: the rows transposed
+    keys: np.ndarray  # pattern keys, or None
+    counts: np.ndarray  # missing counts, or None
+
+
+def _chunks(X, split, rows):
+    """The incomplete rows of a block (``split`` from :func:`_split`), ``rows`` at a time."""
+    index = split.partial
+    for start in range(0, index.size, rows):
+        part = slice(start, start + rows)
+        keys = None if split.keys is None else split.keys[part]
+        counts = None if split.counts is None else split.counts[part]
+        yield _Chunk(index[part], *missing_kernels.gather_rows(X, index[part]), keys, counts)
+
+
 class _Completed(NamedTuple):
     """A chunk of incomplete rows completed by each component (see :func:`_complete_chunk`)."""
 
@@ -230,32 +296,25 @@ class _Completed(NamedTuple):
 
 def _complete_chunk(prep, chunk):
     n_components, n_features = prep.means.shape
-    centred = np.empty((n_components, n_features, chunk.shape[0]))
-    lanes = np.empty((n_features, chunk.shape[0]))
-    kernels.transpose_into(chunk, lanes)
+    n_rows = chunk.index.size
+    centred = np.empty((n_components, n_features, n_rows))
     if prep.full:
-        runs = missing_kernels.pattern_runs(chunk)
-        extra = np.empty((n_components, chunk.shape[0]))
+        runs = missing_kernels.pattern_runs(chunk.rows, chunk.keys, chunk.counts)
+        extra = np.empty((n_components, n_rows))
         inverses = np.empty((runs.offsets[-1], n_components))
-        missing_kernels.complete_full(chunk, lanes, runs, prep.means, prep.precision, centred, extra, inverses)
+        missing_kernels.complete_full(
+            chunk.rows, chunk.lanes, runs, prep.means, prep.precision, centred, extra, inverses
+        )
         return _Completed(centred, extra, runs, inverses)
-    missing_kernels.complete_diag(lanes, prep.means, centred)
-    extra = prep.log_scales @ (~np.isnan(lanes)).astype(np.float64)  # sum over observed coordinates
+    missing_kernels.complete_diag(chunk.lanes, prep.means, centred)
+    extra = prep.log_scales @ (~np.isnan(chunk.lanes)).astype(np.float64)  # sum over observed coordinates
     return _Completed(centred, extra, None, None)
 
 
 def _chunk_log_density(prep, chunk, out):
-    """``log N(x_o | mu_ko, Sigma_k,oo)`` of a chunk of incomplete rows into ``out`` (K, rows); returns the
-    completed rows."""
+    """``log N(x_o | mu_ko, Sigma_k,oo)`` of a chunk into ``out`` (K, rows); returns the completed rows."""
     completed = _complete_chunk(prep, chunk)
-    for k in range(prep.means.shape[0]):
-        lanes = completed.centred[k]
-        if prep.full:
-            u = prep.factor[k : k + 1] if prep.factor.shape[0] > 1 else prep.factor
-            kernels.full_log_density(lanes, prep.zeros, u, prep.const[k : k + 1], out[k : k + 1])
-        else:
-            kernels.diag_log_density(lanes, prep.zeros, prep.factor[k : k + 1], prep.zeros[0, :1], out[k : k + 1])
-    out += completed.extra
+    missing_kernels.completed_log_density(completed.centred, prep.factor, prep.const, completed.extra, out)
     return completed
 
 
@@ -279,14 +338,13 @@ def _chunk_moments(prep, chunk, completed, resp, shift, running):
 
     ``shift`` (K, D) is ``c_k - mu_k``: the centred rows minus it are the rows minus the centre.
     """
-    moments = kernels.full_moments if prep.full else kernels.diag_moments
-    for k in range(prep.means.shape[0]):
-        sl = slice(k, k + 1)
-        moments(completed.centred[k], resp[sl], shift[sl], running.post[sl], running.first[sl], running.second[sl])
+    missing_kernels.completed_moments(completed.centred, resp, shift, running.post, running.first, running.second)
     if prep.full:
-        missing_kernels.conditional_covariance_full(chunk, completed.runs, completed.inverses, resp, running.conditional)
+        missing_kernels.conditional_covariance_full(
+            chunk.rows, completed.runs, completed.inverses, resp, running.conditional
+        )
     else:
-        running.conditional[...] += (resp @ np.isnan(chunk).astype(np.float64)) * prep.variances
+        running.conditional[...] += (resp @ np.isnan(chunk.rows).astype(np.float64)) * prep.variances
 
 
 def _finish(prep, running):
@@ -297,15 +355,8 @@ def _finish(prep, running):
     return gaussian.GaussianStats(running.post, running.first, second + running.conditional)
 
 
-def _chunks(X, index, rows):
-    """Float64 C-contiguous copies of ``X[index]``, ``rows`` at a time, with their indices."""
-    for start in range(0, index.size, rows):
-        part = index[start : start + rows]
-        yield part, np.ascontiguousarray(X[part], dtype=np.float64)
-
-
 # --------------------------------------------------------------------------- public functions
-def log_likelihood(X, means, prec_chol, covariance_type, out=None):
+def log_likelihood(X, means, prec_chol, covariance_type, out=None, *, group=None):
     """Log-density of the observed coordinates of every row under every component.
 
     Parameters
@@ -319,6 +370,12 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None):
     covariance_type : {"full", "tied", "diag", "spherical"}
     out : ndarray of shape (n_samples, n_components), optional
         Where to write the result.
+    group : bool, optional
+        Sort the incomplete rows by missing pattern before processing them
+        (one factorisation per pattern rather than per run of consecutive
+        rows); None chooses by shape (:func:`group_by_pattern`). The results
+        agree to round-off either way. Full and tied only (diag and
+        spherical factorise nothing and never sort).
 
     Returns
     -------
@@ -333,21 +390,21 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None):
     n_samples, n_components = X.shape[0], means.shape[0]
     if out is None:
         out = np.empty((n_samples, n_components), dtype=np.result_type(X.dtype, means.dtype))
-    prep = _prepare(means, prec_chol, covariance_type, n_samples)
-    complete, partial, _ = _split(X, prep.grouped)
-    if complete.all():
+    prep = _prepare(means, prec_chol, covariance_type, n_samples, group)
+    split = _split(X, prep.grouped)
+    if split.complete.all():
         return gaussian.log_likelihood(X, means, prec_chol, covariance_type, out=out)
-    out[~complete] = 0.0  # rows with nothing observed keep it
-    if complete.any():
-        out[complete] = gaussian.log_likelihood(X[complete], means, prec_chol, covariance_type)
-    for part, chunk in _chunks(X, partial, prep.rows):
-        dens = np.empty((n_components, part.size))
+    out[split.empty] = 0.0
+    if split.complete.any():
+        out[split.complete] = gaussian.log_likelihood(X[split.complete], means, prec_chol, covariance_type)
+    for chunk in _chunks(X, split, prep.rows):
+        dens = np.empty((n_components, chunk.index.size))
         _chunk_log_density(prep, chunk, dens)
-        out[part] = dens.T
+        out[chunk.index] = dens.T
     return out
 
 
-def accumulate(X, posteriors, means, prec_chol, covariance_type, center=None):
+def accumulate(X, posteriors, means, prec_chol, covariance_type, center=None, *, group=None):
     """Expected sufficient statistics of the complete data given the observed part, exact at any scale.
 
     Parameters
@@ -364,6 +421,12 @@ def accumulate(X, posteriors, means, prec_chol, covariance_type, center=None):
     covariance_type : {"full", "tied", "diag", "spherical"}
     center : ndarray of shape (n_components, n_features), optional
         ``c_k``, the centre of the first moments; default ``means``.
+    group : bool, optional
+        Sort the incomplete rows by missing pattern before processing them
+        (one factorisation per pattern rather than per run of consecutive
+        rows); None chooses by shape (:func:`group_by_pattern`). The results
+        agree to round-off either way. Full and tied only (diag and
+        spherical factorise nothing and never sort).
 
     Returns
     -------
@@ -380,23 +443,24 @@ def accumulate(X, posteriors, means, prec_chol, covariance_type, center=None):
     if posteriors.shape != (X.shape[0], means.shape[0]):
         raise ValueError(f"posteriors must have shape {(X.shape[0], means.shape[0])}, got {posteriors.shape}.")
     center = means if center is None else center
-    prep = _prepare(means, prec_chol, covariance_type, X.shape[0])
-    complete, partial, _ = _split(X, prep.grouped)
-    if complete.all():
+    prep = _prepare(means, prec_chol, covariance_type, X.shape[0], group)
+    split = _split(X, prep.grouped)
+    if split.complete.all():
         return gaussian.accumulate(X, posteriors, center, covariance_type)
     shift = np.asarray(center, dtype=np.float64) - prep.means
     running = _empty_running(prep)
-    for part, chunk in _chunks(X, partial, prep.rows):
+    for chunk in _chunks(X, split, prep.rows):
         completed = _complete_chunk(prep, chunk)
-        resp = np.ascontiguousarray(posteriors[part].T, dtype=np.float64)
+        resp = np.ascontiguousarray(posteriors[chunk.index].T, dtype=np.float64)
         _chunk_moments(prep, chunk, completed, resp, shift, running)
     stats = _finish(prep, running)
-    if complete.any():
+    if split.complete.any():
+        complete = split.complete
         stats = gaussian.accumulate(X[complete], posteriors[complete], center, covariance_type).add(stats)
     return stats
 
 
-def mixture_block(X, sample_weight, log_weights, means, prec_chol, covariance_type):
+def mixture_block(X, sample_weight, log_weights, means, prec_chol, covariance_type, *, group=None):
     """One block of a Gaussian mixture's E-step with missing values: statistics and log-likelihood.
 
     The drop-in for :func:`emkit._densities.gaussian.mixture_block` (same
@@ -413,6 +477,12 @@ def mixture_block(X, sample_weight, log_weights, means, prec_chol, covariance_ty
     prec_chol : ndarray
         Precision Cholesky factors.
     covariance_type : {"full", "tied", "diag", "spherical"}
+    group : bool, optional
+        Sort the incomplete rows by missing pattern before processing them
+        (one factorisation per pattern rather than per run of consecutive
+        rows); None chooses by shape (:func:`group_by_pattern`). The results
+        agree to round-off either way. Full and tied only (diag and
+        spherical factorise nothing and never sort).
 
     Returns
     -------
@@ -427,27 +497,28 @@ def mixture_block(X, sample_weight, log_weights, means, prec_chol, covariance_ty
     X, means = _check_block(X, means)
     n_components = means.shape[0]
     log_weights = np.asarray(log_weights, dtype=np.float64)
-    prep = _prepare(means, prec_chol, covariance_type, X.shape[0])
-    complete, partial, missing = _split(X, prep.grouped)
-    if complete.all():
+    prep = _prepare(means, prec_chol, covariance_type, X.shape[0], group)
+    split = _split(X, prep.grouped)
+    if split.complete.all():
         return gaussian.mixture_block(X, sample_weight, log_weights, means, prec_chol, covariance_type)
-    empty = np.flatnonzero(missing.all(axis=1))
     peak = np.max(log_weights)
     with np.errstate(divide="ignore"):  # all weights 0 gives -inf, as a complete row would
         log_total = peak + np.log(np.sum(np.exp(log_weights - peak))) if np.isfinite(peak) else peak
-    total = float(log_total * (empty.size if sample_weight is None else np.sum(sample_weight[empty])))
+    empty_mass = split.empty.size if sample_weight is None else np.sum(sample_weight[split.empty])
+    total = float(log_total * empty_mass) if empty_mass else 0.0
     running = _empty_running(prep)
     no_shift = np.zeros_like(prep.means)  # the centre is the means
-    for part, chunk in _chunks(X, partial, prep.rows):
-        resp = np.empty((n_components, part.size))
+    for chunk in _chunks(X, split, prep.rows):
+        resp = np.empty((n_components, chunk.index.size))
         completed = _chunk_log_density(prep, chunk, resp)
         resp += log_weights[:, np.newaxis]
-        weight = None if sample_weight is None else sample_weight[part]
+        weight = None if sample_weight is None else sample_weight[chunk.index]
         log_norm = kernels.responsibilities(resp, weight)
         total += float(np.sum(log_norm)) if weight is None else float(np.dot(weight, log_norm))
         _chunk_moments(prep, chunk, completed, resp, no_shift, running)
     stats = _finish(prep, running)
-    if complete.any():
+    if split.complete.any():
+        complete = split.complete
         weight = None if sample_weight is None else sample_weight[complete]
         complete_stats, complete_total = gaussian.mixture_block(
             X[complete], weight, log_weights, means, prec_chol, covariance_type
@@ -489,12 +560,13 @@ def conditional_mean(X, posteriors, means, prec_chol, covariance_type):
     prep = _prepare(means, prec_chol, covariance_type, X.shape[0])
     filled = np.array(X, dtype=np.float64)
     incomplete = np.flatnonzero(np.isnan(filled).any(axis=1))
-    for part, chunk in _chunks(X, incomplete, prep.rows):
+    split = _Rows(None, incomplete, None, None, None)
+    for chunk in _chunks(X, split, prep.rows):
         centred = _complete_chunk(prep, chunk).centred
-        resp = posteriors[part]  # (rows, K)
+        resp = posteriors[chunk.index]  # (rows, K)
         expected = resp @ prep.means + np.einsum("kdi,ik->id", centred, resp)
-        holes = np.isnan(chunk)
-        block = filled[part]
+        holes = np.isnan(chunk.rows)
+        block = chunk.rows
         block[holes] = expected[holes]
-        filled[part] = block
+        filled[chunk.index] = block
     return filled

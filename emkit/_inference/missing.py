@@ -28,8 +28,19 @@ from typing import NamedTuple
 import numpy as np
 
 from ._jit import jit, specialized
+from .mixture import _diag_log_density, _full_log_density, _moments
 
-__all__ = ["PatternRuns", "pattern_runs", "complete_full", "complete_diag", "conditional_covariance_full"]
+__all__ = [
+    "row_patterns",
+    "gather_rows",
+    "PatternRuns",
+    "pattern_runs",
+    "complete_full",
+    "complete_diag",
+    "completed_log_density",
+    "completed_moments",
+    "conditional_covariance_full",
+]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 _FIXED_SIZES = range(1, 9)  # component counts compiled with constant loop bounds (unrolled loops)
@@ -91,13 +102,28 @@ def _pattern_runs(data, starts, offsets, missing):
     return n_runs
 
 
-def pattern_runs(data):
+@jit
+def _runs_from_keys(keys, counts, starts, offsets):
+    n_runs = 0
+    for i in range(keys.shape[0]):
+        if i == 0 or keys[i] != keys[i - 1]:
+            starts[n_runs] = i
+            offsets[n_runs + 1] = offsets[n_runs] + counts[i] * counts[i]
+            n_runs += 1
+    starts[n_runs] = keys.shape[0]
+    return n_runs
+
+
+def pattern_runs(data, keys=None, counts=None):
     """Split a block of rows into runs of consecutive rows with the same missing pattern.
 
     Parameters
     ----------
     data : ndarray of shape (n_rows, n_features), float64, C-contiguous
         NaN marks a missing entry.
+    keys, counts : ndarray of shape (n_rows,), optional
+        The rows' pattern keys and missing counts (:func:`row_patterns`),
+        when known: the runs are then read from them instead of the data.
 
     Returns
     -------
@@ -106,7 +132,10 @@ def pattern_runs(data):
     n_rows, n_features = data.shape
     starts = np.zeros(n_rows + 1, dtype=np.intp)
     offsets = np.zeros(n_rows + 1, dtype=np.intp)
-    n_runs = _pattern_runs(data, starts, offsets, np.empty(n_features, dtype=np.intp))
+    if keys is None:
+        n_runs = _pattern_runs(data, starts, offsets, np.empty(n_features, dtype=np.intp))
+    else:
+        n_runs = _runs_from_keys(keys, counts, starts, offsets)
     return PatternRuns(starts[: n_runs + 1], offsets[: n_runs + 1])
 
 
@@ -344,3 +373,146 @@ def conditional_covariance_full(data, runs, inverses, resp, out):
         data, runs.starts, runs.offsets, inverses, resp, out, np.empty(data.shape[1], dtype=np.intp),
         np.zeros(resp.shape[0]),
     )
+
+
+# --------------------------------------------------------------------------- one pass over a block
+@jit
+def _row_patterns(X, counts, keys):
+    n_rows, n_features = X.shape
+    for i in range(n_rows):
+        count = 0
+        key = 0
+        for d in range(n_features):
+            if np.isnan(X[i, d]):
+                count += 1
+                key |= 1 << d
+        counts[i] = count
+        keys[i] = key
+
+
+def row_patterns(X):
+    """Missing count and pattern key of every row, in one pass.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features), float32 or float64, at most 62 features
+
+    Returns
+    -------
+    counts : ndarray of shape (n_rows,), int
+        Missing entries per row.
+    keys : ndarray of shape (n_rows,), int64
+        ``sum_d 2^d [x_d missing]``: equal keys, equal patterns.
+    """
+    if X.shape[1] > 62:
+        raise ValueError("row_patterns packs a pattern into 62 bits")
+    counts = np.empty(X.shape[0], dtype=np.intp)
+    keys = np.empty(X.shape[0], dtype=np.int64)
+    _row_patterns(np.ascontiguousarray(X), counts, keys)
+    return counts, keys
+
+
+@jit
+def _gather_rows(X, index, rows, lanes):
+    for j in range(index.shape[0]):
+        i = index[j]
+        for d in range(X.shape[1]):
+            v = X[i, d]
+            rows[j, d] = v
+            lanes[d, j] = v
+
+
+def gather_rows(X, index):
+    """``X[index]`` as float64 rows and as lanes (transposed), in one pass.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64
+    index : ndarray of shape (n_rows,), int
+
+    Returns
+    -------
+    rows : ndarray of shape (n_rows, n_features), float64, C-contiguous
+    lanes : ndarray of shape (n_features, n_rows), float64, C-contiguous
+    """
+    rows = np.empty((index.shape[0], X.shape[1]))
+    lanes = np.empty((X.shape[1], index.shape[0]))
+    _gather_rows(X, np.ascontiguousarray(index, dtype=np.intp), rows, lanes)
+    return rows, lanes
+
+
+# --------------------------------------------------------------------------- the complete-data kernels, per component
+# The completed rows differ by component, so each component's lanes go through the complete-data
+# kernels of :mod:`.mixture` on their own, with one set of scratch arrays for the whole chunk.
+@jit
+def _completed_full_log_density(centred, factors, const, extra, out, zeros, diff, whitened):
+    shared = factors.shape[0] == 1
+    for k in range(centred.shape[0]):
+        f = 0 if shared else k
+        _full_log_density(centred[k], zeros, factors[f : f + 1], const[k : k + 1], out[k : k + 1], diff, whitened)
+        for i in range(out.shape[1]):
+            out[k, i] += extra[k, i]
+
+
+@jit
+def _completed_diag_log_density(centred, scales, extra, out, zeros, zero):
+    for k in range(centred.shape[0]):
+        _diag_log_density(centred[k], zeros, scales[k : k + 1], zero, out[k : k + 1])
+        for i in range(out.shape[1]):
+            out[k, i] += extra[k, i]
+
+
+def completed_log_density(centred, factors, const, extra, out):
+    """Log-densities of completed rows: each component's complete-data density of its own completion.
+
+    Parameters
+    ----------
+    centred : ndarray of shape (n_components, n_features, n_rows), float64, C-contiguous
+        From :func:`complete_full` or :func:`complete_diag`.
+    factors : ndarray
+        ``(K or 1, D, D)`` upper-triangular precision factors (full, tied) or
+        ``(K, D)`` scales ``1 / sigma_kd`` (diag, spherical).
+    const : ndarray of shape (n_components,)
+        ``log det U_k - D/2 log(2 pi)`` (full, tied); not read for diag.
+    extra : ndarray of shape (n_components, n_rows)
+        The per-row correction to a marginal density (see :func:`complete_full`).
+    out : ndarray of shape (n_components, n_rows), float64, C-contiguous
+        Receives ``const_k - 1/2 |U_k^T dhat_k|^2 + extra``.
+    """
+    n_components, n_features, n_rows = centred.shape
+    zeros = np.zeros((1, n_features))
+    if factors.ndim == 3:
+        diff = np.zeros((n_features + 3, n_rows))
+        _completed_full_log_density(centred, factors, const, extra, out, zeros, diff, np.empty((4, n_rows)))
+    else:
+        _completed_diag_log_density(centred, factors, extra, out, zeros, np.zeros(1))
+
+
+@jit
+def _completed_moments(centred, resp, shift, post, first, second, diff, weighted, offset, mean, gap):
+    for k in range(centred.shape[0]):
+        sl = slice(k, k + 1)
+        _moments(centred[k], resp[sl], shift[sl], post[sl], first[sl], second[sl], diff, weighted, offset, mean, gap)
+
+
+def completed_moments(centred, resp, shift, post, first, second):
+    """Merge each component's completed rows' statistics into running ones (see :mod:`.mixture`).
+
+    Parameters
+    ----------
+    centred : ndarray of shape (n_components, n_features, n_rows), float64, C-contiguous
+        Completed rows centred on each component's mean ``mu_k``.
+    resp : ndarray of shape (n_components, n_rows), float64, C-contiguous
+    shift : ndarray of shape (n_components, n_features), float64
+        ``c_k - mu_k``: the statistics are taken about the centre ``c_k``.
+    post, first : ndarray of shape (n_components,), (n_components, n_features)
+    second : ndarray of shape (n_components, n_features, n_features) or (n_components, n_features)
+        Upper triangles of the scatter (full, tied) or its diagonal (diag, spherical).
+    """
+    n_components, n_features, n_rows = centred.shape
+    if second.ndim == 3:
+        diff, weighted = np.zeros((n_features + 3, n_rows)), np.zeros((n_features + 1, n_rows))
+    else:
+        diff = weighted = np.empty((0, 0))
+    scratch = (np.empty(n_features) for _ in range(3))
+    _completed_moments(centred, resp, shift, post, first, second, diff, weighted, *scratch)
