@@ -354,7 +354,7 @@ def test_sorted_and_unsorted_rows_give_the_same_numbers(covariance_type):
         centred, extra = np.empty((3, 5, 500)), np.empty((3, 500))
         inverses = np.empty((runs.offsets[-1], 3))
         lanes = np.ascontiguousarray(rows.T)
-        missing_kernels.complete_full(rows, lanes, runs, prep.means, prep.precision, centred, extra, inverses)
+        missing_kernels.complete_full(rows, lanes, runs, prep.lanes, centred, extra, inverses)
         out = np.zeros((3, 5, 5))
         missing_kernels.conditional_covariance_full(rows, runs, inverses, np.ascontiguousarray(r.T), out)
         sums.append(out)
@@ -418,7 +418,7 @@ def test_compiled_kernels_match_their_python():
     for kernel in (missing_kernels._conditional_covariance_full, missing_kernels._conditional_covariance_full.py_func):
         out = np.zeros((n_components, n_features, n_features))
         kernel(X, runs.starts, runs.offsets, results[0][2], resp, out, np.empty(n_features, dtype=np.intp),
-               np.zeros(n_components))
+               np.zeros(n_components), n_components)
         sums.append(out)
     np.testing.assert_allclose(sums[0], sums[1], rtol=1e-13)
     centred = [np.empty((n_components, n_features, n_rows)) for _ in range(2)]
@@ -432,8 +432,14 @@ def test_bad_input_is_a_clear_error(rng):
     prec_chol = gaussian.precisions_cholesky(covariances, "diag")
     X = rng.normal(size=(5, 3))
     X[1, 1] = np.inf
-    with pytest.raises(ValueError, match="infinity"):
-        gm.log_likelihood(X, means, prec_chol, "diag")
+    for call in (
+        lambda: gm.log_likelihood(X, means, prec_chol, "diag"),
+        lambda: gm.accumulate(X, np.ones((5, 2)), means, prec_chol, "diag"),
+        lambda: gm.mixture_block(X, None, np.log([0.5, 0.5]), means, prec_chol, "diag"),
+        lambda: gm.conditional_mean(X, np.ones((5, 2)), means, prec_chol, "diag"),
+    ):
+        with pytest.raises(ValueError, match="infinity"):
+            call()
     with pytest.raises(ValueError, match="means must have shape"):
         gm.log_likelihood(rng.normal(size=(5, 4)), means, prec_chol, "diag")
     with pytest.raises(ValueError, match="posteriors must have shape"):

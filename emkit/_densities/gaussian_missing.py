@@ -81,6 +81,7 @@ _LOG_2PI = np.log(2.0 * np.pi)
 _CHUNK_ELEMENTS = 1 << 16
 _MIN_CHUNK_ROWS = 64
 _MAX_CHUNK_ROWS = 4096
+_INFINITE = "X contains infinity; only NaN (a missing value) is allowed besides finite values."
 
 
 class MissingPatterns(NamedTuple):
@@ -188,8 +189,6 @@ def _check_block(X, means):
         raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}.")
     if means.ndim != 2 or means.shape[1] != X.shape[1]:
         raise ValueError(f"means must have shape (n_components, {X.shape[1]}), got {means.shape}.")
-    if np.isinf(X).any():
-        raise ValueError("X contains infinity; only NaN (a missing value) is allowed besides finite values.")
     return X, means
 
 
@@ -203,7 +202,7 @@ class _Prepared(NamedTuple):
     const: np.ndarray  # (K,) log det U - D/2 log(2 pi) (full, tied)
     log_scales: np.ndarray  # (K, D) log(1/sigma_kd) - 1/2 log(2 pi) (diag, spherical)
     variances: np.ndarray  # (K, D) (diag, spherical)
-    zeros: np.ndarray  # (1, D): the centre of rows that are already centred
+    lanes: missing_kernels.ComponentLanes  # means and precisions, components last (full, tied)
     grouped: bool  # sort incomplete rows by pattern
     rows: int  # rows per chunk
 
@@ -215,12 +214,13 @@ def _prepare(means, prec_chol, covariance_type, n_samples, group=None):
     n_components, n_features = means64.shape
     prec_chol = np.asarray(prec_chol, dtype=np.float64)
     full = covariance_type in ("full", "tied")
-    factor = precision = const = log_scales = variances = None
+    factor = precision = const = log_scales = variances = lanes = None
     if full:
         factor = np.ascontiguousarray(np.triu(prec_chol[np.newaxis] if covariance_type == "tied" else prec_chol))
         precision = np.ascontiguousarray(np.matmul(factor, np.swapaxes(factor, 1, 2)))
         const = np.sum(np.log(np.diagonal(factor, axis1=1, axis2=2)), axis=1) - 0.5 * n_features * _LOG_2PI
         const = np.ascontiguousarray(np.broadcast_to(const, (n_components,)))
+        lanes = missing_kernels.component_lanes(means64, precision)
     else:
         scales = prec_chol if covariance_type == "diag" else np.repeat(prec_chol[:, np.newaxis], n_features, axis=1)
         factor = np.ascontiguousarray(scales)
@@ -231,7 +231,7 @@ def _prepare(means, prec_chol, covariance_type, n_samples, group=None):
     # diag and spherical factorise nothing: their rows are never sorted
     grouped = full and (group_by_pattern(n_samples, n_features, n_components, covariance_type) if group is None else group)
     return _Prepared(
-        full, means64, factor, precision, const, log_scales, variances, np.zeros((1, n_features)), grouped, rows
+        full, means64, factor, precision, const, log_scales, variances, lanes, grouped, rows
     )
 
 
@@ -245,13 +245,17 @@ class _Rows(NamedTuple):
     counts: np.ndarray  # missing counts of the partial rows, or None
 
 
-def _split(X, grouped):
+def _split(X, grouped, with_empty=False):
+    """The rows of a block by kind (``with_empty``: rows with nothing observed count as partial); a
+    ValueError if some entry is infinite."""
     n_features = X.shape[1]
     if n_features <= 62:
-        counts, keys = missing_kernels.row_patterns(X)
+        counts, keys, infinite = missing_kernels.row_patterns(X)
     else:
-        counts, keys = np.isnan(X).sum(axis=1), None
-    partial = np.flatnonzero((counts > 0) & (counts < n_features))
+        counts, keys, infinite = np.isnan(X).sum(axis=1), None, bool(np.isinf(X).any())
+    if infinite:
+        raise ValueError(_INFINITE)
+    partial = np.flatnonzero((counts > 0) & ((counts < n_features) | with_empty))
     if keys is not None:
         keys = keys[partial]
         if grouped and partial.size > 1:
@@ -302,9 +306,7 @@ def _complete_chunk(prep, chunk):
         runs = missing_kernels.pattern_runs(chunk.rows, chunk.keys, chunk.counts)
         extra = np.empty((n_components, n_rows))
         inverses = np.empty((runs.offsets[-1], n_components))
-        missing_kernels.complete_full(
-            chunk.rows, chunk.lanes, runs, prep.means, prep.precision, centred, extra, inverses
-        )
+        missing_kernels.complete_full(chunk.rows, chunk.lanes, runs, prep.lanes, centred, extra, inverses)
         return _Completed(centred, extra, runs, inverses)
     missing_kernels.complete_diag(chunk.lanes, prep.means, centred)
     extra = prep.log_scales @ (~np.isnan(chunk.lanes)).astype(np.float64)  # sum over observed coordinates
@@ -559,8 +561,7 @@ def conditional_mean(X, posteriors, means, prec_chol, covariance_type):
         raise ValueError(f"posteriors must have shape {(X.shape[0], means.shape[0])}, got {posteriors.shape}.")
     prep = _prepare(means, prec_chol, covariance_type, X.shape[0])
     filled = np.array(X, dtype=np.float64)
-    incomplete = np.flatnonzero(np.isnan(filled).any(axis=1))
-    split = _Rows(None, incomplete, None, None, None)
+    split = _split(X, prep.grouped, with_empty=True)
     for chunk in _chunks(X, split, prep.rows):
         centred = _complete_chunk(prep, chunk).centred
         resp = posteriors[chunk.index]  # (rows, K)

@@ -35,6 +35,8 @@ __all__ = [
     "gather_rows",
     "PatternRuns",
     "pattern_runs",
+    "ComponentLanes",
+    "component_lanes",
     "complete_full",
     "complete_diag",
     "completed_log_density",
@@ -259,7 +261,35 @@ def _complete_full(data, lanes, starts, offsets, means, precision, centred, extr
                 extra[k, i] = 0.5 * n_missing * _LOG_2PI - half_log_det[k]
 
 
-def complete_full(data, lanes, runs, means, precision, centred, extra, inverses):
+class ComponentLanes(NamedTuple):
+    """Component parameters with the components on the last axis (see :func:`component_lanes`)."""
+
+    means: np.ndarray  # (n_features, n_components)
+    precision: np.ndarray  # (n_features, n_features, n_components)
+
+
+def component_lanes(means, precision):
+    """The means and precisions laid out for :func:`complete_full` (once per set of parameters).
+
+    Parameters
+    ----------
+    means : ndarray of shape (n_components, n_features)
+    precision : ndarray of shape (n_components, n_features, n_features) or (1, n_features, n_features)
+        ``P_k = Sigma_k^-1`` (one shared matrix for tied, repeated for every component).
+
+    Returns
+    -------
+    ComponentLanes
+    """
+    n_components = means.shape[0]
+    lanes = np.moveaxis(np.asarray(precision, dtype=np.float64), 0, -1)
+    return ComponentLanes(
+        np.ascontiguousarray(np.asarray(means, dtype=np.float64).T),
+        np.ascontiguousarray(np.broadcast_to(lanes, lanes.shape[:2] + (n_components,))),
+    )
+
+
+def complete_full(data, lanes, runs, components, centred, extra, inverses):
     """Complete a block of rows with each component's conditional means (full or tied covariances).
 
     Parameters
@@ -272,9 +302,9 @@ def complete_full(data, lanes, runs, means, precision, centred, extra, inverses)
         From :func:`pattern_runs` on ``data``: each run's ``P_mm`` is
         factorised once (sort the rows by pattern to factorise once per
         pattern).
-    means : ndarray of shape (n_components, n_features), float64
-    precision : ndarray of shape (n_components, n_features, n_features) or (1, n_features, n_features)
-        The precision matrices ``P_k = Sigma_k^-1`` (one shared matrix for tied).
+    components : ComponentLanes
+        The means ``mu_k`` and precisions ``P_k = Sigma_k^-1``
+        (:func:`component_lanes`).
     centred : ndarray of shape (n_components, n_features, n_rows), float64, C-contiguous
         Receives the completed rows centred on each component, as lanes:
         ``x_o - mu_ko`` on the observed coordinates,
@@ -288,12 +318,10 @@ def complete_full(data, lanes, runs, means, precision, centred, extra, inverses)
         Receives each run's conditional covariances ``P_k,mm^-1``, for
         :func:`conditional_covariance_full`.
     """
-    n_components, n_features = means.shape
-    means_lanes = np.ascontiguousarray(means.T)
-    precision_lanes = np.ascontiguousarray(np.broadcast_to(np.moveaxis(precision, 0, -1), precision.shape[1:] + (n_components,)))
+    n_features, n_components = components.means.shape
     square = (n_features, n_features, n_components)
     args = (
-        data, lanes, runs.starts, runs.offsets, means_lanes, precision_lanes, centred, extra, inverses,
+        data, lanes, runs.starts, runs.offsets, components.means, components.precision, centred, extra, inverses,
         np.zeros(square), np.zeros((n_features, n_components)), np.zeros(square), np.zeros(n_components),
         np.zeros(n_components), np.empty(n_features, dtype=np.intp), np.empty((n_features, n_components)),
         np.empty((n_features, n_components)), n_components,
@@ -331,9 +359,8 @@ def complete_diag(lanes, means, centred):
 
 
 @jit
-def _conditional_covariance_full(data, starts, offsets, inverses, resp, out, missing, mass):
+def _conditional_covariance_full(data, starts, offsets, inverses, resp, out, missing, mass, n_components):
     n_features = data.shape[1]
-    n_components = resp.shape[0]
     for r in range(starts.shape[0] - 1):
         n_missing = _missing_of(data[starts[r]], missing, n_features)
         if n_missing == 0:
@@ -369,25 +396,32 @@ def conditional_covariance_full(data, runs, inverses, resp, out):
     out : ndarray of shape (n_components, n_features, n_features), float64
         Updated in place (both triangles).
     """
-    _conditional_covariance_full(
+    n_components = resp.shape[0]
+    args = (
         data, runs.starts, runs.offsets, inverses, resp, out, np.empty(data.shape[1], dtype=np.intp),
-        np.zeros(resp.shape[0]),
+        np.zeros(n_components), n_components,
     )
+    specialized(_conditional_covariance_full, args, constant=n_components in _FIXED_SIZES)(*args)
 
 
 # --------------------------------------------------------------------------- one pass over a block
 @jit
 def _row_patterns(X, counts, keys):
     n_rows, n_features = X.shape
+    infinite = False
     for i in range(n_rows):
         count = 0
         key = 0
         for d in range(n_features):
-            if np.isnan(X[i, d]):
+            v = X[i, d]
+            if np.isnan(v):
                 count += 1
                 key |= 1 << d
+            elif np.isinf(v):
+                infinite = True
         counts[i] = count
         keys[i] = key
+    return infinite
 
 
 def row_patterns(X):
@@ -403,13 +437,15 @@ def row_patterns(X):
         Missing entries per row.
     keys : ndarray of shape (n_rows,), int64
         ``sum_d 2^d [x_d missing]``: equal keys, equal patterns.
+    infinite : bool
+        Whether some entry is infinite.
     """
     if X.shape[1] > 62:
         raise ValueError("row_patterns packs a pattern into 62 bits")
     counts = np.empty(X.shape[0], dtype=np.intp)
     keys = np.empty(X.shape[0], dtype=np.int64)
-    _row_patterns(np.ascontiguousarray(X), counts, keys)
-    return counts, keys
+    infinite = _row_patterns(X, counts, keys)
+    return counts, keys, bool(infinite)
 
 
 @jit
