@@ -345,7 +345,7 @@ def test_sorted_and_unsorted_rows_give_the_same_numbers(covariance_type):
         np.testing.assert_allclose(got, oracle_log_likelihood(rows, means, covariances, covariance_type),
                                    rtol=1e-11, atol=1e-9)
     # the conditional covariances summed over runs of one pattern (few, sorted; many, unsorted)
-    prep = gm._prepare(means, prec_chol, covariance_type, 500)
+    prep = gm._prepare(means, prec_chol, covariance_type)
     resp = random_posteriors(rng, 500, 3)
     sums = []
     for rows, r in ((X, resp), (X[order], resp[order])):
@@ -362,6 +362,28 @@ def test_sorted_and_unsorted_rows_give_the_same_numbers(covariance_type):
         gm.missing_patterns(X).patterns
     )
     np.testing.assert_allclose(sums[0], sums[1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_grouping_by_pattern_changes_only_round_off(covariance_type):
+    rng = np.random.RandomState(12)
+    means, covariances = random_parameters(rng, covariance_type, 3, 6)
+    X = with_holes(rng, rng.normal(scale=2.0, size=(3000, 6)), 0.25)
+    prec_chol = gaussian.precisions_cholesky(covariances, covariance_type)
+    log_weights = np.log([0.3, 0.3, 0.4])
+    grouped = gm.mixture_block(X, None, log_weights, means, prec_chol, covariance_type, group=True)
+    ungrouped = gm.mixture_block(X, None, log_weights, means, prec_chol, covariance_type, group=False)
+    np.testing.assert_allclose(grouped[1], ungrouped[1], rtol=1e-13)
+    for a, b in zip(grouped[0], ungrouped[0]):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11 * np.abs(b).max())
+    # rows permuted by pattern (what a mixture may do once per fit) give the same block sums
+    order = gm.pattern_order(X)
+    assert np.all(np.diff(gm._pattern_keys(np.isnan(X[order]))) >= 0)
+    np.testing.assert_array_equal(np.sort(order), np.arange(3000))
+    permuted = gm.mixture_block(X[order], None, log_weights, means, prec_chol, covariance_type)
+    np.testing.assert_allclose(permuted[1], grouped[1], rtol=1e-13)
+    for a, b in zip(permuted[0], grouped[0]):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11 * np.abs(b).max())
 
 
 @pytest.mark.parametrize("covariance_type", TYPES)
@@ -391,7 +413,7 @@ def test_compiled_kernels_match_their_python():
     means, covariances = random_parameters(rng, "full", n_components, n_features)
     X = with_holes(rng, rng.normal(size=(n_rows, n_features)), 0.4)
     X[0] = np.nan
-    prep = gm._prepare(means, gaussian.precisions_cholesky(covariances, "full"), "full", n_rows)
+    prep = gm._prepare(means, gaussian.precisions_cholesky(covariances, "full"), "full")
     runs = missing_kernels.pattern_runs(X)
     compiled = missing_kernels._pattern_runs
     starts, offsets = np.zeros(n_rows + 1, dtype=np.intp), np.zeros(n_rows + 1, dtype=np.intp)
@@ -446,3 +468,5 @@ def test_bad_input_is_a_clear_error(rng):
         gm.accumulate(rng.normal(size=(5, 3)), np.ones((4, 2)), means, prec_chol, "diag")
     with pytest.raises(ValueError, match="covariance_type"):
         gm.log_likelihood(rng.normal(size=(5, 3)), means, prec_chol, "banana")
+    with pytest.raises(ValueError, match=r"prec_chol for covariance_type='full' must have shape \(2, 3, 3\)"):
+        gm.log_likelihood(rng.normal(size=(5, 3)), means, prec_chol, "full")
