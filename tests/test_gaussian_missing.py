@@ -165,6 +165,33 @@ def test_float32_rows(covariance_type):
     got = gm.log_likelihood(X, means, prec_chol, covariance_type)
     want = oracle_log_likelihood(X.astype(np.float64), means, covariances, covariance_type)
     np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-9)
+    # the E-step of a float32 block: the same as of its float64 copy (every kernel computes in float64)
+    log_weights = np.log([0.5, 0.5])
+    stats32, total32 = gm.mixture_block(X, None, log_weights, means, prec_chol, covariance_type)
+    stats64, total64 = gm.mixture_block(X.astype(np.float64), None, log_weights, means, prec_chol, covariance_type)
+    np.testing.assert_allclose(total32, total64, rtol=1e-13)
+    for a, b in zip(stats32, stats64):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("n_features", [1, 70])
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_one_feature_and_more_than_62(n_features, covariance_type):
+    # one feature: rows are complete or empty; 70: patterns no longer fit in one integer key
+    rng = np.random.RandomState(13)
+    means, covariances = random_parameters(rng, covariance_type, 2, n_features)
+    X = with_holes(rng, rng.normal(scale=2.0, size=(40, n_features)), 0.3 if n_features == 1 else 0.02)
+    X[-1] = np.nan
+    X[-2] = X[-3]  # two rows with one pattern
+    prec_chol = gaussian.precisions_cholesky(covariances, covariance_type)
+    got = gm.log_likelihood(X, means, prec_chol, covariance_type)
+    np.testing.assert_allclose(got, oracle_log_likelihood(X, means, covariances, covariance_type),
+                               rtol=1e-10, atol=1e-9)
+    resp = random_posteriors(rng, 40, 2)
+    stats = gm.accumulate(X, resp, means, prec_chol, covariance_type)
+    want = oracle_statistics(X, resp, means, covariances, covariance_type, means)
+    for a, b in zip(stats, want):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9 * np.abs(b).max())
 
 
 # ----------------------------------------------------------------------------- statistics

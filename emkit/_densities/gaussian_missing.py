@@ -189,13 +189,20 @@ def group_by_pattern(covariance_type):
 
 
 # --------------------------------------------------------------------------- checks and setup
-def _check_block(X, means):
+def _check_block(X, means, prec_chol, covariance_type):
     X = np.asarray(X)
     means = np.asarray(means)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}.")
     if means.ndim != 2 or means.shape[1] != X.shape[1]:
         raise ValueError(f"means must have shape (n_components, {X.shape[1]}), got {means.shape}.")
+    if covariance_type not in gaussian.COVARIANCE_TYPES:
+        raise ValueError(f"covariance_type must be one of {gaussian.COVARIANCE_TYPES}, got {covariance_type!r}.")
+    expected = gaussian.parameter_shapes("precisions", covariance_type, *means.shape)[0]
+    if np.shape(prec_chol) != expected:
+        raise ValueError(
+            f"prec_chol for covariance_type={covariance_type!r} must have shape {expected}, got {np.shape(prec_chol)}."
+        )
     return X, means
 
 
@@ -214,17 +221,15 @@ class _Prepared(NamedTuple):
     rows: int  # rows per chunk
 
 
+def _grouped(covariance_type, group=None):
+    """Whether incomplete rows are sorted by pattern (the caller's ``group``, else by type)."""
+    return covariance_type in ("full", "tied") and (group_by_pattern(covariance_type) if group is None else bool(group))
+
+
 def _prepare(means, prec_chol, covariance_type, group=None):
-    if covariance_type not in gaussian.COVARIANCE_TYPES:
-        raise ValueError(f"covariance_type must be one of {gaussian.COVARIANCE_TYPES}, got {covariance_type!r}.")
     means64 = np.ascontiguousarray(means, dtype=np.float64)
     n_components, n_features = means64.shape
     prec_chol = np.asarray(prec_chol, dtype=np.float64)
-    expected = gaussian.parameter_shapes("precisions", covariance_type, n_components, n_features)[0]
-    if prec_chol.shape != expected:
-        raise ValueError(
-            f"prec_chol for covariance_type={covariance_type!r} must have shape {expected}, got {prec_chol.shape}."
-        )
     full = covariance_type in ("full", "tied")
     factor = precision = const = log_scales = variances = lanes = None
     if full:
@@ -240,8 +245,9 @@ def _prepare(means, prec_chol, covariance_type, group=None):
         variances = 1.0 / factor**2
     rows = _CHUNK_ELEMENTS // (n_components * (n_features + 2))
     rows = int(min(_MAX_CHUNK_ROWS, max(_MIN_CHUNK_ROWS, rows)))
-    grouped = full and (group_by_pattern(covariance_type) if group is None else bool(group))
-    return _Prepared(full, means64, factor, precision, const, log_scales, variances, lanes, grouped, rows)
+    return _Prepared(
+        full, means64, factor, precision, const, log_scales, variances, lanes, _grouped(covariance_type, group), rows
+    )
 
 
 class _Rows(NamedTuple):
@@ -257,7 +263,10 @@ class _Rows(NamedTuple):
 def _split(X, grouped, with_empty=False):
     """The rows of a block by kind (``with_empty``: rows with nothing observed count as partial); a
     ValueError if some entry is infinite."""
-    n_features = X.shape[1]
+    n_samples, n_features = X.shape
+    if np.isfinite(X).all():  # one vectorised pass settles the usual case: no NaN
+        nothing = np.empty(0, dtype=np.intp)
+        return _Rows(np.ones(n_samples, dtype=bool), nothing, nothing, nothing, nothing)
     if n_features <= 62:
         counts, keys, infinite = missing_kernels.row_patterns(X)
     else:
@@ -397,14 +406,14 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None, *, group=None
         values. Rows with fewer observed coordinates are densities on fewer
         dimensions (another scale).
     """
-    X, means = _check_block(X, means)
+    X, means = _check_block(X, means, prec_chol, covariance_type)
     n_samples, n_components = X.shape[0], means.shape[0]
     if out is None:
         out = np.empty((n_samples, n_components), dtype=np.result_type(X.dtype, means.dtype))
-    prep = _prepare(means, prec_chol, covariance_type, group)
-    split = _split(X, prep.grouped)
+    split = _split(X, _grouped(covariance_type, group))
     if split.complete.all():
         return gaussian.log_likelihood(X, means, prec_chol, covariance_type, out=out)
+    prep = _prepare(means, prec_chol, covariance_type, group)
     out[split.empty] = 0.0
     if split.complete.any():
         out[split.complete] = gaussian.log_likelihood(X[split.complete], means, prec_chol, covariance_type)
@@ -449,15 +458,15 @@ def accumulate(X, posteriors, means, prec_chol, covariance_type, center=None, *,
         diag and spherical), summed over rows with at least one observed
         coordinate (rows with nothing observed contribute nothing). Float64.
     """
-    X, means = _check_block(X, means)
+    X, means = _check_block(X, means, prec_chol, covariance_type)
     posteriors = np.asarray(posteriors)
     if posteriors.shape != (X.shape[0], means.shape[0]):
         raise ValueError(f"posteriors must have shape {(X.shape[0], means.shape[0])}, got {posteriors.shape}.")
     center = means if center is None else center
-    prep = _prepare(means, prec_chol, covariance_type, group)
-    split = _split(X, prep.grouped)
+    split = _split(X, _grouped(covariance_type, group))
     if split.complete.all():
         return gaussian.accumulate(X, posteriors, center, covariance_type)
+    prep = _prepare(means, prec_chol, covariance_type, group)
     shift = np.asarray(center, dtype=np.float64) - prep.means
     running = _empty_running(prep)
     for chunk in _chunks(X, split, prep.rows):
@@ -505,13 +514,13 @@ def mixture_block(X, sample_weight, log_weights, means, prec_chol, covariance_ty
         + log N(x_no | mu_ko, Sigma_k,oo))``; a row with nothing observed
         adds ``w_n logsumexp_k log pi_k`` (0 for normalised weights).
     """
-    X, means = _check_block(X, means)
+    X, means = _check_block(X, means, prec_chol, covariance_type)
     n_components = means.shape[0]
     log_weights = np.asarray(log_weights, dtype=np.float64)
-    prep = _prepare(means, prec_chol, covariance_type, group)
-    split = _split(X, prep.grouped)
+    split = _split(X, _grouped(covariance_type, group))
     if split.complete.all():
         return gaussian.mixture_block(X, sample_weight, log_weights, means, prec_chol, covariance_type)
+    prep = _prepare(means, prec_chol, covariance_type, group)
     peak = np.max(log_weights)
     with np.errstate(divide="ignore"):  # all weights 0 gives -inf, as a complete row would
         log_total = peak + np.log(np.sum(np.exp(log_weights - peak))) if np.isfinite(peak) else peak
@@ -564,7 +573,7 @@ def conditional_mean(X, posteriors, means, prec_chol, covariance_type):
     X_filled : ndarray of shape (n_samples, n_features), float64
         A new array: observed entries as given, missing ones filled.
     """
-    X, means = _check_block(X, means)
+    X, means = _check_block(X, means, prec_chol, covariance_type)
     posteriors = np.asarray(posteriors, dtype=np.float64)
     if posteriors.shape != (X.shape[0], means.shape[0]):
         raise ValueError(f"posteriors must have shape {(X.shape[0], means.shape[0])}, got {posteriors.shape}.")

@@ -408,20 +408,19 @@ def conditional_covariance_full(data, runs, inverses, resp, out):
 @jit
 def _row_patterns(X, counts, keys):
     n_rows, n_features = X.shape
-    infinite = False
+    n_infinite = 0
     for i in range(n_rows):
         count = 0
         key = 0
-        for d in range(n_features):
+        for d in range(n_features):  # without branches: NaN is v != v; infinity, v - v != 0 for a non-NaN v
             v = X[i, d]
-            if np.isnan(v):
-                count += 1
-                key |= 1 << d
-            elif np.isinf(v):
-                infinite = True
+            nan = np.int64(v != v)
+            count += nan
+            key |= nan << d
+            n_infinite += np.int64(v - v != 0.0) - nan
         counts[i] = count
         keys[i] = key
-    return infinite
+    return n_infinite > 0
 
 
 def row_patterns(X):
