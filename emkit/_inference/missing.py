@@ -21,6 +21,13 @@ Only ``P_mm`` (as many rows as there are missing coordinates, usually few)
 is factorised, once per run of rows with the same missing pattern: a caller
 that sorts its rows by pattern factorises once per pattern, a caller that
 does not factorises once per row. Both give the same numbers.
+
+The completed rows differ by component, so they are laid out as one block
+of lanes per component, ``(n_components, n_features, n_rows)``, and each
+component's lanes go through the compiled complete-data functions of
+:mod:`.mixture` (``_full_log_density``, ``_diag_log_density``, ``_moments``:
+private names, called from compiled loops here so that a chunk costs one
+call and one set of scratch arrays).
 """
 
 from typing import NamedTuple
