@@ -3,7 +3,8 @@
 Run from the repository root (one command, about 15 minutes on 2 cores)::
 
     PYTHONPATH=. python benchmarks/bench_missing.py [--repeats 5] [--types full,tied,diag,spherical]
-        [--n 100000] [--blas-threads 1] [--json benchmarks/results/missing.json]
+        [--shapes 2:3,2:8,8:3,8:8,16:3,16:8] [--n 100000] [--blas-threads 1]
+        [--json benchmarks/results/missing.json]
 
 Data: n rows from K Gaussian clusters in D dimensions (random centres of scale
 3, per-feature scales 0.5 to 1.5); then each entry is missing with probability
@@ -227,9 +228,11 @@ def main(argv=None):
     parser.add_argument("--types", default="full,tied,diag,spherical")
     parser.add_argument("--alt-rows", type=int, default=20_000)
     parser.add_argument("--blas-threads", type=int, default=1)
+    parser.add_argument("--shapes", default=",".join(f"{d}:{k}" for d, k in SHAPES), help="D:K pairs, e.g. 16:3,16:8")
     parser.add_argument("--json", default="benchmarks/results/missing.json")
     args = parser.parse_args(argv)
     types = args.types.split(",")
+    shapes = [tuple(int(v) for v in pair.split(":")) for pair in args.shapes.split(",")]
 
     with threadpool_limits(limits=args.blas_threads):
         print(f"n = {args.n}, {MISSING:.0%} of entries missing (MCAR), medians of {args.repeats}, "
@@ -238,7 +241,7 @@ def main(argv=None):
               f"{'per row':>9} {'presorted':>9} | ratios (grouped / per row / presorted)")
         em_rows = []
         for covariance_type in types:
-            for n_features, n_components in SHAPES:
+            for n_features, n_components in shapes:
                 row = time_em(args.n, n_features, n_components, covariance_type, args.repeats)
                 em_rows.append(row)
                 ms, ratio = row["ms_per_iteration"], row["ratio_to_complete"]
@@ -251,7 +254,7 @@ def main(argv=None):
         print(f"{'D':>3} {'K':>3} | {'emkit grouped':>13} {'emkit per row':>13} {'numpy/pattern':>13} "
               f"{'numpy/row':>13}")
         density_rows = []
-        for n_features, n_components in SHAPES:
+        for n_features, n_components in shapes:
             row = time_densities(args.alt_rows, n_features, n_components, max(3, args.repeats // 2))
             density_rows.append(row)
             us = row["us_per_row"]

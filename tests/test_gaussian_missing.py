@@ -381,9 +381,13 @@ def test_sorted_and_unsorted_rows_give_the_same_numbers(covariance_type):
         centred, extra = np.empty((3, 5, 500)), np.empty((3, 500))
         inverses = np.empty((runs.offsets[-1], 3))
         lanes = np.ascontiguousarray(rows.T)
-        missing_kernels.complete_full(rows, lanes, runs, prep.lanes, centred, extra, inverses)
+        run_missing, run_count = missing_kernels.complete_full(
+            rows, lanes, runs, prep.lanes, centred, extra, inverses
+        )
         out = np.zeros((3, 5, 5))
-        missing_kernels.conditional_covariance_full(rows, runs, inverses, np.ascontiguousarray(r.T), out)
+        missing_kernels.conditional_covariance_full(
+            runs, run_missing, run_count, inverses, np.ascontiguousarray(r.T), out
+        )
         sums.append(out)
     assert len(missing_kernels.pattern_runs(np.ascontiguousarray(X[order])).starts) - 1 == len(
         gm.missing_patterns(X).patterns
@@ -463,26 +467,48 @@ def test_compiled_kernels_match_their_python():
     np.testing.assert_array_equal(rows, X.astype(np.float32)[index])
     np.testing.assert_array_equal(lanes, rows.T)
 
-    lanes = (np.ascontiguousarray(means.T), np.ascontiguousarray(np.moveaxis(prep.precision, 0, -1)))
-    square = (n_features, n_features, n_components)
+    # the factorisations (lanes of runs and components) and the completion, compiled and in Python
+    n_runs = len(runs.starts) - 1
+    run_missing = np.empty((n_runs, n_features), dtype=np.intp)
+    run_count = np.empty(n_runs, dtype=np.intp)
+    missing_kernels._run_missing(X, runs.starts, run_missing, run_count)
+    np.testing.assert_array_equal(run_count, np.isnan(X[runs.starts[:-1]]).sum(axis=1))
+    results = []
+    for kernel in (missing_kernels._factor_runs, missing_kernels._factor_runs.py_func):
+        inverses = np.zeros((runs.offsets[-1], n_components))
+        product, log_part = np.ones((n_runs, n_components)), np.zeros((n_runs, n_components))
+        order = np.argsort(run_count, kind="stable")
+        kernel(order, run_count, run_missing, runs.offsets, prep.lanes.precision, inverses, product, log_part,
+               np.empty((5, 200)), n_components)  # 200: batches of a few runs
+        results.append((inverses, product, log_part))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-13)
+    inverses, product, log_part = results[0]
+    for r in range(n_runs):  # against numpy: the inverse of P_k[m, m] and half its log-determinant
+        miss = run_missing[r, : run_count[r]]
+        for k in range(n_components):
+            block = prep.precision[k][np.ix_(miss, miss)]
+            got = inverses[runs.offsets[r] : runs.offsets[r + 1], k].reshape(len(miss), len(miss))
+            np.testing.assert_allclose(got, np.linalg.inv(block), rtol=1e-12)
+            np.testing.assert_allclose(log_part[r, k] + np.log(product[r, k]), 0.5 * np.linalg.slogdet(block)[1],
+                                       rtol=1e-12, atol=1e-14)
+    half_log_det = log_part + np.log(product)
+
     results = []
     for kernel in (missing_kernels._complete_full, missing_kernels._complete_full.py_func):
         centred, extra = np.empty((n_components, n_features, n_rows)), np.empty((n_components, n_rows))
-        inverses = np.empty((runs.offsets[-1], n_components))
-        kernel(X, np.ascontiguousarray(X.T), runs.starts, runs.offsets, *lanes, centred, extra, inverses,
-               np.zeros(square),
-               np.zeros((n_features, n_components)), np.zeros(square), np.zeros(n_components), np.zeros(n_components),
-               np.empty(n_features, dtype=np.intp), np.empty((n_features, n_components)),
-               np.empty((n_features, n_components)), n_components)
-        results.append((centred, extra, inverses))
+        kernel(X, np.ascontiguousarray(X.T), runs.starts, runs.offsets, prep.lanes.means, prep.lanes.precision,
+               centred, extra, inverses, half_log_det, run_missing, run_count,
+               np.empty((n_features, n_components)), np.empty((n_features, n_components)), n_components)
+        results.append((centred, extra))
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
     resp = np.ascontiguousarray(random_posteriors(rng, n_rows, n_components).T)
     sums = []
     for kernel in (missing_kernels._conditional_covariance_full, missing_kernels._conditional_covariance_full.py_func):
         out = np.zeros((n_components, n_features, n_features))
-        kernel(X, runs.starts, runs.offsets, results[0][2], resp, out, np.empty(n_features, dtype=np.intp),
-               np.zeros(n_components), n_components)
+        kernel(runs.starts, runs.offsets, run_missing, run_count, inverses, resp, out, np.zeros(n_components),
+               n_components)
         sums.append(out)
     np.testing.assert_allclose(sums[0], sums[1], rtol=1e-13)
     centred = [np.empty((n_components, n_features, n_rows)) for _ in range(2)]

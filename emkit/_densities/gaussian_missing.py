@@ -277,8 +277,10 @@ def _split(X, grouped, with_empty=False):
     if keys is not None:
         keys = keys[partial]
         if grouped and partial.size > 1:
-            # a stable radix sort when the keys fit in 16 bits, numpy's merge sort otherwise
+            # by pattern, the patterns by number of missing coordinates (runs of one length follow each
+            # other: the loops over them repeat their lengths); stable radix sorts up to 16 features
             order = np.argsort(keys.astype(np.uint16) if n_features <= 16 else keys, kind="stable")
+            order = order[np.argsort(counts[partial[order]].astype(np.uint8), kind="stable")]
             partial, keys = partial[order], keys[order]
     elif grouped and partial.size > 1:
         partial = partial[np.argsort(_pattern_keys(np.isnan(X[partial])), kind="stable")]
@@ -313,7 +315,10 @@ class _Completed(NamedTuple):
     centred: np.ndarray  # (K, D, rows): E[x | x_o, k] - mu_k, as lanes
     extra: np.ndarray  # (K, rows): log N(x_o | ...) minus the complete-row density of the completed row
     runs: missing_kernels.PatternRuns  # full and tied: runs of one pattern
+    run_missing: np.ndarray  # full and tied: each run's missing coordinates (n_runs, D) ...
+    run_count: np.ndarray  # ... and their number (n_runs,)
     inverses: np.ndarray  # full and tied: each run's P_k,mm^-1
+    holes: np.ndarray  # diag and spherical: (D, rows), 1.0 where missing
 
 
 def _complete_chunk(prep, chunk):
@@ -324,11 +329,14 @@ def _complete_chunk(prep, chunk):
         runs = missing_kernels.pattern_runs(chunk.rows, chunk.keys, chunk.counts)
         extra = np.empty((n_components, n_rows))
         inverses = np.empty((runs.offsets[-1], n_components))
-        missing_kernels.complete_full(chunk.rows, chunk.lanes, runs, prep.lanes, centred, extra, inverses)
-        return _Completed(centred, extra, runs, inverses)
+        run_missing, run_count = missing_kernels.complete_full(
+            chunk.rows, chunk.lanes, runs, prep.lanes, centred, extra, inverses
+        )
+        return _Completed(centred, extra, runs, run_missing, run_count, inverses, None)
     missing_kernels.complete_diag(chunk.lanes, prep.means, centred)
-    extra = prep.log_scales @ (~np.isnan(chunk.lanes)).astype(np.float64)  # sum over observed coordinates
-    return _Completed(centred, extra, None, None)
+    holes = np.isnan(chunk.lanes).astype(np.float64)  # (D, rows): 1 where missing
+    extra = prep.log_scales @ (1.0 - holes)  # sums over the observed coordinates
+    return _Completed(centred, extra, None, None, None, None, holes)
 
 
 def _chunk_log_density(prep, chunk, out):
@@ -361,10 +369,10 @@ def _chunk_moments(prep, chunk, completed, resp, shift, running):
     missing_kernels.completed_moments(completed.centred, resp, shift, running.post, running.first, running.second)
     if prep.full:
         missing_kernels.conditional_covariance_full(
-            chunk.rows, completed.runs, completed.inverses, resp, running.conditional
+            completed.runs, completed.run_missing, completed.run_count, completed.inverses, resp, running.conditional
         )
     else:
-        running.conditional[...] += (resp @ np.isnan(chunk.rows).astype(np.float64)) * prep.variances
+        running.conditional[...] += (resp @ completed.holes.T) * prep.variances
 
 
 def _finish(prep, running):

@@ -44,6 +44,7 @@ __all__ = [
     "pattern_runs",
     "ComponentLanes",
     "component_lanes",
+    "factor_runs",
     "complete_full",
     "complete_diag",
     "completed_log_density",
@@ -53,6 +54,7 @@ __all__ = [
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 _FIXED_SIZES = range(1, 9)  # component counts compiled with constant loop bounds (unrolled loops)
+_FACTOR_ELEMENTS = 1 << 16  # scratch elements of one batch of factorisations (c * c * lanes)
 
 
 @jit(inline=True)
@@ -148,71 +150,125 @@ def pattern_runs(data, keys=None, counts=None):
     return PatternRuns(starts[: n_runs + 1], offsets[: n_runs + 1])
 
 
-# Everything below works on *component lanes*: the innermost loop runs over the components (means as
-# (D, K), precisions as (D, D, K)), so the small factorisations and solves of one pattern are done for
-# all components at once, several per vector instruction, instead of one dependent chain at a time.
-# Arrays are indexed in full inside the loops (a view taken in a loop costs numba two atomic
-# reference-count updates).
-@jit(inline=True)
-def _factor_lanes(precision, missing, n_missing, low, reciprocal, half_log_det, product, n_lanes):
-    """Lower Cholesky factors of every component's ``P[m, m]`` into ``low[:c, :c, :]``.
+# The factorisations: every run's P_mm, for every component, is a small Cholesky factorisation and
+# inversion. Done one at a time they cost a dependent chain of divisions and square roots and a few
+# loops of variable length each; here all runs with the same number c of missing coordinates are done
+# together, one *lane* per (run, component), so every innermost loop runs over many independent lanes
+# and vectorises. Arrays are indexed in full inside the loops (a view taken in a loop costs numba two
+# atomic reference-count updates).
+@jit
+def _run_missing(data, starts, run_missing, run_count):
+    """Each run's missing coordinates (``run_missing[r, :run_count[r]]``), read from its first row."""
+    n_features = data.shape[1]
+    for r in range(starts.shape[0] - 1):
+        i = starts[r]
+        count = 0
+        for d in range(n_features):
+            if np.isnan(data[i, d]):
+                run_missing[r, count] = d
+                count += 1
+        run_count[r] = count
 
-    Also ``reciprocal[a, k]`` (one over each pivot) and ``half_log_det[k] = log det P_k[m, m] / 2``;
-    ``low[a, a]`` keeps the pivot's square (only the reciprocals are read later). A pivot that is
-    not positive (a precision that was not positive definite) gives NaN, which the results then carry.
+
+@jit(inline=True)
+def _factor_group(runs, n_missing, run_missing, offsets, precision, inverses, product, log_part, low, reciprocal,
+                  inverse_low, acc, folded, n_components):
+    """Factorise and invert ``P_k[m, m]`` for runs that all have ``n_missing`` missing coordinates.
+
+    Lane ``l = q * n_components + k`` is run ``runs[q]`` and component ``k``. Writes the inverses
+    into ``inverses`` (each run's block of rows, see :class:`PatternRuns`), and the pivots'
+    product into ``product[r, k]`` and ``log_part[r, k]`` (``log det P_k[m, m] / 2 =
+    log_part + log(product)``; the product is folded into ``log_part`` whenever it leaves
+    [1e-150, 1e150]).
     """
-    for k in range(n_lanes):
-        half_log_det[k] = 0.0
-        product[k] = 1.0
-    for a in range(n_missing):
-        ma = missing[a]
+    c = n_missing
+    n_lanes = runs.shape[0] * n_components
+    for q in range(runs.shape[0]):
+        r = runs[q]
+        for a in range(c):
+            ma = run_missing[r, a]
+            for b in range(a + 1):
+                mb = run_missing[r, b]
+                for k in range(n_components):
+                    low[a, b, q * n_components + k] = precision[ma, mb, k]
+    for lane in range(n_lanes):
+        acc[lane] = 1.0  # the product of the pivots, lane by lane
+        folded[lane] = 0.0  # the log folded out of it
+    # Cholesky, lower: low[a, b] for b < a; low[a, a] keeps the pivot's square, reciprocal[a] 1 / pivot
+    for a in range(c):
         for b in range(a + 1):
-            mb = missing[b]
-            for k in range(n_lanes):
-                low[a, b, k] = precision[ma, mb, k]
             for j in range(b):
-                for k in range(n_lanes):
-                    low[a, b, k] -= low[a, j, k] * low[b, j, k]
+                for lane in range(n_lanes):
+                    low[a, b, lane] -= low[a, j, lane] * low[b, j, lane]
             if a == b:
-                for k in range(n_lanes):
-                    s = low[a, a, k]
-                    pivot = np.sqrt(s) if s > 0.0 else np.nan
-                    reciprocal[a, k] = 1.0 / pivot
-                    product[k] *= pivot
+                for lane in range(n_lanes):
+                    s = low[a, a, lane]
+                    pivot = np.sqrt(s) if s > 0.0 else np.nan  # not positive definite: NaN everywhere after
+                    reciprocal[a, lane] = 1.0 / pivot
+                    acc[lane] *= pivot
             else:
-                for k in range(n_lanes):
-                    low[a, b, k] *= reciprocal[b, k]
-        if a % 8 == 7 or a == n_missing - 1:  # the log of eight pivots at a time: no overflow
-            for k in range(n_lanes):
-                half_log_det[k] += np.log(product[k])
-                product[k] = 1.0
-
-
-@jit(inline=True)
-def _inverse_lanes(low, reciprocal, n, inverse_low, out, offset, n_lanes):
-    """``out[offset + a * n + b, k] = (P_k[m, m]^-1)[a, b]`` from the factors, through ``L^-1`` (lower)."""
-    for b in range(n):
-        for k in range(n_lanes):
-            inverse_low[b, b, k] = reciprocal[b, k]
-        for a in range(b + 1, n):
-            for k in range(n_lanes):
-                inverse_low[a, b, k] = 0.0
+                for lane in range(n_lanes):
+                    low[a, b, lane] *= reciprocal[b, lane]
+        for lane in range(n_lanes):
+            p = acc[lane]
+            if not 1e-150 < p < 1e150:  # rare: fold into the log before the product leaves the range
+                folded[lane] += np.log(p)
+                acc[lane] = 1.0
+    for q in range(runs.shape[0]):
+        for k in range(n_components):
+            product[runs[q], k] = acc[q * n_components + k]
+            log_part[runs[q], k] = folded[q * n_components + k]
+    # L^-1, lower
+    for b in range(c):
+        for lane in range(n_lanes):
+            inverse_low[b, b, lane] = reciprocal[b, lane]
+        for a in range(b + 1, c):
+            for lane in range(n_lanes):
+                inverse_low[a, b, lane] = 0.0
             for j in range(b, a):
-                for k in range(n_lanes):
-                    inverse_low[a, b, k] += low[a, j, k] * inverse_low[j, b, k]
-            for k in range(n_lanes):
-                inverse_low[a, b, k] *= -reciprocal[a, k]
-    for a in range(n):
+                for lane in range(n_lanes):
+                    inverse_low[a, b, lane] += low[a, j, lane] * inverse_low[j, b, lane]
+            for lane in range(n_lanes):
+                inverse_low[a, b, lane] *= -reciprocal[a, lane]
+    # P_mm^-1 = L^-T L^-1: entry (a, b) = sum_j L^-1[j, a] L^-1[j, b] over j >= max(a, b)
+    for a in range(c):
         for b in range(a + 1):
-            ab = offset + a * n + b
-            ba = offset + b * n + a
-            for k in range(n_lanes):
-                out[ab, k] = 0.0
-            for j in range(a, n):  # (L^-T L^-1)[a, b] = sum_j L^-1[j, a] L^-1[j, b], j >= max(a, b)
-                for k in range(n_lanes):
-                    out[ab, k] += inverse_low[j, a, k] * inverse_low[j, b, k]
-            for k in range(n_lanes):
-                out[ba, k] = out[ab, k]
+            for lane in range(n_lanes):
+                acc[lane] = 0.0
+            for j in range(a, c):
+                for lane in range(n_lanes):
+                    acc[lane] += inverse_low[j, a, lane] * inverse_low[j, b, lane]
+            for q in range(runs.shape[0]):
+                base = offsets[runs[q]]
+                for k in range(n_components):
+                    value = acc[q * n_components + k]
+                    inverses[base + a * c + b, k] = value
+                    inverses[base + b * c + a, k] = value
+
+
+@jit
+def _factor_runs(order, run_count, run_missing, offsets, precision, inverses, product, log_part, scratch,
+                 n_components):
+    """All runs' factorisations, the runs taken in ``order`` (by number of missing coordinates) in
+    batches of one count and at most ``scratch.shape[0]`` elements of ``c x c`` lane blocks."""
+    size = scratch.shape[1]
+    start = 0
+    while start < order.shape[0]:
+        c = run_count[order[start]]
+        per_run = max(1, c * c * n_components)
+        n_batch = max(1, size // per_run)
+        stop = start
+        while stop < order.shape[0] and stop - start < n_batch and run_count[order[stop]] == c:
+            stop += 1
+        if c > 0:
+            runs = order[start:stop]
+            n_lanes = runs.shape[0] * n_components
+            low = scratch[0, : c * c * n_lanes].reshape((c, c, n_lanes))
+            inverse_low = scratch[1, : c * c * n_lanes].reshape((c, c, n_lanes))
+            reciprocal = scratch[2, : c * n_lanes].reshape((c, n_lanes))
+            _factor_group(runs, c, run_missing, offsets, precision, inverses, product, log_part, low, reciprocal,
+                          inverse_low, scratch[3, :n_lanes], scratch[4, :n_lanes], n_components)
+        start = stop
 
 
 @jit(inline=True)
@@ -227,35 +283,32 @@ def _centre_lanes(lanes, means, centred, n_components):
 
 
 @jit
-def _complete_full(data, lanes, starts, offsets, means, precision, centred, extra, inverses,
-                   low, reciprocal, inverse_low, half_log_det, product, missing, diff, rhs, n_components):
+def _complete_full(data, lanes, starts, offsets, means, precision, centred, extra, inverses, half_log_det,
+                   run_missing, run_count, diff, rhs, n_components):
     n_features = data.shape[1]
     _centre_lanes(lanes, means, centred, n_components)  # the observed coordinates, along the rows
     for r in range(starts.shape[0] - 1):
-        n_missing = _missing_of(data[starts[r]], missing, n_features)
-        _factor_lanes(precision, missing, n_missing, low, reciprocal, half_log_det, product, n_components)
+        n_missing = run_count[r]
         base = offsets[r]
-        _inverse_lanes(low, reciprocal, n_missing, inverse_low, inverses, base, n_components)
         for i in range(starts[r], starts[r + 1]):
             # the row centred on every component, 0 where missing
-            for d in range(n_features):
+            for d in range(n_features):  # without a branch on the (unpredictable) missing entries
                 v = data[i, d]
-                if np.isnan(v):
-                    for k in range(n_components):
-                        diff[d, k] = 0.0
-                else:
-                    for k in range(n_components):
-                        diff[d, k] = v - means[d, k]
+                seen = v == v
+                weight = 1.0 if seen else 0.0
+                v = v if seen else 0.0
+                for k in range(n_components):
+                    diff[d, k] = (v - means[d, k]) * weight
             # rhs = P[m, :] (x - mu) over the observed coordinates, then E[x_m | x_o] - mu_m = -P_mm^-1 rhs
             for a in range(n_missing):
-                ma = missing[a]
+                ma = run_missing[r, a]
                 for k in range(n_components):
                     rhs[a, k] = 0.0
                 for d in range(n_features):
                     for k in range(n_components):
                         rhs[a, k] += precision[ma, d, k] * diff[d, k]
             for a in range(n_missing):
-                ma = missing[a]
+                ma = run_missing[r, a]
                 for k in range(n_components):
                     diff[ma, k] = 0.0
                 for b in range(n_missing):
@@ -265,7 +318,33 @@ def _complete_full(data, lanes, starts, offsets, means, precision, centred, extr
                 for k in range(n_components):
                     centred[k, ma, i] = diff[ma, k]
             for k in range(n_components):
-                extra[k, i] = 0.5 * n_missing * _LOG_2PI - half_log_det[k]
+                extra[k, i] = 0.5 * n_missing * _LOG_2PI - half_log_det[r, k]
+
+
+def factor_runs(runs, precision, run_missing, run_count, inverses):
+    """Every run's ``P_k,mm^-1`` (into ``inverses``) and ``log det P_k,mm / 2``, one compiled call.
+
+    Parameters
+    ----------
+    runs : PatternRuns
+    precision : ndarray of shape (n_features, n_features, n_components)
+        Component lanes (:func:`component_lanes`).
+    run_missing, run_count : ndarray of shape (n_runs, n_features), (n_runs,)
+    inverses : ndarray of shape (runs.offsets[-1], n_components)
+        Receives the inverses.
+
+    Returns
+    -------
+    half_log_det : ndarray of shape (n_runs, n_components)
+    """
+    n_components = precision.shape[2]
+    n_runs = run_count.shape[0]
+    order = np.argsort(run_count.astype(np.uint8) if precision.shape[0] < 256 else run_count, kind="stable")
+    product, log_part = np.ones((n_runs, n_components)), np.zeros((n_runs, n_components))
+    scratch = np.empty((5, max(_FACTOR_ELEMENTS, int(run_count.max(initial=0)) ** 2 * n_components)))
+    args = (order, run_count, run_missing, runs.offsets, precision, inverses, product, log_part, scratch, n_components)
+    specialized(_factor_runs, args, constant=n_components in _FIXED_SIZES)(*args)
+    return log_part + np.log(product)
 
 
 class ComponentLanes(NamedTuple):
@@ -324,16 +403,26 @@ def complete_full(data, lanes, runs, components, centred, extra, inverses):
     inverses : ndarray of shape (runs.offsets[-1], n_components), float64, C-contiguous
         Receives each run's conditional covariances ``P_k,mm^-1``, for
         :func:`conditional_covariance_full`.
+
+    Returns
+    -------
+    run_missing : ndarray of shape (n_runs, n_features), int
+        Run ``r``'s missing coordinates are ``run_missing[r, :run_count[r]]``.
+    run_count : ndarray of shape (n_runs,), int
     """
     n_features, n_components = components.means.shape
-    square = (n_features, n_features, n_components)
+    n_runs = runs.starts.shape[0] - 1
+    run_missing = np.empty((n_runs, n_features), dtype=np.intp)
+    run_count = np.empty(n_runs, dtype=np.intp)
+    _run_missing(data, runs.starts, run_missing, run_count)
+    half_log_det = factor_runs(runs, components.precision, run_missing, run_count, inverses)
     args = (
         data, lanes, runs.starts, runs.offsets, components.means, components.precision, centred, extra, inverses,
-        np.zeros(square), np.zeros((n_features, n_components)), np.zeros(square), np.zeros(n_components),
-        np.zeros(n_components), np.empty(n_features, dtype=np.intp), np.empty((n_features, n_components)),
+        half_log_det, run_missing, run_count, np.empty((n_features, n_components)),
         np.empty((n_features, n_components)), n_components,
     )
     specialized(_complete_full, args, constant=n_components in _FIXED_SIZES)(*args)
+    return run_missing, run_count
 
 
 @jit
@@ -366,10 +455,9 @@ def complete_diag(lanes, means, centred):
 
 
 @jit
-def _conditional_covariance_full(data, starts, offsets, inverses, resp, out, missing, mass, n_components):
-    n_features = data.shape[1]
+def _conditional_covariance_full(starts, offsets, run_missing, run_count, inverses, resp, out, mass, n_components):
     for r in range(starts.shape[0] - 1):
-        n_missing = _missing_of(data[starts[r]], missing, n_features)
+        n_missing = run_count[r]
         if n_missing == 0:
             continue
         for k in range(n_components):
@@ -379,13 +467,15 @@ def _conditional_covariance_full(data, starts, offsets, inverses, resp, out, mis
             mass[k] = total
         base = offsets[r]
         for a in range(n_missing):
+            ma = run_missing[r, a]
             for b in range(n_missing):
+                mb = run_missing[r, b]
                 ab = base + a * n_missing + b
                 for k in range(n_components):
-                    out[k, missing[a], missing[b]] += mass[k] * inverses[ab, k]
+                    out[k, ma, mb] += mass[k] * inverses[ab, k]
 
 
-def conditional_covariance_full(data, runs, inverses, resp, out):
+def conditional_covariance_full(runs, run_missing, run_count, inverses, resp, out):
     """Add ``sum_i r_ik Cov[x_m | x_o, k]`` (on each row's missing block) to ``out`` (full or tied).
 
     ``Cov[x_m | x_o, k] = P_k,mm^-1`` does not depend on the observed values:
@@ -393,9 +483,10 @@ def conditional_covariance_full(data, runs, inverses, resp, out):
 
     Parameters
     ----------
-    data : ndarray of shape (n_rows, n_features), float64, C-contiguous
-        Rows with NaN at their missing coordinates.
     runs : PatternRuns
+    run_missing, run_count : ndarray of shape (n_runs, n_features), (n_runs,)
+        Each run's missing coordinates and their number, as returned by
+        :func:`complete_full`.
     inverses : ndarray of shape (runs.offsets[-1], n_components)
         From :func:`complete_full` on the same rows.
     resp : ndarray of shape (n_components, n_rows), float64, C-contiguous
@@ -405,8 +496,7 @@ def conditional_covariance_full(data, runs, inverses, resp, out):
     """
     n_components = resp.shape[0]
     args = (
-        data, runs.starts, runs.offsets, inverses, resp, out, np.empty(data.shape[1], dtype=np.intp),
-        np.zeros(n_components), n_components,
+        runs.starts, runs.offsets, run_missing, run_count, inverses, resp, out, np.zeros(n_components), n_components,
     )
     specialized(_conditional_covariance_full, args, constant=n_components in _FIXED_SIZES)(*args)
 
