@@ -136,7 +136,7 @@ def time_em(n_samples, n_features, n_components, covariance_type, repeats):
         "covariance_type": covariance_type,
         "missing_fraction": float(missing.mean()),
         "incomplete_rows": float(missing.any(axis=1).mean()),
-        "patterns": int(len(gm.missing_patterns(X_missing).patterns)),
+        "patterns": len(gm.missing_patterns(X_missing).patterns),
         "ms_per_iteration": ms,
         "ratio_to_complete": {name: ms[name] / ms["complete"] for name in ms if name != "complete"},
     }
@@ -154,7 +154,7 @@ def numpy_per_pattern(X, means, covariances):
     n_samples = X.shape[0]
     n_components = means.shape[0]
     out = np.zeros((n_samples, n_components))
-    missing, patterns, inverse = gm.missing_patterns(X)
+    _, patterns, inverse = gm.missing_patterns(X)
     order = np.argsort(inverse, kind="stable")
     bounds = np.searchsorted(inverse[order], np.arange(len(patterns) + 1))
     for p, pattern in enumerate(patterns):
@@ -173,7 +173,7 @@ def numpy_per_pattern(X, means, covariances):
 
 def numpy_per_row(X, means, covariances):
     """The same, one Cholesky per row and component: np.linalg on stacked observed blocks of equal size."""
-    n_samples, n_features = X.shape
+    n_samples = X.shape[0]
     n_components = means.shape[0]
     out = np.zeros((n_samples, n_components))
     seen_mask = ~np.isnan(X)

@@ -67,13 +67,13 @@ from . import gaussian
 
 __all__ = [
     "MissingPatterns",
-    "missing_patterns",
-    "group_by_pattern",
-    "pattern_order",
-    "log_likelihood",
     "accumulate",
-    "mixture_block",
     "conditional_mean",
+    "group_by_pattern",
+    "log_likelihood",
+    "missing_patterns",
+    "mixture_block",
+    "pattern_order",
 ]
 
 _LOG_2PI = np.log(2.0 * np.pi)
@@ -105,7 +105,7 @@ class MissingPatterns(NamedTuple):
 
 def _pattern_keys(missing):
     """One integer per row such that two rows have the same key iff they have the same pattern."""
-    n_samples, n_features = missing.shape
+    n_features = missing.shape[1]
     if n_features <= 63:
         bits = np.left_shift(np.int64(1), np.arange(n_features, dtype=np.int64))
         return missing.astype(np.int64) @ bits

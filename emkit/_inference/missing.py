@@ -38,18 +38,18 @@ from ._jit import jit, specialized
 from .mixture import _diag_log_density, _full_log_density, _moments
 
 __all__ = [
-    "row_patterns",
-    "gather_rows",
-    "PatternRuns",
-    "pattern_runs",
     "ComponentLanes",
-    "component_lanes",
-    "factor_runs",
-    "complete_full",
+    "PatternRuns",
     "complete_diag",
+    "complete_full",
     "completed_log_density",
     "completed_moments",
+    "component_lanes",
     "conditional_covariance_full",
+    "factor_runs",
+    "gather_rows",
+    "pattern_runs",
+    "row_patterns",
 ]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
@@ -294,7 +294,7 @@ def _complete_full(data, lanes, starts, offsets, means, precision, centred, extr
             # the row centred on every component, 0 where missing
             for d in range(n_features):  # without a branch on the (unpredictable) missing entries
                 v = data[i, d]
-                seen = v == v
+                seen = not np.isnan(v)
                 weight = 1.0 if seen else 0.0
                 v = v if seen else 0.0
                 for k in range(n_components):
@@ -509,9 +509,9 @@ def _row_patterns(X, counts, keys):
     for i in range(n_rows):
         count = 0
         key = 0
-        for d in range(n_features):  # without branches: NaN is v != v; infinity, v - v != 0 for a non-NaN v
+        for d in range(n_features):  # without branches (infinity: v - v != 0 for a v that is not NaN)
             v = X[i, d]
-            nan = np.int64(v != v)
+            nan = np.int64(np.isnan(v))
             count += nan
             key |= nan << d
             n_infinite += np.int64(v - v != 0.0) - nan
@@ -611,7 +611,7 @@ def completed_log_density(centred, factors, const, extra, out):
     out : ndarray of shape (n_components, n_rows), float64, C-contiguous
         Receives ``const_k - 1/2 |U_k^T dhat_k|^2 + extra``.
     """
-    n_components, n_features, n_rows = centred.shape
+    n_features, n_rows = centred.shape[1:]
     zeros = np.zeros((1, n_features))
     if factors.ndim == 3:
         diff = np.zeros((n_features + 3, n_rows))
@@ -641,7 +641,7 @@ def completed_moments(centred, resp, shift, post, first, second):
     second : ndarray of shape (n_components, n_features, n_features) or (n_components, n_features)
         Upper triangles of the scatter (full, tied) or its diagonal (diag, spherical).
     """
-    n_components, n_features, n_rows = centred.shape
+    n_features, n_rows = centred.shape[1:]
     if second.ndim == 3:
         diff, weighted = np.zeros((n_features + 3, n_rows)), np.zeros((n_features + 1, n_rows))
     else:
