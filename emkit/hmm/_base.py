@@ -1,10 +1,12 @@
-"""Hidden Markov models fitted by Baum-Welch on the shared EM engine.
+"""The core of emkit's hidden Markov models (Baum-Welch on the shared EM engine).
 
-One core (:class:`_BaseHMM`) holds everything about start and transition
-probabilities, sequences, decoding, filtering, forecasting and sampling; an
-emission type is one small subclass that provides a handful of ``_emission_*``
-hooks (validate X, initialise, log-likelihood, statistics, M-step, log-prior,
-parameter count, sampling, per-state expectation).
+:class:`_BaseHMM` holds everything about start and transition probabilities,
+sequences, decoding, filtering, forecasting and sampling. The emissions are a
+component density object (:mod:`emkit._densities`), the same objects the
+mixtures use: log-likelihood, statistics, M-step, log-prior, parameter count,
+sampling and per-state expectation all come from it. An emission family is
+one small module of this package: its constructor, how it checks its input
+and starting values, how it starts, and which density it is.
 
 Names follow hmmlearn (``startprob_``, ``transmat_``, ``means_``, ``covars_``,
 ``emissionprob_``, ``lambdas_``, ``params``, ``init_params``, ``lengths``), the
@@ -21,8 +23,8 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.cluster import KMeans
 from sklearn.utils import check_random_state
 
-from ._blocks import Blocks, sequence_bounds
-from ._dask import (
+from .._blocks import Blocks, sequence_bounds
+from .._dask import (
     DaskBlocks,
     check_dask_array,
     gather_labels,
@@ -32,14 +34,13 @@ from ._dask import (
     sample_sequences,
     sequencewise,
 )
-from ._densities import categorical, gaussian, poisson
-from ._inference.hmm import forward, forward_backward, viterbi
-from ._math import safe_log
-from ._stats import add_fields, scale_fields
-from ._validation import (
+from .._densities import dirichlet
+from .._inference.hmm import forward, forward_backward, viterbi
+from .._math import safe_log
+from .._stats import add_fields, scale_fields
+from .._validation import (
     Interval,
     StrOptions,
-    check_array_param,
     check_is_fitted,
     check_sample_weight,
     check_sequences,
@@ -49,13 +50,11 @@ from ._validation import (
     reset_n_features,
     validate_data,
 )
-from .base import BlockResult, EMMixin, NumericalFailure
+from ..base import BlockResult, EMMixin, NumericalFailure
 
-__all__ = ["GaussianHMM", "CategoricalHMM", "PoissonHMM"]
+__all__ = ["_BaseHMM", "SHARED_PARAMS_DOC", "cluster_covariances", "fill_docstring"]
 
-_SUM_ATOL = 1e-6  # how far a user-given distribution may be from summing to one
 _INIT_SAMPLE_ROWS = 20_000  # rows of whole sequences gathered from a dask array to draw a start
-_MAX_TABLE_BYTES = 1 << 30  # an inferred CategoricalHMM emission table larger than this is refused
 
 
 class _HMMData(NamedTuple):
@@ -66,6 +65,7 @@ class _HMMData(NamedTuple):
     given: dict  # user-given starting values, validated
     learn: frozenset  # letters of the parameters EM learns (``params``, resolved once)
     n_units: float  # time steps
+    density: object  # the emission density (emkit._densities), hyperparameters and ``learn`` resolved
 
 
 class _HMMBlock(NamedTuple):
@@ -86,8 +86,7 @@ def _hmm_chunk(emission_input, offsets):
 
 def _emission_input_of_chunk(chunk, estimator):
     """The emission's own checks and conversion on one chunk, on its worker."""
-    dtype = None if isinstance(estimator, CategoricalHMM) else np.float64
-    return estimator._emission_input(np.asarray(chunk, dtype=dtype))
+    return estimator._emission_input(np.asarray(chunk, dtype=estimator._emission_dtype))
 
 
 class _HMMContext(NamedTuple):
@@ -95,7 +94,9 @@ class _HMMContext(NamedTuple):
 
     params: dict
     learn: frozenset
-    emission: object  # the emission's own precomputed values (``_emission_context``)
+    density: object
+    emission: object  # the density's own values derived once per E-step (``density.context``)
+    learn_emission: bool  # whether any emission parameter is learned (its statistics are then taken)
 
 
 class _HMMStats(NamedTuple):
@@ -110,30 +111,6 @@ class _HMMStats(NamedTuple):
 def _rows_per_block(n_components):
     """Rows of whole sequences grouped into one E-step block (posteriors of about 2 MB)."""
     return max(2048, (1 << 18) // max(1, n_components))
-
-
-def _dirichlet_map(counts, prior, current):
-    """``max(prior - 1 + counts, 0)`` normalised over the last axis, keeping structural zeros.
-
-    Entries that are exactly zero in ``current`` stay zero; a row with no mass
-    left keeps its current values (so it stays a distribution).
-    """
-    numer = np.maximum(np.asarray(prior, dtype=np.float64) - 1.0 + counts, 0.0)
-    numer = np.where(current == 0.0, 0.0, numer)
-    total = numer.sum(axis=-1, keepdims=True)
-    empty = total <= 0.0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        new = numer / total
-    return np.where(empty, current, new)
-
-
-def _dirichlet_log_prior(prob, prior):
-    """``sum (alpha - 1) log p`` up to a constant, skipping zero probabilities."""
-    alpha = np.broadcast_to(np.asarray(prior, dtype=np.float64), prob.shape)
-    mask = (alpha != 1.0) & (prob > 0.0)
-    if not np.any(mask):
-        return 0.0
-    return float(np.sum((alpha[mask] - 1.0) * np.log(prob[mask])))
 
 
 def _label_counts(labels, n_components):
@@ -151,30 +128,7 @@ def _label_transitions(labels, offsets, n_components):
     return counts / counts.sum(axis=1, keepdims=True)
 
 
-def _check_distribution(value, name, shape):
-    """A user-given probability vector or row-stochastic matrix."""
-    array = check_array_param(value, name, shape)
-    if np.any(array < 0):
-        raise ValueError(f"{name} must be non-negative.")
-    sums = array.sum(axis=-1)
-    if not np.allclose(sums, 1.0, rtol=0.0, atol=_SUM_ATOL):
-        what = "must sum to 1" if array.ndim == 1 else "rows must each sum to 1"
-        raise ValueError(f"{name} {what}, got sums {np.round(np.atleast_1d(sums), 8).tolist()}.")
-    return array
-
-
-def _check_prior(value, name, shape, minimum=0.0):
-    prior = np.asarray(value, dtype=np.float64)
-    try:
-        prior = np.broadcast_to(prior, shape)
-    except ValueError:
-        raise ValueError(f"{name} must be a scalar or broadcastable to {tuple(shape)}, got {prior.shape}.") from None
-    if not np.all(np.isfinite(prior)) or np.any(prior < minimum):
-        raise ValueError(f"{name} must be finite and >= {minimum}.")
-    return prior
-
-
-def _cluster_covariances(X, labels, means, covariance_type, min_covar):
+def cluster_covariances(X, labels, means, covariance_type, min_covar):
     """Each cluster's covariance about its centre (pooled for tied), ``min_covar`` added to the diagonal.
 
     A cluster with a single row gets ``min_covar`` alone on its diagonal.
@@ -198,27 +152,34 @@ def _cluster_covariances(X, labels, means, covariance_type, min_covar):
 class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
     """Shared core of the HMMs: start/transition parameters, sequences, inference.
 
-    An emission type is one subclass: its constructor, ``_emission_names``
+    An emission family is one subclass: its constructor, ``_emission_names``
     (hmmlearn letter -> fitted attribute, e.g. ``{"m": "means_"}``),
-    ``_parameter_constraints``, and these hooks (``params`` is the parameter
-    dict the engine passes around, ``learn`` the set of letters being learned):
+    ``_parameter_constraints``, and these hooks (``learn`` is the set of
+    letters being learned):
 
-    - ``_emission_validate_X(X, reset) -> (X, emission_input)``
-    - ``_emission_input(X) -> emission_input`` (the value checks alone, also run on each Dask chunk)
-    - ``_emission_check(X, emission_input, continuing) -> dict`` of validated user-given starting values
-    - ``_emission_initialize(data, random_state) -> (dict, labels or None)`` (labels of a clustering start
-      seed the start and transition probabilities)
-    - ``_emission_context(params)`` (optional: values derived once per E-step, e.g. precision factors)
-    - ``_emission_log_likelihood(emission_input, params, context) -> (n_samples, n_components)``
-    - ``_emission_frameprob(emission_input, params, context)`` (optional: probabilities, saves exponentials)
-    - ``_emission_accumulate(emission_input, posteriors, params, context) -> stats`` (additive, with ``add``)
-    - ``_emission_m_step(stats, params, learn) -> dict``
-    - ``_emission_log_prior(params, learn) -> float``
-    - ``_emission_fitted_params() -> dict``, ``_emission_n_parameters() -> int``
-    - ``_emission_sample(params, states, rng) -> X``, ``_emission_expectation(params) -> (n_components, n_outputs)``
+    - ``_make_density(width, learn)``: the emission density (:mod:`emkit._densities`),
+      hyperparameters resolved; ``width`` is the number of features (of symbols for CategoricalHMM);
+    - ``_emission_validate_X(X, reset) -> (X, emission_input)`` (optional: ``validate_data`` then
+      ``_emission_input``);
+    - ``_emission_input(X) -> emission_input``: the value checks alone, also run on each Dask chunk
+      (optional: identity);
+    - ``_emission_check(X, emission_input, continuing, learn) -> (density, dict)``: the density and the
+      validated user-given starting values;
+    - ``_emission_initialize(data, random_state) -> (dict, labels or None)``: the start (labels of a
+      clustering start seed the start and transition probabilities);
+    - optionally ``_emission_dtype`` (float64, or None to keep the input's), ``_width_attr`` (the
+      fitted attribute whose last axis sizes the density: ``means_``) and ``_failure_message`` (what a restart whose emissions became invalid
+      reports, naming the knob that helps).
+
+    Everything else -- log-likelihoods, statistics, M-step, priors, counting, sampling,
+    expectations -- is the density's.
     """
 
     _emission_names = {}
+    _emission_dtype = np.float64
+    _width_attr = "means_"  # the fitted attribute whose last axis sizes the emission density
+    _positive_only = False  # the scikit-learn tag: the family's data are non-negative (counts, symbols)
+    _failure_message = "the emission parameters became invalid ({exc}); lower n_components or check the data"
 
     def __new__(cls, *args, **kwargs):
         # hmmlearn habits get a message that says what to write instead (before Python's bare TypeError)
@@ -255,6 +216,11 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         "learning_decay": [Interval(Real, 0.5, 1.0, closed="both")],
         "learning_offset": [Interval(Real, 1.0, None, closed="left")],
     }
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = self._positive_only
+        return tags
 
     # ------------------------------------------------------------ parameters
     def _names(self):
@@ -316,16 +282,17 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
             check_y_unsupervised(y, X.shape[0])
             offsets = check_sequences(X.shape[0], lengths, sequence_ids)
         K = self.n_components
-        _check_prior(self.startprob_prior, "startprob_prior", (K,))
-        _check_prior(self.transmat_prior, "transmat_prior", (K, K))
+        dirichlet.check_prior(self.startprob_prior, "startprob_prior", (K,))
+        dirichlet.check_prior(self.transmat_prior, "transmat_prior", (K, K))
         given = {}
         for letter, init, shape in (("s", self.startprob_init, (K,)), ("t", self.transmat_init, (K, K))):
             value = self._user_value(letter, init)
             if value is not None:
                 attr = self._names()[letter]
                 name = attr[:-1] + "_init" if init is not None else attr
-                given[attr] = _check_distribution(value, name, shape)
-        given.update(self._emission_check(X, emission_input, continuing))
+                given[attr] = dirichlet.check_distribution(value, name, shape)
+        density, emission_given = self._emission_check(X, emission_input, continuing, learn)
+        given.update(emission_given)
         if is_dask_array(X):
             extras = [(offsets[bounds[i] : bounds[i + 1] + 1] - offsets[bounds[i]],) for i in range(len(bounds) - 1)]
             blocks = DaskBlocks([emission_input], _hmm_chunk, extras)
@@ -334,7 +301,7 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
                 X = emission_input
         else:
             blocks = Blocks((emission_input, offsets), sequence_bounds(offsets, _rows_per_block(K)), _hmm_sequences)
-        return _HMMData(blocks, X, emission_input, offsets, given, learn, float(X.shape[0]))
+        return _HMMData(blocks, X, emission_input, offsets, given, learn, float(X.shape[0]), density)
 
     def _validate_dask_X(self, X, y, lengths, sequence_ids):
         """A dask array of sequences: checked chunk by chunk with the same checks as in memory, never gathered.
@@ -418,11 +385,29 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
     def _recenter_stats(self, stats, old_params, new_params):
         if stats.emission is None:
             return stats
-        return stats._replace(emission=self._emission_recenter(stats.emission, old_params, new_params))
+        return stats._replace(emission=self._density().recenter(stats.emission, old_params, new_params))
 
-    def _emission_recenter(self, stats, old_params, new_params):
-        """Emission statistics taken about ``old_params`` moved to ``new_params`` (identity unless centred)."""
-        return stats
+    # ------------------------------------------------------------ the emission density
+    def _emission_validate_X(self, X, reset):
+        X = validate_data(self, X, reset=reset, dtype=self._emission_dtype)
+        return X, self._emission_input(X)
+
+    def _emission_input(self, X):
+        """The emission's own value checks and conversion (identity by default)."""
+        return X
+
+    def _density_width(self):
+        """What sizes the fitted emission density besides ``n_components``: the last axis of
+        ``_width_attr`` (the number of features; of symbols for CategoricalHMM), so that a model whose
+        parameters were set by hand, as in hmmlearn, answers too."""
+        return np.shape(getattr(self, self._width_attr))[-1]
+
+    def _density(self):
+        """The fitted model's emission density (made from the constructor parameters: nothing is stored)."""
+        return self._make_density(self._density_width(), frozenset(self._names()))
+
+    def _failure(self, exc):
+        return NumericalFailure(self._failure_message.format(exc=exc))
 
     # ------------------------------------------------------------ EM hooks
     def _initialize(self, data, random_state):
@@ -444,7 +429,10 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         else:
             params["transmat_"] = random_state.dirichlet(np.ones(K), size=K)
         emission, labels = self._emission_initialize(data, random_state)
-        params.update(emission)
+        try:
+            params.update(data.density.pack(emission))
+        except np.linalg.LinAlgError as exc:
+            raise self._failure(exc) from None
         if labels is not None:
             # the emission's start clustered the rows: start and transition probabilities from those labels
             # (counts plus one, so no probability starts at an exact zero, which EM would keep forever)
@@ -454,31 +442,22 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
                 params["transmat_"] = _label_transitions(labels, data.offsets, K)
         return params
 
-    def _frames(self, emission_input, params, emission_context=None):
-        """Keyword arguments for the kernels: ``frameprob`` when the emission gives probabilities
-        directly (no exponentials needed), else ``log_frameprob``."""
-        if emission_context is None:
-            emission_context = self._emission_context(params)
-        frameprob = self._emission_frameprob(emission_input, params, emission_context)
-        if frameprob is not None:
-            return {"frameprob": frameprob, "overwrite_frameprob": True}  # a fresh array: no copy needed
-        return {"log_frameprob": self._emission_log_likelihood(emission_input, params, emission_context)}
-
-    def _emission_frameprob(self, emission_input, params, emission_context):
-        """Emission probabilities ``p(x_t | z_t = k)`` when cheap and safe to give directly, else None."""
-        return None
-
     def _e_step_context(self, data, params):
-        return _HMMContext(params, data.learn, self._emission_context(params))
+        learn_emission = bool(set(self._emission_names) & data.learn)
+        return _HMMContext(params, data.learn, data.density, data.density.context(params), learn_emission)
 
-    def _e_step_block(self, block, context, state):
-        params = context.params
+    @staticmethod
+    def _e_step_block(block, context, state):
+        params, density = context.params, context.density
+        # ``frameprob`` when the emission gives probabilities directly (no exponentials), else
+        # ``log_frameprob``; ``cache`` keeps what the statistics reuse (a GMM's mixture responsibilities)
+        frames, cache = density.frames(block.emission_input, params, context.emission)
         result = forward_backward(
             params["startprob_"],
             params["transmat_"],
             offsets=block.offsets,
             compute_xi="t" in context.learn,
-            **self._frames(block.emission_input, params, context.emission),
+            **frames,
         )
         loglik = float(result.log_likelihood.sum())
         if not np.isfinite(loglik):
@@ -487,8 +466,8 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
                 "(increase the emission priors or regularisation)"
             )
         emission = None
-        if set(self._emission_names) & context.learn:
-            emission = self._emission_accumulate(block.emission_input, result.posteriors, params, context.emission)
+        if context.learn_emission:
+            emission = density.accumulate(block.emission_input, result.posteriors, params, context.emission, cache)
         trans = result.xi_sum if "t" in context.learn else None
         return BlockResult(_HMMStats(result.start_sum, trans, emission), loglik)
 
@@ -496,34 +475,33 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         learn = data.learn
         new = dict(params)
         if "s" in learn:
-            new["startprob_"] = _dirichlet_map(stats.start, self.startprob_prior, params["startprob_"])
+            new["startprob_"] = dirichlet.map_update(stats.start, self.startprob_prior, params["startprob_"])
         if "t" in learn:
-            new["transmat_"] = _dirichlet_map(stats.trans, self.transmat_prior, params["transmat_"])
+            new["transmat_"] = dirichlet.map_update(stats.trans, self.transmat_prior, params["transmat_"])
         if stats.emission is not None:
-            new.update(self._emission_m_step(stats.emission, params, learn))
+            try:
+                new.update(data.density.pack(data.density.m_step(stats.emission, params)))
+            except np.linalg.LinAlgError as exc:  # a covariance EM made singular ends this restart
+                raise self._failure(exc) from None
         return new
 
     def _log_prior(self, data, params):
         learn = data.learn
         total = 0.0
         if "s" in learn:
-            total += _dirichlet_log_prior(params["startprob_"], self.startprob_prior)
+            total += dirichlet.log_prior(params["startprob_"], self.startprob_prior)
         if "t" in learn:
-            total += _dirichlet_log_prior(params["transmat_"], self.transmat_prior)
-        return total + self._emission_log_prior(params, learn)
-
-    def _emission_context(self, params):
-        """Values derived from the emission parameters once per E-step (None by default)."""
-        return None
+            total += dirichlet.log_prior(params["transmat_"], self.transmat_prior)
+        return total + data.density.log_prior(params)
 
     def _check_warm_start(self, data, params):
         K = self.n_components
-        expected = {"startprob_": (K,), "transmat_": (K, K), **self._emission_shapes(data)}
+        expected = {"startprob_": (K,), "transmat_": (K, K), **data.density.shapes()}
         check_warm_start_shapes(params, expected)
 
     def _fitted_params(self):
         params = {"startprob_": self.startprob_, "transmat_": self.transmat_}
-        params.update(self._emission_fitted_params())
+        params.update({attr: getattr(self, attr) for attr in self._emission_names.values()})
         return params
 
     # ------------------------------------------------------------ inference helpers
@@ -531,8 +509,12 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         check_is_fitted(self)
         X, emission_input = self._emission_validate_X(X, reset=False)
         offsets = check_sequences(X.shape[0], lengths, sequence_ids)
-        params = self._fitted_params()
-        return emission_input, offsets, params
+        return emission_input, offsets, self._fitted_params()
+
+    def _frames(self, emission_input, params):
+        """Keyword arguments for the kernels at the fitted parameters (``frameprob`` or ``log_frameprob``)."""
+        density = self._density()
+        return density.frames(emission_input, params, density.context(params))[0]
 
     @staticmethod
     def _raise_if_impossible(log_likelihood):
@@ -621,13 +603,17 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         -------
         posteriors : ndarray of shape (n_samples, n_components)
         """
+        return self._smoothed(X, lengths, sequence_ids)[0].posteriors
+
+    def _smoothed(self, X, lengths, sequence_ids):
+        """Forward-backward at the fitted parameters: its result and the density's cache for the same rows."""
         emission_input, offsets, params = self._check_fitted_input(X, lengths, sequence_ids)
-        frames = self._frames(emission_input, params)
-        result = forward_backward(
-            params["startprob_"], params["transmat_"], offsets=offsets, compute_xi=False, **frames
-        )
+        density = self._density()
+        frames, cache = density.frames(emission_input, params, density.context(params))
+        result = forward_backward(params["startprob_"], params["transmat_"], offsets=offsets, compute_xi=False,
+                                  **frames)
         self._raise_if_impossible(result.log_likelihood)
-        return result.posteriors
+        return result, cache
 
     @sequencewise(lambda self: self.n_components, check_sequences)
     def filter(self, X, lengths=None, sequence_ids=None):
@@ -682,15 +668,12 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
             return float(sum(log_prob for log_prob, _ in answers)), states
         emission_input, offsets, params = self._check_fitted_input(X, lengths, sequence_ids)
         if algorithm == "viterbi":
-            log_frameprob = self._emission_log_likelihood(emission_input, params, self._emission_context(params))
+            density = self._density()
+            log_frameprob = density.log_likelihood(emission_input, params, density.context(params))
             result = viterbi(safe_log(params["startprob_"]), safe_log(params["transmat_"]), log_frameprob, offsets)
             self._raise_if_impossible(result.log_prob)
             return float(result.log_prob.sum()), result.states
-        frames = self._frames(emission_input, params)
-        result = forward_backward(
-            params["startprob_"], params["transmat_"], offsets=offsets, compute_xi=False, **frames
-        )
-        self._raise_if_impossible(result.log_likelihood)
+        result = self._smoothed(X, lengths, sequence_ids)[0]
         return float(result.log_likelihood.sum()), np.argmax(result.posteriors, axis=1)
 
     @sequencewise("rows", check_sequences)
@@ -748,7 +731,7 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         for h in range(n_steps):
             current = current @ transmat
             state_proba[:, h] = current
-        expected = state_proba @ self._emission_expectation(params)
+        expected = state_proba @ self._density().expectation(params)
         return state_proba, expected
 
     def sample(self, n_samples=1, random_state=None, currstate=None):
@@ -789,7 +772,7 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
                 state = int(np.searchsorted(row, u[t] * row[-1], side="right"))
             states[t] = min(state, K - 1)
             state = states[t]
-        X = self._emission_sample(params, states, rng)
+        X = self._density().sample(params, states, rng)
         return X, states
 
     def get_stationary_distribution(self):
@@ -818,7 +801,7 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
     # ------------------------------------------------------------ model selection
     def _n_parameters(self):
         K = self.n_components
-        return int((K - 1) + K * (K - 1) + self._emission_n_parameters())
+        return int((K - 1) + K * (K - 1) + self._density().n_parameters())
 
     def bic(self, X, lengths=None, sequence_ids=None):
         """Bayesian information criterion ``-2 log p(X) + n_params log(n_samples)`` (lower is better).
@@ -833,27 +816,23 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         -------
         bic : float
         """
-        log_density = self.score_samples(X, lengths=lengths, sequence_ids=sequence_ids)
-        return float(-2.0 * np.sum(log_density) + self._n_parameters() * np.log(log_density.shape[0]))
+        return self._information_criterion(X, lengths, sequence_ids, np.log)
 
     def aic(self, X, lengths=None, sequence_ids=None):
-        """Akaike information criterion ``-2 log p(X) + 2 n_params`` (lower is better).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        lengths : array-like of int of shape (n_sequences,), default=None
-        sequence_ids : array-like of shape (n_samples,), default=None
+        """Akaike information criterion ``-2 log p(X) + 2 n_params`` (lower is better; arguments as :meth:`bic`).
 
         Returns
         -------
         aic : float
         """
+        return self._information_criterion(X, lengths, sequence_ids, lambda n_samples: 2.0)
+
+    def _information_criterion(self, X, lengths, sequence_ids, penalty):
         log_density = self.score_samples(X, lengths=lengths, sequence_ids=sequence_ids)
-        return float(-2.0 * np.sum(log_density) + 2.0 * self._n_parameters())
+        return float(-2.0 * np.sum(log_density) + penalty(log_density.shape[0]) * self._n_parameters())
 
 
-_SHARED_PARAMS_DOC = """
+SHARED_PARAMS_DOC = """
     startprob_prior : float or array-like of shape (n_components,), default=1.0
         Dirichlet prior on ``startprob_`` (1 = maximum likelihood).
     transmat_prior : float or array-like of shape (n_components, n_components), default=1.0
@@ -892,664 +871,7 @@ _SHARED_PARAMS_DOC = """
 """
 
 
-# ====================================================================== Gaussian
-class GaussianHMM(_BaseHMM):
-    """Hidden Markov model with Gaussian emissions.
-
-    hmmlearn's ``GaussianHMM`` names, defaults and priors, fitted by emkit's
-    EM engine (restarts, ``n_jobs``, per-step stopping rule) with compiled
-    forward-backward and Viterbi kernels.
-
-    Parameters
-    ----------
-    n_components : int, default=1
-        Number of hidden states.
-    covariance_type : {"diag", "full", "tied", "spherical"}, default="diag"
-        ``covars_`` shapes: diag (n_components, n_features), full
-        (n_components, n_features, n_features), tied (n_features, n_features),
-        spherical (n_components,). hmmlearn's ``covars_`` getter expands to
-        full matrices; here ``covars_`` is compact (as scikit-learn's
-        ``covariances_``).
-    min_covar : float, default=1e-3
-        Added to the diagonal of the data covariance that initialises
-        ``covars_`` (as hmmlearn).
-    means_prior, means_weight : float or array-like, default=0
-        Normal prior on the means: centre and precision weight (0 = off).
-    covars_prior : float or array-like, default=1e-2
-        Inverse-gamma / inverse-Wishart scale of the covariance prior. A scalar
-        means ``covars_prior * I`` for full and tied (hmmlearn adds a scalar
-        to every entry of the matrix instead).
-    covars_weight : float, default=1
-        Its degrees of freedom (hmmlearn's convention).
-    params : str or tuple of str, default="stmc"
-        What EM learns: letters s (startprob), t (transmat), m (means), c
-        (covars), or a tuple of attribute names.
-    init_params : str or tuple of str, default="stmc"
-        What is initialised from the data (the rest must be given).
-    means_init : array-like of shape (n_components, n_features), default=None
-        Starting means.
-    covars_init : array-like, default=None
-        Starting covariances, compact shape for ``covariance_type``.
-    {shared_parameters}
-    Attributes
-    ----------
-    startprob_ : ndarray of shape (n_components,)
-    transmat_ : ndarray of shape (n_components, n_components)
-    means_ : ndarray of shape (n_components, n_features)
-    covars_ : ndarray
-        Compact covariances (see ``covariance_type``).
-    n_features_in_ : int
-    converged_, n_iter_, lower_bound_, lower_bound_history_, restarts_
-        Set by the EM engine (see :class:`emkit.base.EMMixin`).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from emkit.hmm import GaussianHMM
-    >>> rng = np.random.RandomState(0)
-    >>> states = np.repeat([0, 1, 0, 1], 50)
-    >>> X = rng.normal(size=(200, 1)) + 5.0 * states[:, None]
-    >>> model = GaussianHMM(n_components=2, random_state=0).fit(X)
-    >>> bool(np.allclose(np.sort(model.means_[:, 0]), [0.0, 5.0], atol=0.3))
-    True
-    >>> agree = np.mean(model.predict(X) == states)
-    >>> bool(agree > 0.99 or agree < 0.01)
-    True
-    """
-
-    _emission_names = {"m": "means_", "c": "covars_"}
-
-    _parameter_constraints = {
-        **_BaseHMM._hmm_parameter_constraints,
-        "covariance_type": [StrOptions(set(gaussian.COVARIANCE_TYPES))],
-        "min_covar": [Interval(Real, 0, None, closed="left")],
-        "means_prior": ["array-like", Real],
-        "means_weight": ["array-like", Real],
-        "covars_prior": ["array-like", Real],
-        "covars_weight": [Real],
-        "means_init": ["array-like", None],
-        "covars_init": ["array-like", None],
-    }
-
-    def __init__(
-        self,
-        n_components=1,
-        *,
-        covariance_type="diag",
-        min_covar=1e-3,
-        startprob_prior=1.0,
-        transmat_prior=1.0,
-        means_prior=0,
-        means_weight=0,
-        covars_prior=1e-2,
-        covars_weight=1,
-        algorithm="viterbi",
-        params="stmc",
-        init_params="stmc",
-        startprob_init=None,
-        transmat_init=None,
-        means_init=None,
-        covars_init=None,
-        max_iter=100,
-        tol=1e-4,
-        n_init=1,
-        random_state=None,
-        warm_start=False,
-        verbose=0,
-        verbose_interval=10,
-        n_jobs=None,
-        keep_params_history=False,
-        learning_decay=0.7,
-        learning_offset=10.0,
-    ):
-        self.n_components = n_components
-        self.covariance_type = covariance_type
-        self.min_covar = min_covar
-        self.startprob_prior = startprob_prior
-        self.transmat_prior = transmat_prior
-        self.means_prior = means_prior
-        self.means_weight = means_weight
-        self.covars_prior = covars_prior
-        self.covars_weight = covars_weight
-        self.algorithm = algorithm
-        self.params = params
-        self.init_params = init_params
-        self.startprob_init = startprob_init
-        self.transmat_init = transmat_init
-        self.means_init = means_init
-        self.covars_init = covars_init
-        self.max_iter = max_iter
-        self.tol = tol
-        self.n_init = n_init
-        self.random_state = random_state
-        self.warm_start = warm_start
-        self.verbose = verbose
-        self.verbose_interval = verbose_interval
-        self.n_jobs = n_jobs
-        self.keep_params_history = keep_params_history
-        self.learning_decay = learning_decay
-        self.learning_offset = learning_offset
-
-    # ------------------------------------------------------------ emission hooks
-    def _emission_validate_X(self, X, reset):
-        X = validate_data(self, X, reset=reset, dtype=np.float64, ensure_min_samples=2 if reset else 1)
-        if reset and X.shape[0] < self.n_components:
-            raise ValueError(
-                f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
-                f"n_samples = {X.shape[0]}."
-            )
-        return X, self._emission_input(X)
-
-    def _emission_input(self, X):
-        return X
-
-    def _emission_shapes(self, data):
-        n_features = data.X.shape[1]
-        shape = gaussian.parameter_shapes("covariances", self.covariance_type, self.n_components, n_features)[0]
-        return {"means_": (self.n_components, n_features), "covars_": shape}
-
-    def _prior_kwargs(self, n_features):
-        K = self.n_components
-        means_prior = np.asarray(self.means_prior, dtype=np.float64)
-        means_weight = np.asarray(self.means_weight, dtype=np.float64)
-        covars_prior = np.asarray(self.covars_prior, dtype=np.float64)
-        if self.covariance_type == "spherical" and covars_prior.ndim == 1:
-            covars_prior = np.repeat(covars_prior[:, np.newaxis], n_features, axis=1)
-        return {
-            "means_prior": np.broadcast_to(means_prior, (K, n_features)) if means_prior.ndim else means_prior,
-            "means_weight": means_weight,
-            "covars_prior": covars_prior,
-            "covars_weight": float(self.covars_weight),
-        }
-
-    def _emission_check(self, X, emission_input, continuing):
-        # shapes and values of the Gaussian parameters: one table, shared with GaussianMixture
-        shape_args = (self.covariance_type, self.n_components, X.shape[1])
-        for name in ("means_weight", "means_prior", "covars_prior"):
-            gaussian.check_parameter(getattr(self, name), name, *shape_args)
-        given = {}
-        value = self._user_value("m", self.means_init)
-        if value is not None:
-            given["means_"] = gaussian.check_parameter(value, "means", *shape_args, label="means_init")
-        value = self._user_value("c", self.covars_init)
-        if value is not None:
-            given["covars_"] = gaussian.check_parameter(value, "covariances", *shape_args, label="covars_init")
-        return given
-
-    def _pack(self, means, covars):
-        try:  # a covariance EM made singular ends this restart (the engine drops it)
-            gaussian.precisions_cholesky(covars, self.covariance_type)
-        except np.linalg.LinAlgError as exc:
-            raise NumericalFailure(
-                f"a state's covariance is no longer positive definite ({exc}); increase covars_prior "
-                "(or min_covar), or lower n_components"
-            ) from None
-        return {"means_": means, "covars_": covars}
-
-    def _emission_initialize(self, data, random_state):
-        X = data.X
-        K = self.n_components
-        given = data.given
-        labels = None
-        if "means_" in given:
-            means = given["means_"].copy()
-        else:
-            kmeans = KMeans(n_clusters=K, n_init=1, random_state=random_state).fit(X)
-            means, labels = kmeans.cluster_centers_, kmeans.labels_
-        if "covars_" in given:
-            covars = given["covars_"].copy()
-        elif labels is not None:
-            # each state starts with the spread of its own k-means cluster, not that of all the data
-            # (a shared, wide start lets well-separated states merge)
-            covars = _cluster_covariances(X, labels, means, self.covariance_type, self.min_covar)
-        else:
-            cv = np.atleast_2d(np.cov(X.T)) + self.min_covar * np.eye(X.shape[1])
-            covars = {
-                "full": lambda: np.tile(cv, (K, 1, 1)),
-                "tied": lambda: cv,
-                "diag": lambda: np.tile(np.diag(cv), (K, 1)),
-                "spherical": lambda: np.full(K, np.diag(cv).mean()),
-            }[self.covariance_type]()
-        return self._pack(means, covars), labels
-
-    def _emission_context(self, params):
-        return gaussian.precisions_cholesky(params["covars_"], self.covariance_type)
-
-    def _emission_recenter(self, stats, old_params, new_params):
-        return gaussian.recenter(stats, old_params["means_"], new_params["means_"], self.covariance_type)
-
-    def _emission_log_likelihood(self, X, params, prec_chol):
-        return gaussian.log_likelihood(X, params["means_"], prec_chol, self.covariance_type)
-
-    def _emission_accumulate(self, X, posteriors, params, prec_chol):
-        return gaussian.accumulate(X, posteriors, params["means_"], self.covariance_type)
-
-    def _emission_m_step(self, stats, params, learn):
-        means_old = params["means_"]
-        covars_old = params["covars_"]
-        means, covars = gaussian.m_step(
-            stats,
-            means_old,
-            self.covariance_type,
-            means=means_old,
-            covariances=covars_old,
-            learn_means="m" in learn,
-            learn_covars="c" in learn,
-            **self._prior_kwargs(means_old.shape[1]),
-        )
-        # a state with no posterior mass keeps its parameters (generalised EM: Q does not decrease)
-        empty = stats.post <= 1e-10
-        if np.any(empty):
-            means = np.where(empty[:, np.newaxis], means_old, means)
-            if "c" in learn and self.covariance_type != "tied":
-                covars = covars.copy()
-                covars[empty] = covars_old[empty]
-        return self._pack(means, covars)
-
-    def _emission_log_prior(self, params, learn):
-        if not ({"m", "c"} & learn):
-            return 0.0
-        kwargs = self._prior_kwargs(params["means_"].shape[1])
-        if "m" not in learn:
-            kwargs["means_weight"] = 0.0
-        if "c" not in learn:
-            kwargs["covars_prior"] = 0.0
-            kwargs["covars_weight"] = None
-        return gaussian.log_prior(params["means_"], params["covars_"], self.covariance_type, **kwargs)
-
-    def _emission_fitted_params(self):
-        return {"means_": self.means_, "covars_": self.covars_}
-
-    def _emission_n_parameters(self):
-        return gaussian.n_parameters(self.n_components, self.n_features_in_, self.covariance_type)
-
-    def _emission_sample(self, params, states, rng):
-        return gaussian.sample(params["means_"], params["covars_"], self.covariance_type, states, rng)
-
-    def _emission_expectation(self, params):
-        return params["means_"]
-
-
-# ====================================================================== categorical
-class CategoricalHMM(_BaseHMM):
-    """Hidden Markov model with categorical emissions (one integer symbol per step).
-
-    Parameters
-    ----------
-    n_components : int, default=1
-        Number of hidden states.
-    n_features : int, default=None
-        Number of symbols (hmmlearn's name); None infers ``max(X) + 1`` at
-        fit. Never overwritten: the count used is ``n_symbols_``.
-    emissionprob_prior : float or array-like of shape (n_components, n_symbols), default=1.0
-        Dirichlet prior on each row of ``emissionprob_`` (1 = maximum likelihood).
-    params : str or tuple of str, default="ste"
-        What EM learns: letters s, t, e (emissionprob).
-    init_params : str or tuple of str, default="ste"
-        What is initialised (the rest must be given).
-    emissionprob_init : array-like of shape (n_components, n_symbols), default=None
-        Starting emission probabilities.
-    {shared_parameters}
-    Attributes
-    ----------
-    startprob_ : ndarray of shape (n_components,)
-    transmat_ : ndarray of shape (n_components, n_components)
-    emissionprob_ : ndarray of shape (n_components, n_symbols)
-    n_symbols_ : int
-        Number of symbols used (``n_features`` if given, else inferred at fit).
-    n_features_in_ : int
-        Always 1: X is one column of symbols.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from emkit.hmm import CategoricalHMM
-    >>> X = np.array([[0], [0], [1], [2], [2], [2], [0], [1]])
-    >>> model = CategoricalHMM(n_components=2, random_state=0).fit(X)
-    >>> model.emissionprob_.shape
-    (2, 3)
-    >>> model.predict(X).shape
-    (8,)
-    """
-
-    _emission_names = {"e": "emissionprob_"}
-
-    _parameter_constraints = {
-        **_BaseHMM._hmm_parameter_constraints,
-        "n_features": [Interval(Integral, 1, None, closed="left"), None],
-        "emissionprob_prior": [Interval(Real, 0, None, closed="left"), "array-like"],
-        "emissionprob_init": ["array-like", None],
-    }
-
-    def __init__(
-        self,
-        n_components=1,
-        *,
-        n_features=None,
-        startprob_prior=1.0,
-        transmat_prior=1.0,
-        emissionprob_prior=1.0,
-        algorithm="viterbi",
-        params="ste",
-        init_params="ste",
-        startprob_init=None,
-        transmat_init=None,
-        emissionprob_init=None,
-        max_iter=100,
-        tol=1e-4,
-        n_init=1,
-        random_state=None,
-        warm_start=False,
-        verbose=0,
-        verbose_interval=10,
-        n_jobs=None,
-        keep_params_history=False,
-        learning_decay=0.7,
-        learning_offset=10.0,
-    ):
-        self.n_components = n_components
-        self.n_features = n_features
-        self.startprob_prior = startprob_prior
-        self.transmat_prior = transmat_prior
-        self.emissionprob_prior = emissionprob_prior
-        self.algorithm = algorithm
-        self.params = params
-        self.init_params = init_params
-        self.startprob_init = startprob_init
-        self.transmat_init = transmat_init
-        self.emissionprob_init = emissionprob_init
-        self.max_iter = max_iter
-        self.tol = tol
-        self.n_init = n_init
-        self.random_state = random_state
-        self.warm_start = warm_start
-        self.verbose = verbose
-        self.verbose_interval = verbose_interval
-        self.n_jobs = n_jobs
-        self.keep_params_history = keep_params_history
-        self.learning_decay = learning_decay
-        self.learning_offset = learning_offset
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.categorical = True
-        tags.input_tags.positive_only = True
-        return tags
-
-    def _emission_validate_X(self, X, reset):
-        X = validate_data(self, X, reset=reset, dtype=None)
-        symbols = self._emission_input(X)
-        if not reset:
-            n_symbols = np.shape(self.emissionprob_)[1]
-            if symbols.size and symbols.max() >= n_symbols:
-                raise ValueError(
-                    f"Largest symbol is {symbols.max()} but the model only emits symbols up to {n_symbols - 1}."
-                )
-        return X, symbols
-
-    def _emission_input(self, X):
-        """Check one column of integer symbols (any numeric dtype); return them as int64."""
-        if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
-            raise ValueError(f"CategoricalHMM expects numeric integer symbols, got dtype {X.dtype}.")
-        if X.shape[1] != 1:
-            raise ValueError(
-                f"CategoricalHMM expects X of shape (n_samples, 1): one column of integer symbols; got "
-                f"{X.shape[1]} columns."
-            )
-        if np.any(X < 0):
-            raise ValueError("Negative values in data passed to CategoricalHMM: symbols must be integers >= 0.")
-        if not np.issubdtype(X.dtype, np.integer) and np.any(X != np.floor(X)):
-            raise ValueError("CategoricalHMM expects integer symbols, found non-integral values.")
-        if X.size and X.max() >= 2**53:
-            raise ValueError(
-                f"CategoricalHMM: symbol {X.max():.6g} is too large; symbols are the integers 0 .. n_features - 1 "
-                "(encode raw ids first, e.g. with sklearn.preprocessing.OrdinalEncoder)."
-            )
-        return X[:, 0].astype(np.int64)
-
-    def _emission_check(self, X, symbols, continuing):
-        K = self.n_components
-        init = self._user_value("e", self.emissionprob_init)
-        n_seen = int(symbols.max()) + 1
-        if self.n_features is not None:
-            n_symbols = int(self.n_features)
-        elif init is not None:
-            n_symbols = int(np.shape(init)[-1])
-        elif continuing:
-            n_symbols = max(n_seen, int(np.shape(self.emissionprob_)[-1]))  # continue with the fitted symbols
-        else:
-            n_symbols = n_seen
-            table_bytes = 8 * K * n_symbols
-            if table_bytes > _MAX_TABLE_BYTES:
-                raise ValueError(
-                    f"CategoricalHMM: the largest symbol is {n_seen - 1}, so the emission table would have "
-                    f"{n_symbols} columns per state ({table_bytes / 2**30:.1f} GiB): symbols are the integers "
-                    "0 .. n_features - 1, and column j of emissionprob_ is symbol j. Raw ids (zip codes, user ids) "
-                    "should be encoded first, e.g. with sklearn.preprocessing.OrdinalEncoder; or give n_features "
-                    "if the table really is that large."
-                )
-        if n_seen > n_symbols:
-            raise ValueError(
-                f"Largest symbol is {n_seen - 1} but the model only emits symbols up to {n_symbols - 1} "
-                "(n_features)."
-            )
-        self.n_symbols_ = n_symbols
-        _check_prior(self.emissionprob_prior, "emissionprob_prior", (K, n_symbols))
-        given = {}
-        if init is not None:
-            name = "emissionprob_init" if self.emissionprob_init is not None else "emissionprob_"
-            given["emissionprob_"] = _check_distribution(init, name, (K, n_symbols))
-        return given
-
-    def _emission_shapes(self, data):
-        return {"emissionprob_": (self.n_components, self.n_symbols_)}
-
-    def _emission_initialize(self, data, random_state):
-        if "emissionprob_" in data.given:
-            return {"emissionprob_": data.given["emissionprob_"].copy()}, None
-        prob = random_state.uniform(size=(self.n_components, self.n_symbols_))
-        return {"emissionprob_": prob / prob.sum(axis=1, keepdims=True)}, None
-
-    def _emission_log_likelihood(self, symbols, params, context):
-        return categorical.log_likelihood(symbols, params["emissionprob_"])
-
-    def _emission_frameprob(self, symbols, params, context):
-        return categorical.likelihood(symbols, params["emissionprob_"])
-
-    def _emission_accumulate(self, symbols, posteriors, params, context):
-        return categorical.accumulate(symbols, posteriors, params["emissionprob_"].shape[1])
-
-    def _emission_m_step(self, stats, params, learn):
-        return {"emissionprob_": categorical.m_step(stats, params["emissionprob_"], self.emissionprob_prior)}
-
-    def _emission_log_prior(self, params, learn):
-        if "e" not in learn:
-            return 0.0
-        return categorical.log_prior(params["emissionprob_"], self.emissionprob_prior)
-
-    def _emission_fitted_params(self):
-        return {"emissionprob_": self.emissionprob_}
-
-    def _emission_n_parameters(self):
-        return categorical.n_parameters(self.n_components, np.shape(self.emissionprob_)[1])
-
-    def _emission_sample(self, params, states, rng):
-        return categorical.sample(params["emissionprob_"], states, rng)
-
-    def _emission_expectation(self, params):
-        return params["emissionprob_"]
-
-
-# ====================================================================== Poisson
-class PoissonHMM(_BaseHMM):
-    """Hidden Markov model with independent Poisson emissions (a vector of counts per step).
-
-    X holds non-negative counts, one column per count variable (negative
-    values raise). Non-integral values are accepted and scored with
-    ``lgamma(x + 1)`` in place of ``log x!`` (a quasi-likelihood; the M-step,
-    a weighted mean, is the same).
-
-    Parameters
-    ----------
-    n_components : int, default=1
-        Number of hidden states.
-    lambdas_prior, lambdas_weight : float or array-like broadcastable to (n_components, n_features), default=0
-        Gamma prior on the rates: the M-step is
-        ``(lambdas_prior + sum r x) / (lambdas_weight + N_k)`` (0, 0 =
-        maximum likelihood). hmmlearn uses the total count of all states in
-        place of ``N_k`` there; with its default 0, 0 both agree.
-    params : str or tuple of str, default="stl"
-        What EM learns: letters s, t, l (lambdas).
-    init_params : str or tuple of str, default="stl"
-        What is initialised (the rest must be given).
-    lambdas_init : array-like of shape (n_components, n_features), default=None
-        Starting rates.
-    {shared_parameters}
-    Attributes
-    ----------
-    startprob_ : ndarray of shape (n_components,)
-    transmat_ : ndarray of shape (n_components, n_components)
-    lambdas_ : ndarray of shape (n_components, n_features)
-    n_features_in_ : int
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from emkit.hmm import PoissonHMM
-    >>> rng = np.random.RandomState(0)
-    >>> states = np.repeat([0, 1, 0, 1], 50)
-    >>> X = rng.poisson(np.where(states == 0, 2.0, 20.0))[:, None]
-    >>> model = PoissonHMM(n_components=2, random_state=0).fit(X)
-    >>> np.round(np.sort(model.lambdas_[:, 0]))
-    array([ 2., 20.])
-    """
-
-    _emission_names = {"l": "lambdas_"}
-
-    _parameter_constraints = {
-        **_BaseHMM._hmm_parameter_constraints,
-        "lambdas_prior": [Interval(Real, 0, None, closed="left"), "array-like"],
-        "lambdas_weight": [Interval(Real, 0, None, closed="left"), "array-like"],
-        "lambdas_init": ["array-like", None],
-    }
-
-    def __init__(
-        self,
-        n_components=1,
-        *,
-        startprob_prior=1.0,
-        transmat_prior=1.0,
-        lambdas_prior=0.0,
-        lambdas_weight=0.0,
-        algorithm="viterbi",
-        params="stl",
-        init_params="stl",
-        startprob_init=None,
-        transmat_init=None,
-        lambdas_init=None,
-        max_iter=100,
-        tol=1e-4,
-        n_init=1,
-        random_state=None,
-        warm_start=False,
-        verbose=0,
-        verbose_interval=10,
-        n_jobs=None,
-        keep_params_history=False,
-        learning_decay=0.7,
-        learning_offset=10.0,
-    ):
-        self.n_components = n_components
-        self.startprob_prior = startprob_prior
-        self.transmat_prior = transmat_prior
-        self.lambdas_prior = lambdas_prior
-        self.lambdas_weight = lambdas_weight
-        self.algorithm = algorithm
-        self.params = params
-        self.init_params = init_params
-        self.startprob_init = startprob_init
-        self.transmat_init = transmat_init
-        self.lambdas_init = lambdas_init
-        self.max_iter = max_iter
-        self.tol = tol
-        self.n_init = n_init
-        self.random_state = random_state
-        self.warm_start = warm_start
-        self.verbose = verbose
-        self.verbose_interval = verbose_interval
-        self.n_jobs = n_jobs
-        self.keep_params_history = keep_params_history
-        self.learning_decay = learning_decay
-        self.learning_offset = learning_offset
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.positive_only = True
-        return tags
-
-    def _emission_validate_X(self, X, reset):
-        X = validate_data(self, X, reset=reset, dtype=np.float64)
-        return X, self._emission_input(X)
-
-    def _emission_input(self, X):
-        if np.any(X < 0):
-            raise ValueError("Negative values in data passed to PoissonHMM: counts must be >= 0.")
-        return X
-
-    def _emission_check(self, X, emission_input, continuing):
-        shape = (self.n_components, X.shape[1])
-        _check_prior(self.lambdas_prior, "lambdas_prior", shape)
-        _check_prior(self.lambdas_weight, "lambdas_weight", shape)
-        value = self._user_value("l", self.lambdas_init)
-        if value is None:
-            return {}
-        name = "lambdas_init" if self.lambdas_init is not None else "lambdas_"
-        lambdas = check_array_param(value, name, shape)
-        if np.any(lambdas < 0):
-            raise ValueError(f"{name} must be non-negative.")
-        return {"lambdas_": lambdas}
-
-    def _emission_shapes(self, data):
-        return {"lambdas_": (self.n_components, data.X.shape[1])}
-
-    def _emission_initialize(self, data, random_state):
-        if "lambdas_" in data.given:
-            return {"lambdas_": data.given["lambdas_"].copy()}, None
-        X = data.X
-        shape = (self.n_components, X.shape[1])
-        mean, var = X.mean(), X.var()
-        if mean > 0 and var > 0:
-            # method of moments for a Gamma over all counts (hmmlearn's start)
-            return {"lambdas_": random_state.gamma(shape=mean**2 / var, scale=var / mean, size=shape)}, None
-        return {"lambdas_": np.full(shape, mean)}, None
-
-    def _emission_log_likelihood(self, X, params, context):
-        return poisson.log_likelihood(X, params["lambdas_"])
-
-    def _emission_accumulate(self, X, posteriors, params, context):
-        return poisson.accumulate(X, posteriors)
-
-    def _emission_m_step(self, stats, params, learn):
-        return {"lambdas_": poisson.m_step(stats, params["lambdas_"], self.lambdas_prior, self.lambdas_weight)}
-
-    def _emission_log_prior(self, params, learn):
-        if "l" not in learn:
-            return 0.0
-        return poisson.log_prior(params["lambdas_"], self.lambdas_prior, self.lambdas_weight)
-
-    def _emission_fitted_params(self):
-        return {"lambdas_": self.lambdas_}
-
-    def _emission_n_parameters(self):
-        return poisson.n_parameters(self.n_components, self.n_features_in_)
-
-    def _emission_sample(self, params, states, rng):
-        return poisson.sample(params["lambdas_"], states, rng)
-
-    def _emission_expectation(self, params):
-        return params["lambdas_"]
-
-
-for _cls in (GaussianHMM, CategoricalHMM, PoissonHMM):
-    _cls.__doc__ = _cls.__doc__.replace("    {shared_parameters}\n", _SHARED_PARAMS_DOC.lstrip("\n"))
-del _cls
+def fill_docstring(cls):
+    """Put the parameters every HMM shares into ``cls``'s docstring (at ``{shared_parameters}``)."""
+    cls.__doc__ = cls.__doc__.replace("    {shared_parameters}\n", SHARED_PARAMS_DOC.lstrip("\n"))
+    return cls
