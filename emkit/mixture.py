@@ -317,10 +317,8 @@ class _BaseMixture(EMMixin, DensityMixin, BaseEstimator):
     def _initialize(self, data, random_state):
         X, sample_weight, density, given = data.X, data.sample_weight, data.density, data.given
         n_components = self.n_components
-        names = density.param_names()
-        given_all = "weights_" in given and all(
-            name in given for name in names if name != getattr(density, "precisions_name", None)
-        )
+        # a start needs every parameter the density names (derived ones, like precision factors, are packed)
+        given_all = "weights_" in given and all(name in given for name in density.names.values())
         if is_dask_array(X) and not given_all:
             # the data stay on the cluster: random_from_data gathers its rows, the other starts a sample
             if self.init_params == "random_from_data":

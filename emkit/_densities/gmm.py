@@ -57,6 +57,9 @@ class GaussianMixtures(Density):
         self.n_mix = int(n_mix)
         self.n_features = int(n_features)
         self.flat_type = "full" if covariance_type == "tied" else covariance_type
+        # the K M Gaussians laid end to end: every row is read through this object (so what it learns about
+        # rows -- missing values, say -- holds here too)
+        self.components = gaussian.Gaussian(self.flat_type, self.n_components * self.n_mix, self.n_features)
         self.names = {"weights": "weights_", "means": "means_", "covariances": "covars_"}
         self.weights_prior = self.check(weights_prior, "weights_prior")
         K, M = self.n_components, self.n_mix
@@ -119,7 +122,7 @@ class GaussianMixtures(Density):
     def _joint(self, X, context):
         """``log w_km + log N(x_t | mu_km, Sigma_km)``: shape (n_samples, K, M)."""
         means, prec_chol, log_weights = context
-        log_prob = gaussian.log_likelihood(X, means, prec_chol, self.flat_type)
+        log_prob = self.components.log_likelihood(X, {"means_": means}, prec_chol)
         log_prob = log_prob.reshape(X.shape[0], self.n_components, self.n_mix)
         log_prob += log_weights
         return log_prob
@@ -145,7 +148,7 @@ class GaussianMixtures(Density):
         """Gaussian statistics of the K M Gaussians, weighted by ``p(z_t = k | X) p(m_t = m | x_t, z_t = k)``."""
         mix_resp = self.mixture_posteriors(X, params, context) if cache is None else cache
         weighted = (resp[:, :, np.newaxis] * mix_resp).reshape(X.shape[0], -1)
-        return gaussian.accumulate(X, weighted, context[0], self.flat_type)
+        return self.components.accumulate(X, weighted, {"means_": context[0]}, context[1])
 
     def post(self, stats):
         return stats.post.reshape(self.n_components, self.n_mix).sum(axis=1)
