@@ -370,3 +370,21 @@ def test_partial_fit_over_chunks_of_sequences_reaches_the_batch_score():
         for i in range(0, 20, 2):
             online.partial_fit(X[i * 100:(i + 2) * 100], lengths=[100, 100])
     assert online.score(X, lengths=lengths) > batch.score(X, lengths=lengths) - 0.02
+
+
+@quiet
+def test_grid_search_over_n_mix_in_a_pipeline_never_cuts_sequences():
+    from sklearn import config_context
+    from sklearn.model_selection import GridSearchCV, GroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, _, lengths = _planted(n_sequences=9, length=100)
+    sequence_ids = np.repeat(np.arange(9), 100)
+    with config_context(enable_metadata_routing=True):
+        model = GMMHMM(2, random_state=0, covars_prior=1e-2, covars_weight=1.0).set_fit_request(
+            sequence_ids=True).set_score_request(sequence_ids=True)
+        search = GridSearchCV(make_pipeline(StandardScaler(), model), {"gmmhmm__n_mix": [1, 2]},
+                              cv=GroupKFold(n_splits=3))
+        search.fit(X, groups=sequence_ids, sequence_ids=sequence_ids)
+    assert search.best_params_ == {"gmmhmm__n_mix": 2}
