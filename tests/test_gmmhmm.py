@@ -274,20 +274,24 @@ def test_objective_never_decreases_with_priors(covariance_type):
 
 
 @quiet
-@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_one_gaussian_per_state_is_gaussian_hmm(covariance_type):
+    """n_mix=1 is GaussianHMM; GMMHMM's tied (one matrix per state) is then GaussianHMM's full."""
     X, _, lengths = _planted(n_sequences=3)
     rng = np.random.RandomState(1)
     means = X[rng.choice(len(X), 2)]
-    covars = {"full": np.tile(np.eye(2), (2, 1, 1)), "diag": np.ones((2, 2)), "spherical": np.ones(2)}[covariance_type]
+    single_type = "full" if covariance_type == "tied" else covariance_type
+    covars = {"full": np.tile(np.eye(2), (2, 1, 1)), "diag": np.ones((2, 2)), "spherical": np.ones(2)}[single_type]
     common = dict(init_params="", max_iter=8, tol=0.0, startprob_init=[0.5, 0.5], transmat_init=[[0.9, 0.1], [0.2, 0.8]])
-    single = GaussianHMM(2, covariance_type=covariance_type, means_init=means, covars_init=covars, covars_prior=0.0,
+    single = GaussianHMM(2, covariance_type=single_type, means_init=means, covars_init=covars, covars_prior=0.0,
                          covars_weight=0.0, **common).fit(X, lengths=lengths)
+    mixture_covars = covars if covariance_type == "tied" else covars[:, None]
     mixture = GMMHMM(2, n_mix=1, covariance_type=covariance_type, means_init=means[:, None],
-                     covars_init=covars[:, None], weights_init=np.ones((2, 1)), **common).fit(X, lengths=lengths)
+                     covars_init=mixture_covars, weights_init=np.ones((2, 1)), **common).fit(X, lengths=lengths)
     np.testing.assert_allclose(mixture.lower_bound_history_, single.lower_bound_history_, rtol=1e-12)
     np.testing.assert_allclose(mixture.means_[:, 0], single.means_, rtol=1e-10)
-    np.testing.assert_allclose(mixture.covars_[:, 0], single.covars_, rtol=1e-10)
+    fitted = mixture.covars_ if covariance_type == "tied" else mixture.covars_[:, 0]
+    np.testing.assert_allclose(fitted, single.covars_, rtol=1e-10)
     np.testing.assert_allclose(mixture.transmat_, single.transmat_, rtol=1e-10)
 
 
