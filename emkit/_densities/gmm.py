@@ -20,8 +20,8 @@ matrix (pooled over that state's Gaussians in the M-step).
 """
 
 import numpy as np
-from scipy.special import logsumexp
 
+from .._inference.mixture import normalize_log_groups
 from . import dirichlet, gaussian
 from .base import Broadcast, Density
 
@@ -125,20 +125,16 @@ class GaussianMixtures(Density):
         log_prob = self.components.log_likelihood(X, {"means_": means}, prec_chol)
         log_prob = log_prob.reshape(X.shape[0], self.n_components, self.n_mix)
         log_prob += log_weights
-        return log_prob
+        return np.ascontiguousarray(log_prob, dtype=np.float64)
 
     def frames(self, X, params, context):
         """Log emission densities (n_samples, K) and, as the cache, each state's mixture responsibilities."""
         joint = self._joint(X, context)
-        log_frameprob = logsumexp(joint, axis=2)
-        with np.errstate(invalid="ignore"):  # a state with no density at a row (-inf - -inf): 0 responsibility
-            joint -= log_frameprob[:, :, np.newaxis]
-        mix_resp = np.exp(joint, out=joint)
-        np.nan_to_num(mix_resp, copy=False, nan=0.0)
-        return {"log_frameprob": log_frameprob}, mix_resp
+        log_frameprob = normalize_log_groups(joint)  # joint now holds p(m_t = m | x_t, z_t = k)
+        return {"log_frameprob": log_frameprob}, joint
 
     def log_likelihood(self, X, params, context):
-        return logsumexp(self._joint(X, context), axis=2)
+        return normalize_log_groups(self._joint(X, context))
 
     def mixture_posteriors(self, X, params, context):
         """``p(m_t = m | x_t, z_t = k)``: each state's mixture responsibilities, shape (n_samples, K, M)."""
