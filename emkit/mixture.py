@@ -259,7 +259,7 @@ class _BaseMixture(EMMixin, DensityMixin, BaseEstimator):
         return _MixtureData(blocks, X, sample_weight, n_units, density, given)
 
     def _check_n_samples(self, n_samples):
-        if n_samples < self.n_components:
+        if n_samples < max(2, self.n_components):
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
                 f"n_samples = {n_samples}"
@@ -271,11 +271,7 @@ class _BaseMixture(EMMixin, DensityMixin, BaseEstimator):
         X = check_dask_array(X, whom=whom)
         if X.dtype not in np.atleast_1d(self._dtypes):
             X = X.astype(np.float64)
-        if X.shape[0] < max(2, self.n_components):
-            raise ValueError(
-                f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
-                f"n_samples = {X.shape[0]}"
-            )
+        self._check_n_samples(X.shape[0])
         reset_n_features(self, X.shape[1])
         density = self._make_density(X.shape[1], X.dtype)
         if type(density).check_input is not Density.check_input:
