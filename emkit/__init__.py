@@ -2,14 +2,17 @@
 
 __version__ = "0.1.0"
 
-from .hmm import CategoricalHMM, GaussianHMM, PoissonHMM
+from .hmm import GMMHMM, CategoricalHMM, GaussianHMM, PoissonHMM
 from .kalman import KalmanFilter
 from .lda import LatentDirichletAllocation
-from .mixture import GaussianMixture
+from .mixture import BernoulliMixture, GaussianMixture, PoissonMixture
 
 __all__ = [
     "GaussianMixture",
+    "BernoulliMixture",
+    "PoissonMixture",
     "GaussianHMM",
+    "GMMHMM",
     "CategoricalHMM",
     "PoissonHMM",
     "KalmanFilter",

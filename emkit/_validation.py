@@ -22,6 +22,7 @@ __all__ = [
     "check_warm_start_shapes",
     "reset_n_features",
     "dask_sample_weight",
+    "store_init_arguments",
 ]
 
 fit_context = _fit_context
@@ -196,3 +197,14 @@ def dask_sample_weight(sample_weight, X, whom):
     if not np.all(np.isfinite(weights)) or np.any(weights < 0):
         raise ValueError("sample_weight must be finite and non-negative.")
     return da.from_array(weights, chunks=(X.chunks[0],))
+
+
+def store_init_arguments(estimator, arguments):
+    """What a scikit-learn ``__init__`` does: every keyword argument stored under its own name, nothing else.
+
+    Call it first thing in ``__init__`` as ``store_init_arguments(self, locals())``: the explicit signature
+    (which ``get_params`` and ``clone`` read) stays the one source of the names.
+    """
+    for name, value in arguments.items():
+        if name not in ("self", "__class__"):
+            setattr(estimator, name, value)

@@ -1,4 +1,11 @@
-"""Gaussian mixture models fitted by EM (maximum likelihood or MAP)."""
+"""Mixture models fitted by EM: one core, a component density per family.
+
+:class:`_BaseMixture` holds everything a finite mixture needs whatever its
+components are (validation, starts, the E-step block, the weights' M-step,
+priors, inference, sampling, model selection, online EM, Dask); a family is a
+small class that says which density object (:mod:`emkit._densities`) its
+components are and which starting values and priors it takes.
+"""
 
 from numbers import Integral, Real
 from typing import NamedTuple
@@ -11,34 +18,39 @@ from sklearn.utils import check_random_state
 
 from ._blocks import Blocks, row_bounds
 from ._dask import DaskBlocks, check_dask_array, is_dask_array, rowwise, sample_rows
-from ._densities import gaussian
+from ._densities import bernoulli, dirichlet, gaussian, poisson
+from ._densities.base import Density
 from ._inference.mixture import normalize_log_rows
 from ._math import safe_log
 from ._validation import (
     Interval,
     StrOptions,
-    check_array_param,
     check_is_fitted,
     check_sample_weight,
     check_warm_start_shapes,
     dask_sample_weight,
     fit_context,
     reset_n_features,
+    store_init_arguments,
     validate_data,
 )
 from .base import BlockResult, EMMixin, NumericalFailure
 
-__all__ = ["GaussianMixture"]
+__all__ = ["GaussianMixture", "BernoulliMixture", "PoissonMixture"]
 
 # rows gathered from a dask array to draw a k-means (or random) start
 _INIT_SAMPLE_ROWS = 20_000
+# rows per E-step block of the families without a shape-dependent block size
+_ROWS_PER_BLOCK = 8192
 
 
 class _MixtureData(NamedTuple):
     blocks: Blocks  # of _MixtureBlock
-    X: np.ndarray
+    X: np.ndarray  # validated (and, for the family, converted) rows
     sample_weight: np.ndarray  # None when unweighted
     n_units: float
+    density: object  # the component density, hyperparameters resolved (emkit._densities)
+    given: dict  # user-given starting values, validated
 
 
 class _MixtureBlock(NamedTuple):
@@ -56,50 +68,33 @@ def _mixture_chunk(X, sample_weight):
     return _MixtureBlock(np.ascontiguousarray(X), None if sample_weight is None else np.asarray(sample_weight))
 
 
+def _checked_chunk(chunk, density):
+    """The density's own value checks and conversion of one row chunk, on its worker."""
+    return density.check_input(np.asarray(chunk, dtype=np.float64))
+
+
 class _MixtureContext(NamedTuple):
-    """What every block of an E-step needs."""
+    """What every block of an E-step needs (small: sent once per E-step to wherever blocks run)."""
 
+    density: object
     log_weights: np.ndarray
-    means: np.ndarray
-    precisions_cholesky: np.ndarray
-    covariance_type: str
+    params: dict
+    component: object  # the density's own per-E-step values (``density.context``)
 
 
-class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
-    """Gaussian mixture model fitted by EM: a drop-in for scikit-learn's ``GaussianMixture``.
-
-    Same constructor names, defaults and fitted attributes as
-    :class:`sklearn.mixture.GaussianMixture`, plus parallel restarts
-    (``n_jobs``), weighted fitting (``fit(X, sample_weight=...)``), MAP
-    estimation with conjugate priors, an honest stopping rule and the
-    objective's history.
-
-    Parameters
-    ----------
-    n_components : int, default=1
-        Number of mixture components.
-    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
-        Each component's covariance: its own full matrix, one matrix shared
-        by all, a diagonal, or a single variance.
+_SHARED_PARAMS_DOC = """
     tol : float, default=1e-3
         Converged when the per-sample objective increases by less than
         ``tol`` (and did not decrease beyond round-off).
-    reg_covar : float, default=1e-6
-        Added to the diagonal of every covariance after each M-step, so that
-        covariances stay positive definite.
     max_iter : int, default=100
         Maximum number of M-steps per restart.
     n_init : int, default=1
         Number of restarts; the one with the highest objective wins.
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
-        How the starting responsibilities are drawn.
+        How the starting responsibilities are drawn (as scikit-learn's
+        GaussianMixture); the start is the M-step from them.
     weights_init : array-like of shape (n_components,), default=None
         Starting mixing weights.
-    means_init : array-like of shape (n_components, n_features), default=None
-        Starting means.
-    precisions_init : array-like, default=None
-        Starting precision matrices (inverse covariances), shaped like
-        ``covariances_`` for ``covariance_type``.
     random_state : int, RandomState instance or None, default=None
         Seeds the restarts (one seed per restart is drawn up front).
     warm_start : bool, default=False
@@ -112,47 +107,24 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
     n_jobs : int, default=None
         With ``n_init > 1``, restarts run in parallel through joblib; with one
         restart, the E-step's row blocks run on ``n_jobs`` threads. ``None``
-        means 1. The result does not depend on it (beyond BLAS's last bits).
+        means 1. The result does not depend on it.
     keep_params_history : bool, default=False
         Keep the parameters after every iteration in ``params_history_``.
     weights_prior : float or array-like of shape (n_components,), default=None
         Dirichlet concentration on the mixing weights; ``None`` (or 1) is
         a flat prior. The MAP weights are
-        ``(N_k + alpha_k - 1) / (N + sum(alpha) - K)``.
-    means_prior : array-like of shape (n_features,) or (n_components, n_features), default=None
-        Prior mean ``m0`` of the component means (0 when None).
-    means_weight : float or array-like of shape (n_components,), default=None
-        Pseudo-count ``kappa`` of the mean prior; ``None`` or 0 switches it off.
-    covars_prior : float or array-like, default=None
-        Scale ``Psi`` of the (inverse-Wishart / inverse-gamma) covariance
-        prior: a scalar (times identity), a (D, D) matrix for full/tied or a
-        (D,) / (K, D) array for diag. ``None`` switches it off.
-    covars_weight : float, default=None
-        Degrees of freedom ``nu`` of the covariance prior (hmmlearn's
-        convention: the denominator gains ``max(nu - D, 0)`` for full/tied,
-        ``max(nu - 1, 0)`` for diag/spherical). ``None``: no extra count.
+        ``max(N_k + alpha_k - 1, 0) / sum_j max(N_j + alpha_j - 1, 0)``.
     learning_decay : float, default=0.7
         Online EM (:meth:`partial_fit`): the step size of update ``t`` is
         ``(t + learning_offset) ** -learning_decay`` (LDA's names); in
         [0.5, 1] for convergence.
     learning_offset : float, default=10.0
         Online EM: the step size's offset (larger: smaller early steps).
+"""
 
-    Attributes
-    ----------
+_SHARED_ATTRIBUTES_DOC = """
     weights_ : ndarray of shape (n_components,)
         Mixing weights.
-    means_ : ndarray of shape (n_components, n_features)
-        Component means.
-    covariances_ : ndarray
-        (n_components, n_features, n_features) if full, (n_features,
-        n_features) if tied, (n_components, n_features) if diag,
-        (n_components,) if spherical.
-    precisions_ : ndarray
-        Inverses of ``covariances_``, same shape.
-    precisions_cholesky_ : ndarray
-        Cholesky factors of the precisions, same shape (scikit-learn's
-        convention).
     converged_ : bool
         Whether the winning restart converged.
     n_iter_ : int
@@ -169,99 +141,37 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
     feature_names_in_ : ndarray of str, one entry per feature
         Names of features seen during ``fit`` (only when X has string
         column names).
+"""
 
-    See Also
-    --------
-    sklearn.mixture.GaussianMixture : the estimator this one replaces.
 
-    Notes
-    -----
-    Differences from scikit-learn: ``lower_bound_`` belongs to the returned
-    parameters (scikit-learn's belongs to the parameters before its last
-    M-step); convergence requires ``-eps <= change < tol``, so a decrease is
-    reported instead of passing as convergence; a restart that fails
-    numerically is dropped instead of aborting the fit.
+class _BaseMixture(EMMixin, DensityMixin, BaseEstimator):
+    """The core of every emkit mixture: ``p(x) = sum_k weights_[k] p_k(x)`` with ``p_k`` from a density object.
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from emkit import GaussianMixture
-    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
-    >>> gm = GaussianMixture(n_components=2, random_state=0).fit(X)
-    >>> np.round(np.sort(gm.means_[:, 0]), 3)
-    array([ 1., 10.])
-    >>> gm.predict([[0, 0], [12, 3]]) != gm.predict([[12, 3], [0, 0]])
-    array([ True,  True])
+    A family subclass provides its constructor (explicit keyword arguments,
+    scikit-learn's rule), ``_parameter_constraints`` and:
+
+    - ``_make_density(n_features, dtype)``: its density object
+      (:mod:`emkit._densities`), hyperparameters resolved;
+    - ``_given_params(density)``: validated user-given starting values of the
+      components, keyed by attribute name (the weights are the core's);
+    - optionally ``_dtypes`` (accepted input dtypes, float64 by default),
+      ``_block_rows(n_features)``, ``_failure_message``, ``_after_fit``.
     """
 
-    _parameter_constraints = {
+    _dtypes = np.float64
+    _positive_only = False  # the scikit-learn tag: the family's data are non-negative (counts)
+    # what a restart that fails numerically reports ({exc}: what failed); it names the knob that helps
+    _failure_message = "a component's parameters became invalid ({exc}); lower n_components or check the data."
+
+    _mixture_parameter_constraints = {
         **EMMixin._em_parameter_constraints,
         "n_components": [Interval(Integral, 1, None, closed="left")],
-        "covariance_type": [StrOptions(set(gaussian.COVARIANCE_TYPES))],
-        "reg_covar": [Interval(Real, 0.0, None, closed="left")],
         "init_params": [StrOptions({"kmeans", "random", "random_from_data", "k-means++"})],
         "weights_init": ["array-like", None],
-        "means_init": ["array-like", None],
-        "precisions_init": ["array-like", None],
         "weights_prior": [Interval(Real, 0.0, None, closed="neither"), "array-like", None],
-        "means_prior": ["array-like", None],
-        "means_weight": [Interval(Real, 0.0, None, closed="left"), "array-like", None],
-        "covars_prior": [Interval(Real, 0.0, None, closed="left"), "array-like", None],
-        "covars_weight": [Interval(Real, 0.0, None, closed="left"), None],
         "learning_decay": [Interval(Real, 0.5, 1.0, closed="both")],
         "learning_offset": [Interval(Real, 1.0, None, closed="left")],
     }
-
-    def __init__(
-        self,
-        n_components=1,
-        *,
-        covariance_type="full",
-        tol=1e-3,
-        reg_covar=1e-6,
-        max_iter=100,
-        n_init=1,
-        init_params="kmeans",
-        weights_init=None,
-        means_init=None,
-        precisions_init=None,
-        random_state=None,
-        warm_start=False,
-        verbose=0,
-        verbose_interval=10,
-        n_jobs=None,
-        keep_params_history=False,
-        weights_prior=None,
-        means_prior=None,
-        means_weight=None,
-        covars_prior=None,
-        covars_weight=None,
-        learning_decay=0.7,
-        learning_offset=10.0,
-    ):
-        self.n_components = n_components
-        self.covariance_type = covariance_type
-        self.tol = tol
-        self.reg_covar = reg_covar
-        self.max_iter = max_iter
-        self.n_init = n_init
-        self.init_params = init_params
-        self.weights_init = weights_init
-        self.means_init = means_init
-        self.precisions_init = precisions_init
-        self.random_state = random_state
-        self.warm_start = warm_start
-        self.verbose = verbose
-        self.verbose_interval = verbose_interval
-        self.n_jobs = n_jobs
-        self.keep_params_history = keep_params_history
-        self.weights_prior = weights_prior
-        self.means_prior = means_prior
-        self.means_weight = means_weight
-        self.covars_prior = covars_prior
-        self.covars_weight = covars_weight
-        self.learning_decay = learning_decay
-        self.learning_offset = learning_offset
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None, sample_weight=None):
@@ -270,7 +180,8 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training data; float32 input is computed in float32.
+            Training data (or a dask array: fitted where its chunks live).
+            GaussianMixture computes float32 input in float32.
         y : Ignored
             Not used, present for API consistency.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -279,7 +190,7 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
 
         Returns
         -------
-        self : GaussianMixture
+        self : object
             The fitted estimator.
         """
         return self._fit(X, y, sample_weight=sample_weight)
@@ -304,7 +215,7 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
 
         Returns
         -------
-        self : GaussianMixture
+        self : object
         """
         data = self._validate_fit_data(X, sample_weight=sample_weight, reset=not self._is_fitted_for_warm_start())
         return self._partial_fit_em(data)
@@ -324,116 +235,115 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         """
         return self.fit(X, sample_weight=sample_weight).predict(X)
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = self._positive_only
+        return tags
+
+    # ------------------------------------------------------------------ validation
+    def _block_rows(self, n_features):
+        """Rows per E-step block (a function of the shape alone, never of n_jobs)."""
+        return _ROWS_PER_BLOCK
+
     def _validate_fit_data(self, X, y=None, sample_weight=None, reset=True):
         if is_dask_array(X):
             return self._validate_dask_fit_data(X, sample_weight)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=reset)
-        if X.shape[0] < self.n_components:
-            raise ValueError(
-                f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
-                f"n_samples = {X.shape[0]}"
-            )
+        X = validate_data(self, X, dtype=self._dtypes, ensure_min_samples=2, reset=reset)
+        self._check_n_samples(X.shape[0])
+        density = self._make_density(X.shape[1], X.dtype)
+        X = density.check_input(X)
         sample_weight = check_sample_weight(sample_weight, X)
         n_units = float(X.shape[0]) if sample_weight is None else float(sample_weight.sum())
-        self._check_init_and_priors(X.shape[1])
-        step = gaussian.block_size(self.n_components, X.shape[1], self.covariance_type, X.dtype)
-        blocks = Blocks((X, sample_weight), row_bounds(X.shape[0], step), _mixture_rows)
-        return _MixtureData(blocks, X, sample_weight, n_units)
+        given = self._check_given(density)
+        blocks = Blocks((X, sample_weight), row_bounds(X.shape[0], self._block_rows(X.shape[1])), _mixture_rows)
+        return _MixtureData(blocks, X, sample_weight, n_units, density, given)
 
-    def _validate_dask_fit_data(self, X, sample_weight):
-        """The same checks on a dask array, without gathering it (see :mod:`emkit._dask`)."""
-        whom = f"{type(self).__name__}.fit"
-        X = check_dask_array(X, whom=whom)
-        if X.dtype not in (np.float32, np.float64):
-            X = X.astype(np.float64)
-        n_samples = X.shape[0]
+    def _check_n_samples(self, n_samples):
         if n_samples < max(2, self.n_components):
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
                 f"n_samples = {n_samples}"
             )
+
+    def _validate_dask_fit_data(self, X, sample_weight):
+        """The same checks on a dask array, without gathering it (see :mod:`emkit._dask`)."""
+        whom = f"{type(self).__name__}.fit"
+        X = check_dask_array(X, whom=whom)
+        if X.dtype not in np.atleast_1d(self._dtypes):
+            X = X.astype(np.float64)
+        self._check_n_samples(X.shape[0])
         reset_n_features(self, X.shape[1])
+        density = self._make_density(X.shape[1], X.dtype)
+        if type(density).check_input is not Density.check_input:
+            # the family's own value checks and conversion (counts, binarisation), chunk by chunk on the workers
+            X = X.map_blocks(_checked_chunk, density, dtype=np.float64)
+            X.sum().compute()  # one pass: the checks raise here, before any work
         if sample_weight is not None:
             sample_weight = dask_sample_weight(sample_weight, X, whom)
             n_units = float(sample_weight.sum().compute())
             if not n_units > 0:
                 raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight.")
         else:
-            n_units = float(n_samples)
-        self._check_init_and_priors(X.shape[1])
+            n_units = float(X.shape[0])
+        given = self._check_given(density)
         blocks = DaskBlocks([X, sample_weight], _mixture_chunk)
         X, sample_weight = blocks.arrays  # persisted when they fit in the workers' memory
-        return _MixtureData(blocks, X, sample_weight, n_units)
+        return _MixtureData(blocks, X, sample_weight, n_units, density, given)
 
-    def _check_init_and_priors(self, n_features):
-        n_components = self.n_components
+    def _check_given(self, density):
+        given = {}
         if self.weights_init is not None:
-            weights = check_array_param(self.weights_init, "weights_init", (n_components,))
-            if np.any(weights < 0) or np.any(weights > 1):
-                raise ValueError("weights_init must lie in [0, 1].")
-            if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-6):
-                raise ValueError(f"weights_init must sum to 1, got {weights.sum():.8f}.")
-        # shapes and values of the Gaussian parameters: one table, shared with GaussianHMM
-        shape_args = (self.covariance_type, n_components, n_features)
-        if self.means_init is not None:
-            gaussian.check_parameter(self.means_init, "means", *shape_args, label="means_init")
-        if self.precisions_init is not None:
-            gaussian.check_parameter(self.precisions_init, "precisions", *shape_args, label="precisions_init")
+            given["weights_"] = dirichlet.check_distribution(self.weights_init, "weights_init", (self.n_components,))
         if self.weights_prior is not None:
-            alpha = np.broadcast_to(np.asarray(self.weights_prior, dtype=np.float64), (n_components,))
-            if np.any(alpha <= 0) or not np.all(np.isfinite(alpha)):
-                raise ValueError("weights_prior must be positive and finite.")
-        for name in ("means_prior", "means_weight", "covars_prior"):
-            if getattr(self, name) is not None:
-                gaussian.check_parameter(getattr(self, name), name, *shape_args)
+            dirichlet.check_prior(self.weights_prior, "weights_prior", (self.n_components,), strict=True)
+        given.update(self._given_params(density))
+        return given
 
-    # ------------------------------------------------------------------ priors
-    def _prior_kwargs(self, n_features):
-        covars_prior = 0.0 if self.covars_prior is None else np.asarray(self.covars_prior, dtype=np.float64)
-        if self.covariance_type == "spherical" and np.ndim(covars_prior) == 1:
-            covars_prior = np.repeat(covars_prior[:, np.newaxis], n_features, axis=1)
-        return {
-            "means_prior": 0.0 if self.means_prior is None else np.asarray(self.means_prior, dtype=np.float64),
-            "means_weight": 0.0 if self.means_weight is None else np.asarray(self.means_weight, dtype=np.float64),
-            "covars_prior": covars_prior,
-            "covars_weight": self.covars_weight,
-        }
+    def _failure(self, exc):
+        return NumericalFailure(self._failure_message.format(exc=exc))
 
-    def _log_prior(self, data, params):
-        total = 0.0
-        if self.weights_prior is not None:
-            alpha = np.broadcast_to(np.asarray(self.weights_prior, dtype=np.float64), (self.n_components,))
-            with np.errstate(invalid="ignore"):
-                terms = (alpha - 1.0) * safe_log(params["weights_"].astype(np.float64))
-            total += float(np.sum(np.where(alpha == 1.0, 0.0, terms)))
-        if self.means_weight is not None or self.covars_prior is not None or self.covars_weight is not None:
-            total += gaussian.log_prior(
-                params["means_"],
-                params["covariances_"],
-                self.covariance_type,
-                **self._prior_kwargs(params["means_"].shape[1]),
-            )
-        return total
+    def _pack(self, density, weights, component, dtype):
+        try:
+            component = density.pack(component)
+        except np.linalg.LinAlgError as exc:
+            raise self._failure(exc) from None
+        return {"weights_": np.asarray(weights).astype(dtype), **component}
 
     # ------------------------------------------------------------------ EM hooks
     def _initialize(self, data, random_state):
-        X, sample_weight = data.X, data.sample_weight
+        X, sample_weight, density, given = data.X, data.sample_weight, data.density, data.given
         n_components = self.n_components
-        given_all = self.weights_init is not None and self.means_init is not None and self.precisions_init is not None
+        # a start needs every parameter the density names (derived ones, like precision factors, are packed)
+        given_all = "weights_" in given and all(name in given for name in density.names.values())
         if is_dask_array(X) and not given_all:
             # the data stay on the cluster: random_from_data gathers its rows, the other starts a sample
             if self.init_params == "random_from_data":
-                n_rows = X.shape[0]
-                rows = random_state.choice(n_rows, size=n_components, replace=False)  # as in memory
+                rows = random_state.choice(X.shape[0], size=n_components, replace=False)  # as in memory
                 X, sample_weight = sample_rows(X, n_components, random_state, sample_weight, index=rows)
             else:
                 n_sample = max(_INIT_SAMPLE_ROWS, 20 * n_components)
                 X, sample_weight = sample_rows(X, n_sample, random_state, sample_weight)
-        n_samples = X.shape[0]
         dtype = X.dtype
-        if given_all:
-            resp = None
-        elif self.init_params == "kmeans":
+        weights, component = None, {}
+        if not given_all:
+            # the start is the M-step from drawn responsibilities (scikit-learn's), then the given values
+            resp = self._initial_responsibilities(X, sample_weight, random_state, is_dask_array(data.X))
+            weighted = resp if sample_weight is None else resp * sample_weight[:, np.newaxis]
+            centre = density.initial_centre(X, sample_weight)
+            stats = density.accumulate(X, weighted, centre, None)
+            try:
+                component = density.initial_m_step(stats, centre)
+            except np.linalg.LinAlgError as exc:
+                raise self._failure(exc) from None
+            nk = density.post(stats) + 10 * np.finfo(np.float64).eps
+            weights = nk / nk.sum()
+        weights = given.get("weights_", weights)
+        component.update({name: value for name, value in given.items() if name != "weights_"})
+        return self._pack(density, weights, component, dtype)
+
+    def _initial_responsibilities(self, X, sample_weight, random_state, gathered_in_order):
+        n_samples, n_components = X.shape[0], self.n_components
+        if self.init_params == "kmeans":
             labels = (
                 KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
                 .fit(X, sample_weight=sample_weight)
@@ -446,7 +356,7 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
             resp /= resp.sum(axis=1)[:, np.newaxis]
         elif self.init_params == "random_from_data":
             resp = np.zeros((n_samples, n_components), dtype=X.dtype)
-            if is_dask_array(data.X):  # the chosen rows, gathered in order
+            if gathered_in_order:  # the chosen rows of a dask array, gathered in order
                 indices = np.arange(n_components)
             else:
                 indices = random_state.choice(n_samples, size=n_components, replace=False)
@@ -455,125 +365,59 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
             resp = np.zeros((n_samples, n_components), dtype=X.dtype)
             _, indices = kmeans_plusplus(X, n_components, random_state=random_state, sample_weight=sample_weight)
             resp[indices, np.arange(n_components)] = 1
-
-        if resp is not None:
-            weighted = resp if sample_weight is None else resp * sample_weight[:, np.newaxis]
-            # centre the moments on the data's mean: the start is then as accurate as later steps
-            center = np.tile(np.average(X, axis=0, weights=sample_weight), (n_components, 1))
-            stats = gaussian.accumulate(X, weighted, center, self.covariance_type)
-            means, covariances = gaussian.m_step(
-                stats, center, self.covariance_type, reg_covar=self.reg_covar, **self._prior_kwargs(X.shape[1])
-            )
-            nk = stats.post + 10 * np.finfo(np.float64).eps
-            weights = nk / nk.sum()
-        if self.weights_init is not None:
-            weights = np.asarray(self.weights_init, dtype=np.float64)
-        if self.means_init is not None:
-            means = np.asarray(self.means_init, dtype=np.float64)
-        if self.precisions_init is not None:
-            covariances = gaussian.covariances_from_precisions(
-                np.asarray(self.precisions_init, dtype=np.float64), self.covariance_type
-            )
-        return self._pack(weights, means, covariances, dtype)
-
-    def _pack(self, weights, means, covariances, dtype):
-        try:
-            prec_chol = gaussian.precisions_cholesky(covariances, self.covariance_type)
-        except np.linalg.LinAlgError as exc:
-            raise NumericalFailure(
-                f"Fitting the mixture model failed because some components have ill-defined empirical "
-                f"covariance ({exc}). Increase reg_covar, lower n_components, or scale the input data."
-            ) from None
-        return {
-            "weights_": weights.astype(dtype),
-            "means_": means.astype(dtype),
-            "covariances_": covariances.astype(dtype),
-            "precisions_cholesky_": prec_chol.astype(dtype),
-        }
+        return resp
 
     def _e_step_context(self, data, params):
-        return _MixtureContext(
-            safe_log(params["weights_"]), params["means_"], params["precisions_cholesky_"], self.covariance_type
-        )
+        density = data.density
+        return _MixtureContext(density, safe_log(params["weights_"]), params, density.context(params))
 
     @staticmethod
     def _e_step_block(block, context, state):
-        # densities, responsibilities and statistics of the block's rows in one pass (chunked inside, so a
-        # large block -- a Dask chunk -- keeps its temporaries small)
-        stats, log_likelihood = gaussian.mixture_block(
-            block.X, block.sample_weight, context.log_weights, context.means, context.precisions_cholesky,
-            context.covariance_type,
+        stats, log_likelihood = context.density.mixture_block(
+            block.X, block.sample_weight, context.log_weights, context.params, context.component
         )
         return BlockResult(stats, log_likelihood)
 
     def _m_step(self, data, stats, params):
-        means_old = params["means_"].astype(np.float64)
-        means, covariances = gaussian.m_step(
-            stats,
-            means_old,
-            self.covariance_type,
-            reg_covar=self.reg_covar,
-            **self._prior_kwargs(means_old.shape[1]),
-        )
-        nk = stats.post + 10 * np.finfo(np.float64).eps
-        if self.weights_prior is None:
-            weights = nk / nk.sum()
-        else:
-            alpha = np.broadcast_to(np.asarray(self.weights_prior, dtype=np.float64), nk.shape)
-            weights = np.maximum(nk + alpha - 1.0, 0.0)
-            weights /= weights.sum()
-        return self._pack(weights, means, covariances, data.X.dtype)
+        density = data.density
+        try:
+            component = density.m_step(stats, params)
+        except np.linalg.LinAlgError as exc:
+            raise self._failure(exc) from None
+        nk = density.post(stats) + 10 * np.finfo(np.float64).eps
+        prior = 1.0 if self.weights_prior is None else self.weights_prior
+        weights = dirichlet.map_update(nk, prior, params["weights_"])
+        return self._pack(density, weights, component, data.X.dtype)
 
     def _m_step_slack(self, data, stats, params):
-        """What adding ``reg_covar`` after the exact covariance update may cost the objective."""
-        n_features = params["means_"].shape[1]
-        nk = stats.post + 10 * np.finfo(np.float64).eps
-        counts = nk + gaussian.prior_count(self.covariance_type, n_features, self.covars_weight)
-        return gaussian.regularization_slack(
-            params["covariances_"], self.covariance_type, self.reg_covar, counts, n_features
-        )
+        return data.density.slack(stats, params)
+
+    def _log_prior(self, data, params):
+        total = 0.0
+        if self.weights_prior is not None:
+            total += dirichlet.log_prior(params["weights_"], self.weights_prior)
+        return total + data.density.log_prior(params)
 
     def _objective_dtype(self, data):
         return data.X.dtype
 
     def _check_warm_start(self, data, params):
-        K, n_features = self.n_components, data.X.shape[1]
-        expected = {
-            "weights_": (K,),
-            "means_": (K, n_features),
-            "covariances_": gaussian.parameter_shapes("covariances", self.covariance_type, K, n_features)[0],
-        }
-        check_warm_start_shapes(params, expected)
+        check_warm_start_shapes(params, {"weights_": (self.n_components,), **data.density.shapes()})
 
     def _recenter_stats(self, stats, old_params, new_params):
-        return gaussian.recenter(stats, old_params["means_"], new_params["means_"], self.covariance_type)
+        return self._make_density(self.n_features_in_, np.float64).recenter(stats, old_params, new_params)
 
     def _fitted_params(self):
-        return {
-            "weights_": self.weights_,
-            "means_": self.means_,
-            "covariances_": self.covariances_,
-            "precisions_cholesky_": self.precisions_cholesky_,
-        }
-
-    @property
-    def lower_bounds_(self):
-        """The objective before each M-step of the winning restart, shape ``(n_iter_,)`` (scikit-learn >= 1.7).
-
-        scikit-learn's ``lower_bounds_[i]`` is the lower bound computed before its
-        M-step ``i + 1``; here that is the objective of the start followed by
-        ``lower_bound_history_`` without its last entry.
-        """
-        return np.r_[self.initial_lower_bound_, self.lower_bound_history_[:-1]][: self.n_iter_]
-
-    def _after_fit(self, data, params):
-        self.precisions_ = gaussian.precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
+        names = self._make_density(self.n_features_in_, np.float64).param_names()
+        return {"weights_": self.weights_, **{name: getattr(self, name) for name in names}}
 
     # ------------------------------------------------------------------ inference
     def _estimate_weighted_log_prob(self, X):
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        log_prob = gaussian.log_likelihood(X, self.means_, self.precisions_cholesky_, self.covariance_type)
+        X = validate_data(self, X, reset=False, dtype=self._dtypes)
+        density = self._make_density(X.shape[1], X.dtype)
+        params = self._fitted_params()
+        log_prob = density.log_likelihood(density.check_input(X), params, density.context(params))
         log_prob += safe_log(self.weights_)
         return log_prob
 
@@ -659,12 +503,11 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         rng = check_random_state(self.random_state if random_state is None else random_state)
         counts = rng.multinomial(n_samples, self.weights_.astype(np.float64) / self.weights_.sum())
         labels = np.repeat(np.arange(self.n_components), counts)
-        X = gaussian.sample(self.means_, self.covariances_, self.covariance_type, labels, rng)
-        return X, labels
+        density = self._make_density(self.n_features_in_, np.float64)
+        return density.sample(self._fitted_params(), labels, rng), labels
 
     def _n_parameters(self):
-        n_features = self.means_.shape[1]
-        return gaussian.n_parameters(self.n_components, n_features, self.covariance_type) + self.n_components - 1
+        return self._make_density(self.n_features_in_, np.float64).n_parameters() + self.n_components - 1
 
     def bic(self, X):
         """Bayesian information criterion on X (lower is better).
@@ -693,3 +536,285 @@ class GaussianMixture(EMMixin, DensityMixin, BaseEstimator):
         """
         n_samples = np.shape(X)[0]
         return float(-2 * self.score(X) * n_samples + 2 * self._n_parameters())
+
+
+# ====================================================================== Gaussian
+class GaussianMixture(_BaseMixture):
+    """Gaussian mixture model fitted by EM: a drop-in for scikit-learn's ``GaussianMixture``.
+
+    Same constructor names, defaults and fitted attributes as
+    :class:`sklearn.mixture.GaussianMixture`, plus parallel restarts
+    (``n_jobs``), weighted fitting (``fit(X, sample_weight=...)``), MAP
+    estimation with conjugate priors, an honest stopping rule and the
+    objective's history.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        Each component's covariance: its own full matrix, one matrix shared
+        by all, a diagonal, or a single variance.
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every covariance after each M-step, so that
+        covariances stay positive definite.
+    means_init : array-like of shape (n_components, n_features), default=None
+        Starting means.
+    precisions_init : array-like, default=None
+        Starting precision matrices (inverse covariances), shaped like
+        ``covariances_`` for ``covariance_type``.
+    means_prior : array-like of shape (n_features,) or (n_components, n_features), default=None
+        Prior mean ``m0`` of the component means (0 when None).
+    means_weight : float or array-like of shape (n_components,), default=None
+        Pseudo-count ``kappa`` of the mean prior; ``None`` or 0 switches it off.
+    covars_prior : float or array-like, default=None
+        Scale ``Psi`` of the (inverse-Wishart / inverse-gamma) covariance
+        prior: a scalar (times identity), a (D, D) matrix for full/tied or a
+        (D,) / (K, D) array for diag. ``None`` switches it off.
+    covars_weight : float, default=None
+        Degrees of freedom ``nu`` of the covariance prior (hmmlearn's
+        convention: the denominator gains ``max(nu - D, 0)`` for full/tied,
+        ``max(nu - 1, 0)`` for diag/spherical). ``None``: no extra count.
+    {shared_parameters}
+    Attributes
+    ----------
+    means_ : ndarray of shape (n_components, n_features)
+        Component means.
+    covariances_ : ndarray
+        (n_components, n_features, n_features) if full, (n_features,
+        n_features) if tied, (n_components, n_features) if diag,
+        (n_components,) if spherical.
+    precisions_ : ndarray
+        Inverses of ``covariances_``, same shape.
+    precisions_cholesky_ : ndarray
+        Cholesky factors of the precisions, same shape (scikit-learn's
+        convention).
+    {shared_attributes}
+    See Also
+    --------
+    sklearn.mixture.GaussianMixture : the estimator this one replaces.
+
+    Notes
+    -----
+    Differences from scikit-learn: ``lower_bound_`` belongs to the returned
+    parameters (scikit-learn's belongs to the parameters before its last
+    M-step); convergence requires ``-eps <= change < tol``, so a decrease is
+    reported instead of passing as convergence; a restart that fails
+    numerically is dropped instead of aborting the fit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from emkit import GaussianMixture
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+    >>> gm = GaussianMixture(n_components=2, random_state=0).fit(X)
+    >>> np.round(np.sort(gm.means_[:, 0]), 3)
+    array([ 1., 10.])
+    >>> gm.predict([[0, 0], [12, 3]]) != gm.predict([[12, 3], [0, 0]])
+    array([ True,  True])
+    """
+
+    _dtypes = [np.float64, np.float32]
+    _failure_message = (
+        "Fitting the mixture model failed because some components have ill-defined empirical covariance ({exc}). "
+        "Increase reg_covar, lower n_components, or scale the input data."
+    )
+
+    _parameter_constraints = {
+        **_BaseMixture._mixture_parameter_constraints,
+        "covariance_type": [StrOptions(set(gaussian.COVARIANCE_TYPES))],
+        "reg_covar": [Interval(Real, 0.0, None, closed="left")],
+        "means_init": ["array-like", None],
+        "precisions_init": ["array-like", None],
+        "means_prior": ["array-like", None],
+        "means_weight": [Interval(Real, 0.0, None, closed="left"), "array-like", None],
+        "covars_prior": [Interval(Real, 0.0, None, closed="left"), "array-like", None],
+        "covars_weight": [Interval(Real, 0.0, None, closed="left"), None],
+    }
+
+    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6, max_iter=100, n_init=1,
+                 init_params="kmeans", weights_init=None, means_init=None, precisions_init=None,
+                 random_state=None, warm_start=False, verbose=0, verbose_interval=10, n_jobs=None,
+                 keep_params_history=False, weights_prior=None, means_prior=None, means_weight=None,
+                 covars_prior=None, covars_weight=None, learning_decay=0.7, learning_offset=10.0):
+        store_init_arguments(self, locals())
+
+    def _make_density(self, n_features, dtype):
+        return gaussian.Gaussian(
+            self.covariance_type, self.n_components, n_features, precisions_name="precisions_cholesky_", dtype=dtype,
+            reg_covar=self.reg_covar, means_prior=self.means_prior, means_weight=self.means_weight,
+            covars_prior=self.covars_prior, covars_weight=self.covars_weight,
+        )
+
+    def _block_rows(self, n_features):
+        return gaussian.block_size(self.n_components, n_features, self.covariance_type)
+
+    def _given_params(self, density):
+        # shapes and values of the Gaussian parameters: one table, shared with GaussianHMM
+        given = {}
+        if self.means_init is not None:
+            given["means_"] = density.check(self.means_init, "means", label="means_init")
+        if self.precisions_init is not None:
+            precisions = density.check(self.precisions_init, "precisions", label="precisions_init")
+            given["covariances_"] = gaussian.covariances_from_precisions(precisions, self.covariance_type)
+        for name in ("means_prior", "means_weight", "covars_prior"):
+            if getattr(self, name) is not None:
+                density.check(getattr(self, name), name)
+        return given
+
+    @property
+    def lower_bounds_(self):
+        """The objective before each M-step of the winning restart, shape ``(n_iter_,)`` (scikit-learn >= 1.7).
+
+        scikit-learn's ``lower_bounds_[i]`` is the lower bound computed before its
+        M-step ``i + 1``; here that is the objective of the start followed by
+        ``lower_bound_history_`` without its last entry.
+        """
+        return np.r_[self.initial_lower_bound_, self.lower_bound_history_[:-1]][: self.n_iter_]
+
+    def _after_fit(self, data, params):
+        self.precisions_ = gaussian.precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
+
+
+# ====================================================================== Bernoulli
+class BernoulliMixture(_BaseMixture):
+    """Mixture of independent Bernoulli distributions (latent class analysis) fitted by EM.
+
+    Each sample is a vector of binary values (survey answers, presence of
+    words, active features) drawn from one of ``n_components`` profiles:
+    component ``k`` gives each feature ``d`` a one with probability
+    ``means_[k, d]``, independently of the others. Data that are not binary
+    are binarised first, as scikit-learn's :class:`~sklearn.naive_bayes.BernoulliNB`
+    does (``x > binarize``).
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components.
+    binarize : float or None, default=0.0
+        Threshold: a value above it is a one. None means the data are
+        already binary (every entry 0 or 1; anything else raises).
+    means_prior : float or array-like of shape (2,), default=None
+        Beta prior ``(a, b)`` on every probability (a float: ``a = b``), for
+        MAP estimation: ``means_[k, d] = (s_kd + a - 1) / (N_k + a + b - 2)``
+        with ``s_kd`` the expected ones (``a = b = 2`` is Laplace
+        smoothing). None: maximum likelihood, where a probability can reach
+        exactly 0 or 1 (and new data with the other value then have
+        probability zero under that component).
+    means_init : array-like of shape (n_components, n_features), default=None
+        Starting probabilities.
+    {shared_parameters}
+    Attributes
+    ----------
+    means_ : ndarray of shape (n_components, n_features)
+        Probability of a one for each component and feature.
+    {shared_attributes}
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from emkit import BernoulliMixture
+    >>> rng = np.random.RandomState(0)
+    >>> profiles = np.array([[0.9, 0.9, 0.1, 0.1], [0.1, 0.2, 0.9, 0.8]])
+    >>> labels = rng.randint(2, size=500)
+    >>> X = (rng.uniform(size=(500, 4)) < profiles[labels]).astype(int)
+    >>> model = BernoulliMixture(2, random_state=0).fit(X)
+    >>> np.round(model.means_[np.argsort(model.means_[:, 0])], 1)
+    array([[0.1, 0.2, 0.9, 0.8],
+           [0.9, 0.9, 0.1, 0.1]])
+    """
+
+    _parameter_constraints = {
+        **_BaseMixture._mixture_parameter_constraints,
+        "binarize": [Real, None],
+        "means_prior": [Interval(Real, 0.0, None, closed="neither"), "array-like", None],
+        "means_init": ["array-like", None],
+    }
+
+    def __init__(self, n_components=1, *, binarize=0.0, means_prior=None, tol=1e-3, max_iter=100, n_init=1,
+                 init_params="kmeans", weights_init=None, means_init=None, random_state=None, warm_start=False,
+                 verbose=0, verbose_interval=10, n_jobs=None, keep_params_history=False, weights_prior=None,
+                 learning_decay=0.7, learning_offset=10.0):
+        store_init_arguments(self, locals())
+
+    def _make_density(self, n_features, dtype):
+        return bernoulli.Bernoulli(self.n_components, n_features, binarize=self.binarize,
+                                   means_prior=self.means_prior)
+
+    def _block_rows(self, n_features):
+        return max(1024, (1 << 18) // max(1, self.n_components + n_features))
+
+    def _given_params(self, density):
+        if self.means_init is None:
+            return {}
+        return {"means_": density.check(self.means_init, "means", label="means_init")}
+
+
+# ====================================================================== Poisson
+class PoissonMixture(_BaseMixture):
+    """Mixture of independent Poisson distributions (count data) fitted by EM.
+
+    Each sample is a vector of counts (events per day, reads per gene, visits
+    per page) drawn from one of ``n_components`` profiles: component ``k``
+    gives feature ``d`` a Poisson count with rate ``lambdas_[k, d]``,
+    independently of the others. Non-integral values are scored with
+    ``lgamma(x + 1)`` in place of ``log x!`` (as PoissonHMM does).
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components.
+    lambdas_prior, lambdas_weight : float or array-like broadcastable to (n_components, n_features), default=0
+        Gamma prior on the rates, as PoissonHMM's: the M-step is
+        ``(lambdas_prior + sum_n r_nk x_n) / (lambdas_weight + N_k)``
+        (0, 0: maximum likelihood).
+    lambdas_init : array-like of shape (n_components, n_features), default=None
+        Starting rates.
+    {shared_parameters}
+    Attributes
+    ----------
+    lambdas_ : ndarray of shape (n_components, n_features)
+        Poisson rate of each component and feature.
+    {shared_attributes}
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from emkit import PoissonMixture
+    >>> rng = np.random.RandomState(0)
+    >>> rates = np.array([[1.0, 10.0], [8.0, 2.0]])
+    >>> X = rng.poisson(rates[rng.randint(2, size=600)])
+    >>> model = PoissonMixture(2, random_state=0).fit(X)
+    >>> np.round(model.lambdas_[np.argsort(model.lambdas_[:, 0])])
+    array([[ 1., 10.],
+           [ 8.,  2.]])
+    """
+
+    _parameter_constraints = {
+        **_BaseMixture._mixture_parameter_constraints,
+        **poisson.PARAMETER_CONSTRAINTS,
+    }
+    _positive_only = True
+
+    def __init__(self, n_components=1, *, lambdas_prior=0.0, lambdas_weight=0.0, tol=1e-3, max_iter=100, n_init=1,
+                 init_params="kmeans", weights_init=None, lambdas_init=None, random_state=None, warm_start=False,
+                 verbose=0, verbose_interval=10, n_jobs=None, keep_params_history=False, weights_prior=None,
+                 learning_decay=0.7, learning_offset=10.0):
+        store_init_arguments(self, locals())
+
+    def _make_density(self, n_features, dtype):
+        return poisson.Poisson(self.n_components, n_features, lambdas_prior=self.lambdas_prior,
+                               lambdas_weight=self.lambdas_weight, owner="PoissonMixture")
+
+    def _block_rows(self, n_features):
+        return max(1024, (1 << 18) // max(1, self.n_components + n_features))
+
+    def _given_params(self, density):
+        if self.lambdas_init is None:
+            return {}
+        return {"lambdas_": density.check(self.lambdas_init, "lambdas", label="lambdas_init")}
+
+
+for _cls in (GaussianMixture, BernoulliMixture, PoissonMixture):
+    _cls.__doc__ = _cls.__doc__.replace("    {shared_parameters}\n", _SHARED_PARAMS_DOC.lstrip("\n")).replace(
+        "    {shared_attributes}\n", _SHARED_ATTRIBUTES_DOC.lstrip("\n")
+    )
+del _cls

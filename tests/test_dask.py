@@ -16,7 +16,15 @@ from sklearn.exceptions import ConvergenceWarning
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
-from emkit import CategoricalHMM, GaussianHMM, GaussianMixture, PoissonHMM  # noqa: E402
+from emkit import (  # noqa: E402
+    GMMHMM,
+    BernoulliMixture,
+    CategoricalHMM,
+    GaussianHMM,
+    GaussianMixture,
+    PoissonHMM,
+    PoissonMixture,
+)
 from emkit.base import _AFTER_ITERATION  # noqa: E402
 
 
@@ -131,6 +139,35 @@ def test_weighted_mixture_on_dask_equals_the_fit_in_memory(client):
         assert _relative(model.means_, reference.means_) <= 1e-10
 
 
+@pytest.mark.parametrize("family", ["bernoulli", "poisson"])
+def test_binary_and_count_mixtures_on_dask_equal_the_fit_in_memory(client, family):
+    rng = np.random.RandomState(0)
+    labels = rng.rand(6000) < 0.4
+    if family == "bernoulli":  # raw values, binarised chunk by chunk on the workers
+        X = rng.normal(size=(6000, 4)) + np.where(labels[:, None], 1.0, -1.0) * [1.0, 1.0, -1.0, 0.0]
+        estimator = BernoulliMixture(2, means_init=[[0.4, 0.4, 0.6, 0.5], [0.6, 0.6, 0.4, 0.5]])
+    else:
+        X = rng.poisson(np.where(labels[:, None], [6.0, 1.0, 3.0], [1.0, 5.0, 3.0])).astype(float)
+        estimator = PoissonMixture(2, lambdas_init=[[2.0, 2.0, 3.0], [4.0, 3.0, 3.0]])
+    estimator.set_params(weights_init=[0.5, 0.5], tol=0, max_iter=10)
+    reference = _quiet(estimator.fit, X)
+    model = _quiet(clone_of(estimator).fit, da.from_array(X, chunks=(1700, X.shape[1])))
+    for name, value in reference._fitted_params().items():
+        assert _relative(model._fitted_params()[name], value) <= 1e-10, name
+    lazy = model.predict_proba(da.from_array(X, chunks=(2500, X.shape[1])))
+    assert isinstance(lazy, da.Array)
+    np.testing.assert_allclose(lazy.compute(), reference.predict_proba(X), rtol=1e-9, atol=1e-12)
+    _assert_no_dask_inside(model)
+    assert _cluster_holds_nothing(client)
+    if family == "poisson":
+        with pytest.raises(ValueError, match="Negative values"):
+            PoissonMixture(2).fit(da.from_array(-X, chunks=(1700, 3)))
+
+
+def clone_of(estimator):
+    return type(estimator)(**estimator.get_params())
+
+
 def _hmm_cases(states, lengths, rng):
     n = lengths.sum()
     gaussian = rng.normal(size=(n, 2)) + 3.0 * states[:, None]
@@ -141,10 +178,12 @@ def _hmm_cases(states, lengths, rng):
         (GaussianHMM(2, means_init=[[0, 0], [2, 2]], covars_init=np.ones((2, 2)), **start), gaussian),
         (CategoricalHMM(2, emissionprob_init=[[0.5, 0.3, 0.2], [0.2, 0.3, 0.5]], **start), symbols),
         (PoissonHMM(2, lambdas_init=[[1.5, 1.5], [3.0, 3.0]], **start), counts),
+        (GMMHMM(2, n_mix=2, weights_init=np.full((2, 2), 0.5), means_init=[[[0, 0], [1, 1]], [[2, 2], [4, 4]]],
+                covars_init=np.ones((2, 2, 2)), **start), gaussian),
     ]
 
 
-@pytest.mark.parametrize("case", [0, 1, 2])
+@pytest.mark.parametrize("case", [0, 1, 2, 3])
 def test_hmm_on_dask_equals_the_fit_in_memory_whatever_the_chunks(client, case):
     states, lengths, rng = _sequences()
     estimator, X = _hmm_cases(states, lengths, rng)[case]

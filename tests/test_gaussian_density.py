@@ -169,6 +169,29 @@ def test_normalize_log_rows_kernel(rng):
     assert np.all(np.isfinite(np.delete(log_norm, 3)))
 
 
+def test_normalize_log_groups_kernel_matches_logsumexp_and_py_func(rng):
+    """GMMHMM's per-state mixture normaliser: scipy's logsumexp over each group, posteriors within it."""
+    from scipy.special import logsumexp
+
+    from emkit._inference.mixture import _normalize_log_groups, normalize_log_groups
+
+    joint = rng.normal(size=(40, 3, 4)) * 50
+    joint[5, 1] = -np.inf  # a state with no density at this row
+    joint[7, 2, :2] = -np.inf
+    expected_norm = logsumexp(joint, axis=2)
+    with np.errstate(invalid="ignore"):
+        expected = np.nan_to_num(np.exp(joint - expected_norm[:, :, None]), nan=0.0)
+    compiled = joint.copy()
+    log_norm = normalize_log_groups(compiled)
+    np.testing.assert_allclose(log_norm, expected_norm, rtol=1e-14)
+    np.testing.assert_allclose(compiled, expected, rtol=1e-12, atol=1e-300)
+    assert np.all(compiled[5, 1] == 0.0)
+    plain, plain_norm = joint.copy(), np.empty((40, 3))
+    _normalize_log_groups.py_func(plain, plain_norm)
+    np.testing.assert_allclose(plain_norm, log_norm, rtol=1e-15)
+    np.testing.assert_allclose(plain, compiled, rtol=1e-15, atol=0)  # numba's exp may differ in the last bit
+
+
 def test_responsibility_and_layout_kernels_match_py_func(rng):
     """The compiled passes around exp, the transposition and the square norms == their .py_func."""
     lanes = rng.normal(size=(4, 30)) * 300

@@ -14,7 +14,17 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
-from emkit import CategoricalHMM, GaussianHMM, GaussianMixture, KalmanFilter, LatentDirichletAllocation, PoissonHMM
+from emkit import (
+    GMMHMM,
+    BernoulliMixture,
+    CategoricalHMM,
+    GaussianHMM,
+    GaussianMixture,
+    KalmanFilter,
+    LatentDirichletAllocation,
+    PoissonHMM,
+    PoissonMixture,
+)
 from emkit._blocks import forced_block_count
 from emkit.base import SerialExecutor
 
@@ -22,6 +32,25 @@ from emkit.base import SerialExecutor
 def _mixture_data():
     rng = np.random.RandomState(0)
     return np.r_[rng.normal(0, 1, (150, 2)), rng.normal([4, 3], 0.8, (100, 2))], {}
+
+
+def _binary_data():
+    rng = np.random.RandomState(0)
+    profiles = np.array([[0.9, 0.8, 0.2, 0.1, 0.6], [0.1, 0.3, 0.9, 0.8, 0.5]])
+    return (rng.uniform(size=(300, 5)) < profiles[rng.randint(2, size=300)]).astype(float), {}
+
+
+def _count_rows_data():
+    rng = np.random.RandomState(0)
+    return rng.poisson(np.array([[1.0, 7.0, 3.0], [6.0, 1.5, 3.0]])[rng.randint(2, size=300)]).astype(float), {}
+
+
+def _hmm_mixture_data():
+    rng = np.random.RandomState(0)
+    z = _hmm_states(rng, 300)
+    sign = np.where(rng.uniform(size=300) < 0.5, -1.0, 1.0)
+    X = np.c_[sign * np.where(z == 0, 2.0, 0.5), 4.0 * z] + 0.4 * rng.normal(size=(300, 2))
+    return X, {"lengths": [100, 200]}
 
 
 def _series_data():
@@ -73,10 +102,17 @@ CASES = {
         GaussianMixture(2, covariance_type="diag", init_params="random", tol=1e-8, random_state=0),
         _mixture_data, True, True,
     ),
+    "BernoulliMixture": (BernoulliMixture(2, init_params="random", tol=1e-8, random_state=0), _binary_data, True, True),
+    "PoissonMixture": (PoissonMixture(2, init_params="random", tol=1e-8, random_state=0), _count_rows_data, True, True),
     # priors off, so that score(train) is the objective
     "GaussianHMM": (
         GaussianHMM(2, covars_prior=0.0, max_iter=40, tol=1e-10, random_state=0, n_init=1), _hmm_gaussian_data,
         True, True,
+    ),
+    "GMMHMM": (GMMHMM(2, n_mix=2, max_iter=40, tol=1e-10, random_state=0), _hmm_mixture_data, True, True),
+    "GMMHMM-tied": (
+        GMMHMM(2, n_mix=2, covariance_type="tied", max_iter=40, tol=1e-10, random_state=0), _hmm_mixture_data, True,
+        True,
     ),
     "CategoricalHMM": (CategoricalHMM(2, max_iter=40, random_state=0), _hmm_categorical_data, True, True),
     "PoissonHMM": (PoissonHMM(2, max_iter=40, random_state=0), _hmm_poisson_data, True, True),

@@ -1,1 +1,1 @@
-"""Emission / component densities: log-likelihood, weighted M-step, parameter count, sampling."""
+"""Component densities as objects (``base.Density``), shared by the mixtures and the HMMs; ``dirichlet``: probability vectors."""

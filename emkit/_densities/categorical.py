@@ -12,9 +12,13 @@ import numpy as np
 from .._inference._jit import jit
 from .._math import safe_log
 from .._stats import add_fields, scale_fields
+from . import dirichlet
+from .base import Broadcast, Density
 
 __all__ = [
+    "Categorical",
     "CategoricalStats",
+    "check_symbols",
     "log_likelihood",
     "likelihood",
     "accumulate",
@@ -87,9 +91,9 @@ def m_step(stats, emissionprob, emissionprob_prior=1.0):
         b_{km} = \frac{\max(\alpha_{km} - 1 + n_{km}, 0)}{\sum_{m'} \max(\alpha_{km'} - 1 + n_{km'}, 0)}
 
     with ``n_km`` the expected counts and ``alpha`` = ``emissionprob_prior``
-    (1 = maximum likelihood). A state whose row is all zero (no posterior
-    mass and no prior pseudo-count) keeps its current row, so it stays a
-    valid distribution.
+    (1 = maximum likelihood); :func:`emkit._densities.dirichlet.map_update`,
+    so its zero rule holds (a zero probability stays zero, a state with no
+    mass keeps its row).
 
     Parameters
     ----------
@@ -102,22 +106,12 @@ def m_step(stats, emissionprob, emissionprob_prior=1.0):
     -------
     emissionprob : ndarray of shape (n_components, n_symbols)
     """
-    numer = np.maximum(np.asarray(emissionprob_prior, dtype=np.float64) - 1.0 + stats.counts, 0.0)
-    total = numer.sum(axis=1, keepdims=True)
-    empty = total[:, 0] <= 0.0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        new = numer / total
-    new[empty] = emissionprob[empty]
-    return new
+    return dirichlet.map_update(stats.counts, emissionprob_prior, emissionprob)
 
 
 def log_prior(emissionprob, emissionprob_prior=1.0):
     """``sum (alpha - 1) log b`` (Dirichlet, up to a constant); zero entries are skipped."""
-    alpha = np.broadcast_to(np.asarray(emissionprob_prior, dtype=np.float64), emissionprob.shape)
-    mask = (alpha != 1.0) & (emissionprob > 0.0)
-    if not np.any(mask):
-        return 0.0
-    return float(np.sum((alpha[mask] - 1.0) * np.log(emissionprob[mask])))
+    return dirichlet.log_prior(emissionprob, emissionprob_prior)
 
 
 def n_parameters(n_components, n_symbols):
@@ -136,3 +130,90 @@ def sample(emissionprob, labels, random_state):
         rows = labels == k
         out[rows] = np.searchsorted(cdf[k], u[rows], side="right")
     return np.minimum(out, emissionprob.shape[1] - 1)[:, np.newaxis]
+
+
+def check_symbols(X, owner="CategoricalHMM"):
+    """Check one column of integer symbols (any numeric dtype); return them as int64 of shape (n_samples,)."""
+    if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+        raise ValueError(f"{owner} expects numeric integer symbols, got dtype {X.dtype}.")
+    if X.shape[1] != 1:
+        raise ValueError(
+            f"{owner} expects X of shape (n_samples, 1): one column of integer symbols; got {X.shape[1]} columns."
+        )
+    if np.any(X < 0):
+        raise ValueError(f"Negative values in data passed to {owner}: symbols must be integers >= 0.")
+    if not np.issubdtype(X.dtype, np.integer) and np.any(X != np.floor(X)):
+        raise ValueError(f"{owner} expects integer symbols, found non-integral values.")
+    if X.size and X.max() >= 2**53:
+        raise ValueError(
+            f"{owner}: symbol {X.max():.6g} is too large; symbols are the integers 0 .. n_features - 1 "
+            "(encode raw ids first, e.g. with sklearn.preprocessing.OrdinalEncoder)."
+        )
+    return X[:, 0].astype(np.int64)
+
+
+class Categorical(Density):
+    """Categorical components as an object: one symbol in ``0..n_symbols-1`` per row.
+
+    Parameters
+    ----------
+    n_components, n_symbols : int
+    emissionprob_prior : float or array-like broadcastable to (n_components, n_symbols), default=1.0
+        Dirichlet prior on each component's symbol distribution.
+    name : str, default="emissionprob_"
+    owner : str, default="CategoricalHMM"
+        The estimator's name, for error messages.
+    """
+
+    def __init__(self, n_components, n_symbols, *, emissionprob_prior=1.0, name="emissionprob_",
+                 owner="CategoricalHMM"):
+        self.n_components = int(n_components)
+        self.n_symbols = int(n_symbols)
+        self.names = {"emissionprob": name}
+        self.owner = owner
+        self.emissionprob_prior = self.check(emissionprob_prior, "emissionprob_prior")
+
+    def check_input(self, X):
+        return check_symbols(X, self.owner)
+
+    def log_likelihood(self, X, params, context):
+        return log_likelihood(X, params[self.names["emissionprob"]])
+
+    def likelihood(self, X, params, context):
+        return likelihood(X, params[self.names["emissionprob"]])
+
+    def accumulate(self, X, resp, params, context, cache=None):
+        return accumulate(X, resp, self.n_symbols)
+
+    def post(self, stats):
+        return stats.counts.sum(axis=1)
+
+    def m_step(self, stats, params):
+        name = self.names["emissionprob"]
+        return {name: m_step(stats, params.get(name), self.emissionprob_prior)}
+
+    def log_prior(self, params):
+        return log_prior(params[self.names["emissionprob"]], self.emissionprob_prior)
+
+    def n_parameters(self):
+        return n_parameters(self.n_components, self.n_symbols)
+
+    def sample(self, params, labels, random_state):
+        return sample(params[self.names["emissionprob"]], labels, random_state)
+
+    def expectation(self, params):
+        return params[self.names["emissionprob"]]
+
+    def shapes(self):
+        return {self.names["emissionprob"]: (self.n_components, self.n_symbols)}
+
+    def table(self):
+        shape = (self.n_components, self.n_symbols)
+        return {"emissionprob": (shape,), "emissionprob_prior": Broadcast(shape)}
+
+    def check_values(self, array, name, label):
+        if name == "emissionprob_prior":
+            if np.any(array < 0):
+                raise ValueError(f"{label} must be finite and >= 0.")
+            return
+        dirichlet.check_distribution(array, label, array.shape)

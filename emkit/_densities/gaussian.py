@@ -43,8 +43,10 @@ from scipy import linalg
 from .._inference import mixture as kernels
 from .._math import symmetrize
 from .._stats import scale_fields
+from .base import Density
 
 __all__ = [
+    "Gaussian",
     "COVARIANCE_TYPES",
     "BLAS_MIN_FEATURES",
     "GaussianStats",
@@ -901,3 +903,197 @@ def recenter(stats, old_center, new_center, covariance_type):
     """
     delta = np.asarray(new_center, dtype=np.float64) - np.asarray(old_center, dtype=np.float64)
     return GaussianStats(stats.post, stats.first - stats.post[:, np.newaxis] * delta, stats.second)
+
+
+# --------------------------------------------------------------------------- the density object
+def prior_arrays(covariance_type, n_components, n_features, means_prior=None, means_weight=None, covars_prior=None,
+                 covars_weight=None):
+    """The prior hyperparameters as :func:`m_step` and :func:`log_prior` take them (None: off).
+
+    ``means_prior`` of shape (D,) is broadcast to (K, D); a spherical
+    ``covars_prior`` of shape (K,) becomes (K, D); ``covars_weight`` stays
+    None (no extra count) or becomes a float.
+    """
+    means_prior = 0.0 if means_prior is None else np.asarray(means_prior, dtype=np.float64)
+    if np.ndim(means_prior):
+        means_prior = np.broadcast_to(means_prior, (n_components, n_features))
+    covars_prior = 0.0 if covars_prior is None else np.asarray(covars_prior, dtype=np.float64)
+    if covariance_type == "spherical" and np.ndim(covars_prior) == 1:
+        covars_prior = np.repeat(covars_prior[:, np.newaxis], n_features, axis=1)
+    return {
+        "means_prior": means_prior,
+        "means_weight": 0.0 if means_weight is None else np.asarray(means_weight, dtype=np.float64),
+        "covars_prior": covars_prior,
+        "covars_weight": None if covars_weight is None else float(covars_weight),
+    }
+
+
+class Gaussian(Density):
+    """Gaussian components as an object: the functions of this module with their hyperparameters bound.
+
+    Parameters
+    ----------
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    n_components, n_features : int
+    means_name, covariances_name : str, default="means_", "covariances_"
+        The attribute names of the parameters (GaussianHMM: ``covars_``).
+    precisions_name : str, optional
+        Also keep the precision Cholesky factors in the parameters under this
+        name (GaussianMixture's ``precisions_cholesky_``); each E-step then
+        reuses them. None: computed once per E-step (:meth:`context`).
+    dtype : dtype, default=float64
+        Of the packed parameters (GaussianMixture keeps float32 in float32).
+    reg_covar : float, default=0.0
+        Added to every variance after the exact update (the slack it may
+        cost is :meth:`slack`).
+    means_prior, means_weight, covars_prior, covars_weight : optional
+        The conjugate priors (see :func:`m_step`); None switches one off.
+    learn_means, learn_covars : bool, default=True
+        What the M-step updates (the HMMs' ``params`` letters).
+    keep_empty : bool, default=False
+        A component with no posterior mass keeps its means and covariances
+        (the HMMs' policy: the expected complete log-likelihood cannot
+        decrease); False keeps scikit-learn's update (a tiny count keeps it
+        finite, ``reg_covar`` keeps it positive definite).
+
+    Notes
+    -----
+    Rows with missing values (NaN) enter here: :meth:`log_likelihood`,
+    :meth:`accumulate` and :meth:`mixture_block` are the only places that
+    read rows, so the marginal densities and conditional expectations of
+    incomplete rows (``gaussian_missing``) plug in at these three methods,
+    for the mixtures and the HMMs at once.
+    """
+
+    def __init__(self, covariance_type, n_components, n_features, *, means_name="means_",
+                 covariances_name="covariances_", precisions_name=None, dtype=np.float64, reg_covar=0.0,
+                 means_prior=None, means_weight=None, covars_prior=None, covars_weight=None, learn_means=True,
+                 learn_covars=True, keep_empty=False):
+        _check_type(covariance_type)
+        self.covariance_type = covariance_type
+        self.n_components = int(n_components)
+        self.n_features = int(n_features)
+        self.names = {"means": means_name, "covariances": covariances_name}
+        self.precisions_name = precisions_name
+        self.dtype = np.dtype(dtype)
+        self.reg_covar = float(reg_covar)
+        self.priors = prior_arrays(covariance_type, n_components, n_features, means_prior, means_weight,
+                                   covars_prior, covars_weight)
+        self.learn_means = bool(learn_means)
+        self.learn_covars = bool(learn_covars)
+        self.keep_empty = bool(keep_empty)
+
+    def param_names(self):
+        """Attribute names in the parameter dict (with the precision factors when kept)."""
+        names = (self.names["means"], self.names["covariances"])
+        return names + ((self.precisions_name,) if self.precisions_name else ())
+
+    # ------------------------------------------------------------ E-step
+    def context(self, params):
+        """The precision Cholesky factors (kept in ``params`` or computed here)."""
+        if self.precisions_name:
+            return params[self.precisions_name]
+        return precisions_cholesky(params[self.names["covariances"]], self.covariance_type)
+
+    def log_likelihood(self, X, params, context):
+        return log_likelihood(X, params[self.names["means"]], context, self.covariance_type)
+
+    def accumulate(self, X, resp, params, context, cache=None):
+        return accumulate(X, resp, params[self.names["means"]], self.covariance_type)
+
+    def mixture_block(self, X, sample_weight, log_weights, params, context):
+        # densities, responsibilities and statistics of the block's rows in one pass (chunked inside, so a
+        # large block -- a Dask chunk -- keeps its temporaries small)
+        return mixture_block(X, sample_weight, log_weights, params[self.names["means"]], context,
+                             self.covariance_type)
+
+    def initial_centre(self, X, sample_weight):
+        """Moments of a start are centred on the data's mean: the start is then as accurate as later steps."""
+        centre = np.tile(np.average(X, axis=0, weights=sample_weight), (self.n_components, 1))
+        return {self.names["means"]: centre}
+
+    # ------------------------------------------------------------ M-step
+    def m_step(self, stats, params):
+        """:func:`m_step` with the bound hyperparameters; empty components kept when ``keep_empty``."""
+        means_name, covariances_name = self.names["means"], self.names["covariances"]
+        centre = np.asarray(params[means_name], dtype=np.float64)
+        covariances = params.get(covariances_name)
+        means, covariances_new = m_step(
+            stats, centre, self.covariance_type, means=centre, covariances=covariances,
+            learn_means=self.learn_means, learn_covars=self.learn_covars, reg_covar=self.reg_covar, **self.priors,
+        )
+        if self.keep_empty:
+            # a component with no posterior mass keeps its parameters (generalised EM: Q does not decrease)
+            empty = stats.post <= 1e-10
+            if np.any(empty):
+                means = np.where(empty[:, np.newaxis], centre, means)
+                if self.learn_covars and self.covariance_type != "tied":
+                    covariances_new = covariances_new.copy()
+                    covariances_new[empty] = covariances[empty]
+        return {means_name: means, covariances_name: covariances_new}
+
+    def pack(self, params):
+        """Parameters in the model's dtype, precision factors added when kept.
+
+        Raises
+        ------
+        numpy.linalg.LinAlgError
+            When a covariance is not positive definite (the caller names the
+            hyperparameter that helps).
+        """
+        means_name, covariances_name = self.names["means"], self.names["covariances"]
+        prec_chol = precisions_cholesky(params[covariances_name], self.covariance_type)
+        out = {means_name: params[means_name].astype(self.dtype),
+               covariances_name: params[covariances_name].astype(self.dtype)}
+        if self.precisions_name:
+            out[self.precisions_name] = prec_chol.astype(self.dtype)
+        return out
+
+    def slack(self, stats, params):
+        """What adding ``reg_covar`` after the exact covariance update may cost (:func:`regularization_slack`)."""
+        if self.reg_covar <= 0:
+            return 0.0
+        nk = stats.post + 10 * np.finfo(np.float64).eps
+        counts = nk + prior_count(self.covariance_type, self.n_features, self.priors["covars_weight"])
+        return regularization_slack(params[self.names["covariances"]], self.covariance_type, self.reg_covar, counts,
+                                    self.n_features)
+
+    def log_prior(self, params):
+        if not (self.learn_means or self.learn_covars):
+            return 0.0
+        priors = dict(self.priors)
+        if not self.learn_means:
+            priors["means_weight"] = 0.0
+        if not self.learn_covars:
+            priors["covars_prior"] = 0.0
+            priors["covars_weight"] = None
+        return log_prior(params[self.names["means"]], params[self.names["covariances"]], self.covariance_type,
+                         **priors)
+
+    def recenter(self, stats, old_params, new_params):
+        means_name = self.names["means"]
+        return recenter(stats, old_params[means_name], new_params[means_name], self.covariance_type)
+
+    # ------------------------------------------------------------ counting, sampling, shapes
+    def n_parameters(self):
+        return n_parameters(self.n_components, self.n_features, self.covariance_type)
+
+    def sample(self, params, labels, random_state):
+        return sample(params[self.names["means"]], params[self.names["covariances"]], self.covariance_type, labels,
+                      random_state)
+
+    def expectation(self, params):
+        return params[self.names["means"]]
+
+    def shapes(self):
+        K, D = self.n_components, self.n_features
+        covariances = parameter_shapes("covariances", self.covariance_type, K, D)[0]
+        return {self.names["means"]: (K, D), self.names["covariances"]: covariances}
+
+    def table(self):
+        return {name: parameter_shapes(name, self.covariance_type, self.n_components, self.n_features)
+                for name in ("means", "covariances", "precisions", "means_prior", "means_weight", "covars_prior")}
+
+    def check(self, value, name, label=None):
+        """:func:`check_parameter` (the table of :func:`parameter_shapes` and its value rules)."""
+        return check_parameter(value, name, self.covariance_type, self.n_components, self.n_features, label=label)

@@ -5,15 +5,20 @@ from additive statistics (plus the matching log-prior), free-parameter count
 and sampling.
 """
 
+from numbers import Real
 from typing import NamedTuple
 
 import numpy as np
 from scipy.special import gammaln
 
 from .._stats import add_fields, scale_fields
+from .._validation import Interval
+from .base import Broadcast, Density
 
 __all__ = [
+    "Poisson",
     "PoissonStats",
+    "PARAMETER_CONSTRAINTS",
     "log_likelihood",
     "accumulate",
     "m_step",
@@ -21,6 +26,14 @@ __all__ = [
     "n_parameters",
     "sample",
 ]
+
+
+#: scikit-learn parameter constraints of the estimators with Poisson components (PoissonHMM, PoissonMixture).
+PARAMETER_CONSTRAINTS = {
+    "lambdas_prior": [Interval(Real, 0, None, closed="left"), "array-like"],
+    "lambdas_weight": [Interval(Real, 0, None, closed="left"), "array-like"],
+    "lambdas_init": ["array-like", None],
+}
 
 
 class PoissonStats(NamedTuple):
@@ -83,13 +96,14 @@ def m_step(stats, lambdas, lambdas_prior=0.0, lambdas_weight=0.0):
 
     with ``a`` = ``lambdas_prior`` and ``b`` = ``lambdas_weight``: the mode
     of the posterior under a Gamma(shape ``a + 1``, rate ``b``) prior
-    (``a = b = 0``, the default, is maximum likelihood). A state with
-    ``b + N_k = 0`` keeps its current rates.
+    (``a = b = 0``, the default, is maximum likelihood). A component with
+    ``b + N_k = 0`` keeps its current rates (with no current rates, a start:
+    the rates of all the data).
 
     Parameters
     ----------
     stats : PoissonStats
-    lambdas : ndarray of shape (n_components, n_features)
+    lambdas : ndarray of shape (n_components, n_features) or None
         Current values.
     lambdas_prior, lambdas_weight : float or ndarray broadcastable to (n_components, n_features)
 
@@ -104,8 +118,11 @@ def m_step(stats, lambdas, lambdas_prior=0.0, lambdas_weight=0.0):
     empty = denom <= 0.0
     with np.errstate(invalid="ignore", divide="ignore"):
         new = numer / denom
-    new = np.where(empty, lambdas, new)
-    return new
+    if not np.any(empty):
+        return new
+    if lambdas is None:
+        lambdas = np.broadcast_to(stats.obs.sum(axis=0) / max(stats.post.sum(), np.finfo(np.float64).tiny), new.shape)
+    return np.where(empty, lambdas, new)
 
 
 def log_prior(lambdas, lambdas_prior=0.0, lambdas_weight=0.0):
@@ -128,3 +145,74 @@ def sample(lambdas, labels, random_state):
     """Counts for each entry of ``labels``; returns an int64 array of shape (n_samples, n_features)."""
     labels = np.asarray(labels)
     return random_state.poisson(lambdas[labels]).astype(np.int64)
+
+
+class Poisson(Density):
+    """Independent Poisson components as an object (PoissonHMM, PoissonMixture).
+
+    Parameters
+    ----------
+    n_components, n_features : int
+    lambdas_prior, lambdas_weight : float or array-like broadcastable to (n_components, n_features), default=0
+        The Gamma prior of :func:`m_step` (0, 0: maximum likelihood).
+    name : str, default="lambdas_"
+        The attribute name of the rates.
+    learn : bool, default=True
+        Whether the M-step updates the rates.
+    owner : str, default="PoissonHMM"
+        The estimator's name, for error messages.
+    """
+
+    def __init__(self, n_components, n_features, *, lambdas_prior=0.0, lambdas_weight=0.0, name="lambdas_",
+                 learn=True, owner="PoissonHMM"):
+        self.n_components = int(n_components)
+        self.n_features = int(n_features)
+        self.start_with_a_mean_row = True
+        self.names = {"lambdas": name}
+        self.owner = owner
+        self.lambdas_prior = self.check(lambdas_prior, "lambdas_prior")
+        self.lambdas_weight = self.check(lambdas_weight, "lambdas_weight")
+        self.learn = bool(learn)
+
+    def param_names(self):
+        return (self.names["lambdas"],)
+
+    def check_input(self, X):
+        if np.any(X < 0):
+            raise ValueError(f"Negative values in data passed to {self.owner}: counts must be >= 0.")
+        return X
+
+    def log_likelihood(self, X, params, context):
+        return log_likelihood(X, params[self.names["lambdas"]])
+
+    def accumulate(self, X, resp, params, context, cache=None):
+        return accumulate(X, resp)
+
+    def m_step(self, stats, params):
+        current = params.get(self.names["lambdas"])
+        return {self.names["lambdas"]: m_step(stats, current, self.lambdas_prior, self.lambdas_weight)}
+
+    def log_prior(self, params):
+        if not self.learn:
+            return 0.0
+        return log_prior(params[self.names["lambdas"]], self.lambdas_prior, self.lambdas_weight)
+
+    def n_parameters(self):
+        return n_parameters(self.n_components, self.n_features)
+
+    def sample(self, params, labels, random_state):
+        return sample(params[self.names["lambdas"]], labels, random_state)
+
+    def expectation(self, params):
+        return params[self.names["lambdas"]]
+
+    def shapes(self):
+        return {self.names["lambdas"]: (self.n_components, self.n_features)}
+
+    def table(self):
+        shape = (self.n_components, self.n_features)
+        return {"lambdas": (shape,), "lambdas_prior": Broadcast(shape), "lambdas_weight": Broadcast(shape)}
+
+    def check_values(self, array, name, label):
+        if np.any(array < 0):
+            raise ValueError(f"{label} must be non-negative.")

@@ -26,6 +26,7 @@ __all__ = [
     "diag_moments",
     "full_moments",
     "normalize_log_rows",
+    "normalize_log_groups",
 ]
 
 # Gaps to the row maximum below this are flushed to an exact 0 responsibility: exp(-700) changes no
@@ -294,6 +295,56 @@ def normalize_log_rows(log_prob):
     lanes = np.ascontiguousarray(log_prob.T, dtype=np.float64)
     log_norm = responsibilities(lanes)
     log_prob[...] = lanes.T
+    return log_norm
+
+
+@jit
+def _normalize_log_groups(joint, log_norm):
+    n_rows, n_groups, group = joint.shape
+    for i in range(n_rows):
+        for k in range(n_groups):
+            row = joint[i, k]
+            peak = row[0]
+            for m in range(1, group):
+                if row[m] > peak:
+                    peak = row[m]
+            if not peak > -np.inf:  # no density in this group (or NaN): zero responsibilities
+                log_norm[i, k] = -np.inf
+                row[:] = 0.0
+                continue
+            total = 0.0
+            for m in range(group):
+                gap = row[m] - peak
+                term = np.exp(gap) if gap > _FLUSH_BELOW else 0.0
+                row[m] = term
+                total += term
+            log_norm[i, k] = peak + np.log(total)
+            scale = 1.0 / total
+            for m in range(group):
+                row[m] *= scale
+
+
+def normalize_log_groups(joint):
+    """Log-normalisers of groups of log densities, and the groups turned into posteriors, in place.
+
+    For a mixture inside each state (GMMHMM): ``joint[i, k, m] = log w_km + log p(x_i | k, m)``
+    becomes ``p(m | x_i, k)``, and ``log_norm[i, k] = log p(x_i | k)``; each group is shifted by its
+    maximum first (gaps below -700 flushed to an exact 0, as :func:`responsibilities` does).
+
+    Parameters
+    ----------
+    joint : ndarray of shape (n_rows, n_groups, group_size), float64, C-contiguous
+        Overwritten by the posteriors within each group (all zeros for a group with no density).
+
+    Returns
+    -------
+    log_norm : ndarray of shape (n_rows, n_groups)
+        ``logsumexp`` over the last axis (``-inf`` for a group with no density).
+    """
+    if joint.dtype != np.float64 or not joint.flags.c_contiguous:
+        raise ValueError("normalize_log_groups needs a C-contiguous float64 array")
+    log_norm = np.empty(joint.shape[:2])
+    _normalize_log_groups(joint, log_norm)
     return log_norm
 
 
