@@ -572,13 +572,13 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
     def _fall_back(self, run, params, previous, fresh, floor, margin, executor):
         """Documents whose restart lost the most go on from their previous ``gamma`` (see :meth:`_e_step`)."""
         _, baseline_total, baseline = run(self._context(params, "evaluate", sstats=False), previous)
-        fresh_elbo = np.concatenate([b.elbo for b in executor.fetch(fresh)])
+        fresh_local, previous_local = executor.fetch(fresh), executor.fetch(previous)
+        fresh_elbo = np.concatenate([b.elbo for b in fresh_local])
         baseline_elbo = np.concatenate([b.elbo for b in executor.fetch(baseline)])
         slack = max(0.0, baseline_total - floor - margin)  # the documents' total may drop from baseline to floor
         keep = select_fresh(fresh_elbo - baseline_elbo, slack)
-        sizes = np.cumsum([0] + [len(b.elbo) for b in executor.fetch(fresh)])
-        fresh_local, previous_local = executor.fetch(fresh), executor.fetch(previous)
-        chosen, warm = [], []
+        sizes = np.cumsum([0] + [len(b.elbo) for b in fresh_local])
+        warm = []
         for i in range(len(sizes) - 1):
             mine = keep[sizes[i] : sizes[i + 1]]
             doc_topic = np.where(mine[:, None], fresh_local[i].doc_topic, previous_local[i].doc_topic)

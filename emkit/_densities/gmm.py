@@ -161,7 +161,7 @@ class GaussianMixtures(Density):
         Gaussian (scatter about the new means; tied pools a state's
         Gaussians).
         """
-        K, M, D = self.n_components, self.n_mix, self.n_features
+        K, M = self.n_components, self.n_mix
         weights = params["weights_"]
         if self.learn_weights:
             weights = dirichlet.map_update(stats.post.reshape(K, M), self.weights_prior, weights)

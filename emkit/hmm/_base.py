@@ -20,7 +20,6 @@ from typing import NamedTuple
 
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
-from sklearn.cluster import KMeans
 from sklearn.utils import check_random_state
 
 from .._blocks import Blocks, sequence_bounds
