@@ -7,6 +7,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 __all__ = [
+    "fill_missing",
     "log_normalize",
     "safe_log",
     "symmetrize",
@@ -46,3 +47,18 @@ def safe_log(a):
 def symmetrize(a):
     """Return ``(a + a^T) / 2`` over the last two axes."""
     return 0.5 * (a + np.swapaxes(a, -1, -2))
+
+
+def fill_missing(X):
+    """X with each NaN replaced by its column's mean over the observed entries (0 for a column never observed).
+
+    For starting values only (k-means cannot take NaN); EM itself marginalises missing entries exactly.
+    Returns X itself when it has no NaN.
+    """
+    missing = np.isnan(X)
+    if not missing.any():
+        return X
+    observed = (~missing).sum(axis=0)
+    sums = np.where(missing, 0.0, X).sum(axis=0)
+    means = np.divide(sums, observed, out=np.zeros_like(sums, dtype=np.float64), where=observed > 0)
+    return np.where(missing, means.astype(X.dtype), X)

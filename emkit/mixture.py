@@ -18,10 +18,10 @@ from sklearn.utils import check_random_state
 
 from ._blocks import Blocks, row_bounds
 from ._dask import DaskBlocks, check_dask_array, is_dask_array, rowwise, sample_rows
-from ._densities import bernoulli, dirichlet, gaussian, poisson
+from ._densities import bernoulli, dirichlet, gaussian, gaussian_missing, poisson
 from ._densities.base import Density
 from ._inference.mixture import normalize_log_rows
-from ._math import safe_log
+from ._math import fill_missing, safe_log
 from ._validation import (
     Interval,
     StrOptions,
@@ -160,6 +160,7 @@ class _BaseMixture(EMMixin, DensityMixin, BaseEstimator):
 
     _dtypes = np.float64
     _positive_only = False  # the scikit-learn tag: the family's data are non-negative (counts)
+    _allow_nan = False  # NaN marks a missing entry, marginalised exactly (GaussianMixture)
     # what a restart that fails numerically reports ({exc}: what failed); it names the knob that helps
     _failure_message = "a component's parameters became invalid ({exc}); lower n_components or check the data."
 
@@ -238,6 +239,7 @@ class _BaseMixture(EMMixin, DensityMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.positive_only = self._positive_only
+        tags.input_tags.allow_nan = self._allow_nan
         return tags
 
     # ------------------------------------------------------------------ validation
@@ -248,15 +250,25 @@ class _BaseMixture(EMMixin, DensityMixin, BaseEstimator):
     def _validate_fit_data(self, X, y=None, sample_weight=None, reset=True):
         if is_dask_array(X):
             return self._validate_dask_fit_data(X, sample_weight)
-        X = validate_data(self, X, dtype=self._dtypes, ensure_min_samples=2, reset=reset)
+        X = validate_data(self, X, dtype=self._dtypes, ensure_min_samples=2, reset=reset, **self._finite())
         self._check_n_samples(X.shape[0])
         density = self._make_density(X.shape[1], X.dtype)
         X = density.check_input(X)
         sample_weight = check_sample_weight(sample_weight, X)
+        if self._allow_nan and np.isnan(X).any():
+            # rows are exchangeable: sorted once by missing pattern, every block holds long runs of one pattern
+            # (one factorisation per run, see emkit._densities.gaussian_missing.pattern_order)
+            order = gaussian_missing.pattern_order(X)
+            X = X[order]
+            sample_weight = None if sample_weight is None else sample_weight[order]
         n_units = float(X.shape[0]) if sample_weight is None else float(sample_weight.sum())
         given = self._check_given(density)
         blocks = Blocks((X, sample_weight), row_bounds(X.shape[0], self._block_rows(X.shape[1])), _mixture_rows)
         return _MixtureData(blocks, X, sample_weight, n_units, density, given)
+
+    def _finite(self):
+        """``validate_data``'s finiteness option: NaN allowed (missing) where the family marginalises it."""
+        return {"ensure_all_finite": "allow-nan"} if self._allow_nan else {}
 
     def _check_n_samples(self, n_samples):
         if n_samples < max(2, self.n_components):
@@ -268,7 +280,7 @@ class _BaseMixture(EMMixin, DensityMixin, BaseEstimator):
     def _validate_dask_fit_data(self, X, sample_weight):
         """The same checks on a dask array, without gathering it (see :mod:`emkit._dask`)."""
         whom = f"{type(self).__name__}.fit"
-        X = check_dask_array(X, whom=whom)
+        X = check_dask_array(X, whom=whom, allow_nan=self._allow_nan)
         if X.dtype not in np.atleast_1d(self._dtypes):
             X = X.astype(np.float64)
         self._check_n_samples(X.shape[0])
@@ -326,7 +338,9 @@ class _BaseMixture(EMMixin, DensityMixin, BaseEstimator):
         dtype = X.dtype
         weights, component = None, {}
         if not given_all:
-            # the start is the M-step from drawn responsibilities (scikit-learn's), then the given values
+            # the start is the M-step from drawn responsibilities (scikit-learn's), then the given values;
+            # missing entries take their column's mean for the start only (EM then marginalises them exactly)
+            X = fill_missing(X)
             resp = self._initial_responsibilities(X, sample_weight, random_state, is_dask_array(data.X))
             weighted = resp if sample_weight is None else resp * sample_weight[:, np.newaxis]
             centre = density.initial_centre(X, sample_weight)
@@ -414,7 +428,7 @@ class _BaseMixture(EMMixin, DensityMixin, BaseEstimator):
     # ------------------------------------------------------------------ inference
     def _estimate_weighted_log_prob(self, X):
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=self._dtypes)
+        X = validate_data(self, X, reset=False, dtype=self._dtypes, **self._finite())
         density = self._make_density(X.shape[1], X.dtype)
         params = self._fitted_params()
         log_prob = density.log_likelihood(density.check_input(X), params, density.context(params))
@@ -615,6 +629,7 @@ class GaussianMixture(_BaseMixture):
     """
 
     _dtypes = [np.float64, np.float32]
+    _allow_nan = True
     _failure_message = (
         "Fitting the mixture model failed because some components have ill-defined empirical covariance ({exc}). "
         "Increase reg_covar, lower n_components, or scale the input data."

@@ -334,11 +334,18 @@ def test_chunks_of_mixed_dtypes_are_a_clear_error(client):
         GaussianMixture(2).fit(da.concatenate(parts))
 
 
-def test_nan_in_a_chunk_is_a_clear_error(client):
+def test_infinity_in_a_chunk_is_a_clear_error(client):
     X = _mixture()
+    X[4321, 1] = np.inf  # NaN means missing for GaussianHMM; infinity is never data
+    with pytest.raises(ValueError, match="infinity"):
+        GaussianHMM(2).fit(da.from_array(X, chunks=(1000, 3)))
+
+
+def test_nan_in_a_chunk_is_a_clear_error_where_it_cannot_mean_missing(client):
+    X = np.abs(np.round(_mixture()))
     X[4321, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        GaussianHMM(2).fit(da.from_array(X, chunks=(1000, 3)))
+        PoissonHMM(2).fit(da.from_array(X, chunks=(1000, 3)))
 
 
 # ---------------------------------------------------------------- online EM

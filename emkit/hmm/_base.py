@@ -35,7 +35,7 @@ from .._dask import (
 )
 from .._densities import dirichlet
 from .._inference.hmm import forward, forward_backward, viterbi
-from .._math import safe_log
+from .._math import fill_missing, safe_log
 from .._stats import add_fields, scale_fields
 from .._validation import (
     Interval,
@@ -178,6 +178,7 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
     _emission_dtype = np.float64
     _width_attr = "means_"  # the fitted attribute whose last axis sizes the emission density
     _positive_only = False  # the scikit-learn tag: the family's data are non-negative (counts, symbols)
+    _allow_nan = False  # NaN marks a missing entry, marginalised exactly (GaussianHMM, GMMHMM)
     _failure_message = "the emission parameters became invalid ({exc}); lower n_components or check the data"
 
     def __new__(cls, *args, **kwargs):
@@ -219,6 +220,7 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.positive_only = self._positive_only
+        tags.input_tags.allow_nan = self._allow_nan
         return tags
 
     # ------------------------------------------------------------ parameters
@@ -309,7 +311,7 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         emission input (lazy), the sequence offsets and each chunk's sequences.
         """
         whom = f"{type(self).__name__}.fit"
-        X = check_dask_array(X, whom=whom)
+        X = check_dask_array(X, whom=whom, allow_nan=self._allow_nan)
         n_samples = X.shape[0]
         if n_samples < max(2, self.n_components):
             raise ValueError(
@@ -427,7 +429,8 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
             params["transmat_"] = given["transmat_"].copy()
         else:
             params["transmat_"] = random_state.dirichlet(np.ones(K), size=K)
-        emission, labels = self._emission_initialize(data, random_state)
+        # missing entries (GaussianHMM, GMMHMM) take their column's mean for the start only
+        emission, labels = self._emission_initialize(data._replace(X=fill_missing(data.X)), random_state)
         try:
             params.update(data.density.pack(emission))
         except np.linalg.LinAlgError as exc:

@@ -105,8 +105,12 @@ class GaussianHMM(_BaseHMM):
         "(or min_covar), or lower n_components"
     )
 
+    _allow_nan = True  # NaN marks a missing entry: a step's emission uses its observed coordinates
+
     def _emission_validate_X(self, X, reset):
-        X = validate_data(self, X, reset=reset, dtype=np.float64, ensure_min_samples=2 if reset else 1)
+        X = validate_data(
+            self, X, reset=reset, dtype=np.float64, ensure_min_samples=2 if reset else 1, ensure_all_finite="allow-nan"
+        )
         if reset and X.shape[0] < self.n_components:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = {self.n_components}, "

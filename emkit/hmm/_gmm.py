@@ -137,7 +137,8 @@ class GMMHMM(_BaseHMM):
         store_init_arguments(self, locals())
 
     # ------------------------------------------------------------ emission hooks
-    _emission_validate_X = GaussianHMM._emission_validate_X  # real rows, at least n_components of them
+    _emission_validate_X = GaussianHMM._emission_validate_X  # real rows (NaN = missing), at least n_components
+    _allow_nan = True
 
     def _make_density(self, n_features, learn):
         return GaussianMixtures(
