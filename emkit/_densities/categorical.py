@@ -9,7 +9,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._inference._jit import jit
 from .._math import safe_log
 from .._stats import add_fields, scale_fields
 from . import dirichlet
@@ -66,14 +65,16 @@ def likelihood(symbols, emissionprob):
     return np.take(np.ascontiguousarray(emissionprob.T), symbols, axis=0)
 
 
-@jit
 def _count_symbols(symbols, posteriors, n_symbols):
-    counts_t = np.zeros((n_symbols, posteriors.shape[1]))
-    for t in range(symbols.shape[0]):
-        m = symbols[t]
-        for k in range(posteriors.shape[1]):
-            counts_t[m, k] += posteriors[t, k]
-    return counts_t.T.copy()
+    """``counts[k, m] = sum_t posteriors[t, k] [symbols[t] = m]``, summed in the order of ``t``.
+
+    One ``np.bincount`` per state: the same additions in the same order as a
+    compiled loop, with nothing to compile on first use.
+    """
+    counts = np.empty((posteriors.shape[1], n_symbols))
+    for k in range(posteriors.shape[1]):
+        counts[k] = np.bincount(symbols, weights=posteriors[:, k], minlength=n_symbols)
+    return counts
 
 
 def accumulate(symbols, posteriors, n_symbols):

@@ -183,10 +183,13 @@ def _exp_dirichlet_expectation_rows(topic_word, out, word_major):
     work = np.empty(topic_word.shape[1])
     for k in range(topic_word.shape[0]):
         _exp_theta(topic_word[k], row, work)
+        # element by element: a slice copy would compile numba's shape-mismatch error (seconds, cold)
         if word_major:
-            out[:, k] = row
+            for w in range(row.shape[0]):
+                out[w, k] = row[w]
         else:
-            out[k] = row
+            for w in range(row.shape[0]):
+                out[k, w] = row[w]
 
 
 def exp_dirichlet_expectation(topic_word, word_major=False):

@@ -208,7 +208,8 @@ def square_norms(whitened, const, out):
 @jit
 def _shift_lanes(log_prob, peaks):
     n_components, n_rows = log_prob.shape
-    peaks[:] = log_prob[0]
+    for i in range(n_rows):  # element by element: a slice copy would compile numba's shape-mismatch error
+        peaks[i] = log_prob[0, i]
     for k in range(1, n_components):
         row = log_prob[k]
         for i in range(n_rows):
@@ -224,7 +225,8 @@ def _shift_lanes(log_prob, peaks):
 @jit
 def _normalize_lanes(prob, peaks, sample_weight, log_norm, scale):
     n_components, n_rows = prob.shape
-    scale[:] = prob[0]
+    for i in range(n_rows):
+        scale[i] = prob[0, i]
     for k in range(1, n_components):
         row = prob[k]
         for i in range(n_rows):
