@@ -474,6 +474,11 @@ def test_categorical_counts_are_the_posteriors_summed_per_symbol():
     for t, m in enumerate(symbols):  # in the order of t, as the implementation adds them
         expected[:, m] += posteriors[t]
     np.testing.assert_array_equal(categorical.accumulate(symbols, posteriors, 7).counts, expected)
+    np.testing.assert_array_equal(categorical._count_symbols_compiled(symbols, posteriors, 7), expected)
+    small = np.zeros((3, 7))  # at most 200 rows: the numpy path, the same additions in the same order
+    for t, m in enumerate(symbols[:150]):
+        small[:, m] += posteriors[t]
+    np.testing.assert_array_equal(categorical.accumulate(symbols[:150], posteriors[:150], 7).counts, small)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

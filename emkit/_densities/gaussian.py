@@ -310,14 +310,19 @@ def _prepare(means, prec_chol, covariance_type, dtype, log_weights=None):
     return _Prepared(kind, means64, np.ascontiguousarray(const), scales, factor, blas_means, rows)
 
 
-def _lanes(block):
+def _lanes(block, numpy):
     """The block transposed to (n_features, n_rows), float64 (exact for float32 data)."""
     lanes = np.empty((block.shape[1], block.shape[0]))
-    kernels.transpose_into(block, lanes)
+    kernels.transpose_into(block, lanes, numpy=numpy)
     return lanes
 
 
-def _chunk_log_density(prep, block, out):
+def _numpy_path(n_samples):
+    """Whether a call on ``n_samples`` rows runs the kernels' numpy path (decided once per call, not per chunk)."""
+    return n_samples <= kernels.NUMPY_MAX_ROWS
+
+
+def _chunk_log_density(prep, block, out, numpy):
     """Log-densities (plus ``prep.const``) of a chunk of rows into ``out`` (K, rows).
 
     Returns the chunk's lanes when they were made (the statistics reuse them).
@@ -325,23 +330,23 @@ def _chunk_log_density(prep, block, out):
     if prep.kind == "blas":
         centred = block[np.newaxis, :, :] - prep.blas_means[:, np.newaxis, :]
         factor = prep.factor[0] if prep.factor.shape[0] == 1 else prep.factor
-        kernels.square_norms(np.matmul(centred, factor), prep.const, out)
+        kernels.square_norms(np.matmul(centred, factor), prep.const, out, numpy=numpy)
         return None
-    lanes = _lanes(block)
+    lanes = _lanes(block, numpy)
     if prep.kind == "diag":
-        kernels.diag_log_density(lanes, prep.means, prep.scales, prep.const, out)
+        kernels.diag_log_density(lanes, prep.means, prep.scales, prep.const, out, numpy=numpy)
     else:
-        kernels.full_log_density(lanes, prep.means, prep.factor, prep.const, out)
+        kernels.full_log_density(lanes, prep.means, prep.factor, prep.const, out, numpy=numpy)
     return lanes
 
 
-def _chunk_moments(kind, block, lanes, resp, center, post, first, second):
+def _chunk_moments(kind, block, lanes, resp, center, post, first, second, numpy):
     """Merge a chunk's statistics (responsibilities ``resp`` in lanes, (K, rows)) into running ones."""
-    lanes = _lanes(block) if lanes is None else lanes
+    lanes = _lanes(block, numpy) if lanes is None else lanes
     if kind == "diag":
-        kernels.diag_moments(lanes, resp, center, post, first, second)
+        kernels.diag_moments(lanes, resp, center, post, first, second, numpy=numpy)
     else:
-        kernels.full_moments(lanes, resp, center, post, first, second)
+        kernels.full_moments(lanes, resp, center, post, first, second, numpy=numpy)
 
 
 def _empty_stats(kind, n_components, n_features):
@@ -395,11 +400,12 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None):
         out = np.empty((n_samples, n_components), dtype=np.result_type(X.dtype, np.asarray(means).dtype))
     prep = _prepare(means, prec_chol, covariance_type, X.dtype)
     step = prep.rows
+    numpy = _numpy_path(n_samples)
     for start in range(0, n_samples, step):
         block = X[start : start + step]
         dens = np.empty((n_components, block.shape[0]))
-        _chunk_log_density(prep, block, dens)
-        kernels.transpose_into(dens, out[start : start + step])
+        _chunk_log_density(prep, block, dens, numpy)
+        kernels.transpose_into(dens, out[start : start + step], numpy=numpy)
     return out
 
 
@@ -430,9 +436,10 @@ def accumulate(X, posteriors, center, covariance_type):
     center64 = np.ascontiguousarray(center, dtype=np.float64)
     post, first, second = _empty_stats(kind, n_components, n_features)
     step = _chunk_rows(kind, n_components, n_features)
+    numpy = _numpy_path(n_samples)
     for start in range(0, n_samples, step):
-        resp = _lanes(posteriors[start : start + step])
-        _chunk_moments(kind, X[start : start + step], None, resp, center64, post, first, second)
+        resp = _lanes(posteriors[start : start + step], numpy)
+        _chunk_moments(kind, X[start : start + step], None, resp, center64, post, first, second, numpy)
     return _finish_stats(kind, post, first, second)
 
 
@@ -468,14 +475,15 @@ def mixture_block(X, sample_weight, log_weights, means, prec_chol, covariance_ty
     prep = _prepare(means, prec_chol, covariance_type, X.dtype, log_weights)
     post, first, second = _empty_stats(prep.kind, n_components, n_features)
     total = 0.0
+    numpy = _numpy_path(n_samples)
     for start in range(0, n_samples, prep.rows):
         block = X[start : start + prep.rows]
         resp = np.empty((n_components, block.shape[0]))
-        lanes = _chunk_log_density(prep, block, resp)
+        lanes = _chunk_log_density(prep, block, resp, numpy)
         weight = None if sample_weight is None else sample_weight[start : start + prep.rows]
-        log_norm = kernels.responsibilities(resp, weight)  # resp now holds w_n p(z_n = k | x_n)
+        log_norm = kernels.responsibilities(resp, weight, numpy=numpy)  # resp now holds w_n p(z_n = k | x_n)
         total += float(np.sum(log_norm)) if weight is None else float(np.dot(weight, log_norm))
-        _chunk_moments(prep.kind, block, lanes, resp, prep.means, post, first, second)
+        _chunk_moments(prep.kind, block, lanes, resp, prep.means, post, first, second, numpy)
     return _finish_stats(prep.kind, post, first, second), total
 
 

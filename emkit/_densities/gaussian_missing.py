@@ -541,7 +541,7 @@ def mixture_block(X, sample_weight, log_weights, means, prec_chol, covariance_ty
         completed = _chunk_log_density(prep, chunk, resp)
         resp += log_weights[:, np.newaxis]
         weight = None if sample_weight is None else sample_weight[chunk.index]
-        log_norm = kernels.responsibilities(resp, weight)
+        log_norm = kernels.responsibilities(resp, weight, numpy=False)
         total += float(np.sum(log_norm)) if weight is None else float(np.dot(weight, log_norm))
         _chunk_moments(prep, chunk, completed, resp, no_shift, running)
     stats = _finish(prep, running)

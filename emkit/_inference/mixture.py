@@ -11,6 +11,14 @@ centred on that component before anything is multiplied or squared, never
 from an expansion about a shared point. The results are therefore as accurate
 as a direct two-pass computation, however far the data sit from the origin
 and from each other.
+
+Inputs of at most :data:`NUMPY_MAX_ROWS` rows run the same arithmetic in
+vectorised numpy instead (the functions with a ``numpy=None`` keyword choose
+by size; callers that cut a larger input into chunks pass ``numpy=False``) (the ``_numpy_*`` functions): a first fit on small
+data then answers without waiting for numba to compile the kernels (seconds,
+once per installation), and at that size the compiled loops save
+microseconds. Both paths centre on each component first, so they agree to
+round-off.
 """
 
 import numpy as np
@@ -29,6 +37,9 @@ __all__ = [
     "normalize_log_groups",
 ]
 
+#: Blocks of at most this many rows take the numpy path (see the module docstring).
+NUMPY_MAX_ROWS = 200
+
 # Gaps to the row maximum below this are flushed to an exact 0 responsibility: exp(-700) changes no
 # sum, and the subnormal numbers exp() would give below -708 slow every later product tenfold.
 _FLUSH_BELOW = -700.0
@@ -43,7 +54,7 @@ def _transpose_into(source, target):
             target[j, i] = source[i, j]
 
 
-def transpose_into(source, target):
+def transpose_into(source, target, numpy=None):
     """``target[...] = source.T`` (with conversion), compiled: for lanes of a few rows, numpy's
     strided copy costs several times more.
 
@@ -52,7 +63,10 @@ def transpose_into(source, target):
     source : ndarray of shape (n, m)
     target : ndarray of shape (m, n)
     """
-    _transpose_into(source, target)
+    if _small(source.shape[0], numpy):
+        target[...] = source.T
+    else:
+        _transpose_into(source, target)
 
 
 # --------------------------------------------------------------------------- log-densities
@@ -90,7 +104,7 @@ def _diag_log_density(lanes, means, scales, const, out):
         _to_log_density(row, const[k])
 
 
-def diag_log_density(lanes, means, scales, const, out):
+def diag_log_density(lanes, means, scales, const, out, numpy=None):
     """Diagonal-covariance log-densities of a block of rows.
 
     Parameters
@@ -105,7 +119,10 @@ def diag_log_density(lanes, means, scales, const, out):
     out : ndarray of shape (n_components, n_rows), float64, C-contiguous
         Receives ``const_k - 1/2 sum_d ((x_d - mu_kd) scale_kd)^2``.
     """
-    _diag_log_density(lanes, means, scales, const, out)
+    if _small(lanes.shape[1], numpy):
+        _numpy_log_density(lanes, means, scales, const, out, full=False)
+    else:
+        _diag_log_density(lanes, means, scales, const, out)
 
 
 @jit(inline=True)
@@ -157,7 +174,7 @@ def _full_log_density(lanes, means, prec_chol, const, out, diff, whitened):
         _to_log_density(row, const[k])
 
 
-def full_log_density(lanes, means, prec_chol, const, out):
+def full_log_density(lanes, means, prec_chol, const, out, numpy=None):
     """Full- (or tied-) covariance log-densities of a block of rows.
 
     Parameters
@@ -173,6 +190,9 @@ def full_log_density(lanes, means, prec_chol, const, out):
         Receives ``const_k - 1/2 |U_k^T (x - mu_k)|^2``.
     """
     n_features, n_rows = lanes.shape
+    if _small(n_rows, numpy):
+        _numpy_log_density(lanes, means, prec_chol, const, out, full=True)
+        return
     diff = np.zeros((n_features + 3, n_rows))  # three zero rows pad the last sweep of four inputs
     whitened = np.empty((4, n_rows))
     _full_log_density(lanes, means, np.ascontiguousarray(prec_chol, dtype=np.float64), const, out, diff, whitened)
@@ -191,7 +211,7 @@ def _square_norms(whitened, const, out):
             out[k, i] = ck - 0.5 * total
 
 
-def square_norms(whitened, const, out):
+def square_norms(whitened, const, out, numpy=None):
     """``out[k, i] = const[k] - 1/2 |whitened[k, i]|^2`` (the last step of a BLAS-whitened density).
 
     Parameters
@@ -201,7 +221,11 @@ def square_norms(whitened, const, out):
     const : ndarray of shape (n_components,), float64
     out : ndarray of shape (n_components, n_rows), float64
     """
-    _square_norms(whitened, const, out)
+    if _small(whitened.shape[1], numpy):
+        # products in the input's dtype, sums in float64, as the compiled loop does
+        out[...] = const[:, np.newaxis] - 0.5 * np.sum(whitened * whitened, axis=2, dtype=np.float64)
+    else:
+        _square_norms(whitened, const, out)
 
 
 # --------------------------------------------------------------------------- responsibilities
@@ -245,7 +269,7 @@ def _normalize_lanes(prob, peaks, sample_weight, log_norm, scale):
             row[i] *= scale[i]
 
 
-def responsibilities(log_prob, sample_weight=None):
+def responsibilities(log_prob, sample_weight=None, numpy=None):
     """Turn log joint densities (lanes) into weighted responsibilities in place.
 
     A compiled pass subtracts each row's maximum (flushing gaps below -700 to
@@ -271,6 +295,8 @@ def responsibilities(log_prob, sample_weight=None):
     log_norm = np.empty(n_rows)
     scale = np.empty(n_rows)
     weight = np.ones(n_rows) if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=np.float64)
+    if _small(n_rows, numpy):
+        return _numpy_responsibilities(log_prob, weight)
     _shift_lanes(log_prob, peaks)
     np.exp(log_prob, out=log_prob)
     _normalize_lanes(log_prob, peaks, weight, log_norm, scale)
@@ -476,7 +502,7 @@ def _moments(lanes, resp, center, post, first, second, diff, weighted, offset, m
         post[k] += mass
 
 
-def diag_moments(lanes, resp, center, post, first, second):
+def diag_moments(lanes, resp, center, post, first, second, numpy=None):
     """Merge a chunk's diagonal statistics into running float64 ones (see the comment above).
 
     Parameters
@@ -492,11 +518,14 @@ def diag_moments(lanes, resp, center, post, first, second):
         ``m_k = c_k + first_k / N_k``; updated in place.
     """
     n_features = lanes.shape[0]
+    if _small(lanes.shape[1], numpy):
+        _numpy_moments(lanes, resp, center, post, first, second, full=False)
+        return
     unused = np.empty((0, 0))
     _moments(lanes, resp, center, post, first, second, unused, unused, *(np.empty(n_features) for _ in range(3)))
 
 
-def full_moments(lanes, resp, center, post, first, upper):
+def full_moments(lanes, resp, center, post, first, upper, numpy=None):
     """Merge a chunk's statistics (scatter matrices as upper triangles) into running float64 ones.
 
     Parameters
@@ -514,6 +543,69 @@ def full_moments(lanes, resp, center, post, first, upper):
         place (the strict lower triangle is not touched).
     """
     n_features, n_rows = lanes.shape
+    if _small(n_rows, numpy):
+        _numpy_moments(lanes, resp, center, post, first, upper, full=True)
+        return
     diff = np.zeros((n_features + 3, n_rows))  # zero rows pad the last sweeps of two rows and four columns
     weighted = np.zeros((n_features + 1, n_rows))
     _moments(lanes, resp, center, post, first, upper, diff, weighted, *(np.empty(n_features) for _ in range(3)))
+
+
+# --------------------------------------------------------------------------- numpy path for small blocks
+def _small(n_rows, numpy):
+    """Whether a call takes the numpy path: the caller's choice, else at most NUMPY_MAX_ROWS rows.
+
+    Callers that cut a larger input into chunks decide once for the whole
+    input (``numpy=False``), so chunks of a large input never leave the
+    compiled kernels.
+    """
+    return n_rows <= NUMPY_MAX_ROWS if numpy is None else numpy
+
+
+def _numpy_log_density(lanes, means, factors, const, out, full):
+    """``out[k] = const_k - |W_k (x - mu_k)|^2 / 2``: W_k = U_k^T (full, tied) or diag(scales_k)."""
+    for k in range(means.shape[0]):
+        diff = lanes - means[k][:, np.newaxis]
+        if full:
+            factor = factors[0] if factors.shape[0] == 1 else factors[k]
+            whitened = np.triu(factor).T @ diff
+        else:
+            whitened = factors[k][:, np.newaxis] * diff
+        out[k] = const[k] - 0.5 * np.einsum("ij,ij->j", whitened, whitened)
+
+
+def _numpy_responsibilities(log_prob, weight):
+    """:func:`responsibilities` in numpy: the same shift, flush, normalisation and weighting."""
+    with np.errstate(invalid="ignore"):
+        peaks = np.max(log_prob, axis=0)
+        gaps = log_prob - peaks
+    np.exp(np.where(gaps > _FLUSH_BELOW, gaps, -np.inf), out=log_prob)
+    total = np.sum(log_prob, axis=0)
+    found = total > 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_norm = np.where(found, peaks + np.log(np.where(found, total, 1.0)), -np.inf)
+        scale = np.where(found, weight / np.where(found, total, 1.0), 0.0)
+    log_prob *= scale
+    return log_norm
+
+
+def _numpy_moments(lanes, resp, center, post, first, second, full):
+    """:func:`diag_moments` / :func:`full_moments` in numpy: chunk mean, scatter about it, exact merge."""
+    upper = np.triu(np.ones((lanes.shape[0],) * 2, dtype=bool)) if full else None
+    for k in range(center.shape[0]):
+        w = resp[k]
+        mass = np.sum(w)
+        if mass == 0.0:
+            continue
+        total = post[k]
+        offset = (lanes - center[k][:, np.newaxis]) @ w
+        mean = center[k] + offset / mass
+        gap = (first[k] / total if total > 0.0 else 0.0) - offset / mass
+        weight = total * mass / (total + mass)
+        diff = lanes - mean[:, np.newaxis]
+        if full:
+            second[k][upper] += ((diff * w) @ diff.T + weight * np.outer(gap, gap))[upper]
+        else:
+            second[k] += (diff * diff) @ w + weight * gap * gap
+        first[k] += offset
+        post[k] += mass
