@@ -310,9 +310,9 @@ def _prepare(means, prec_chol, covariance_type, dtype, log_weights=None):
     return _Prepared(kind, means64, np.ascontiguousarray(const), scales, factor, blas_means, rows)
 
 
-def _lanes(block, numpy):
-    """The block transposed to (n_features, n_rows), float64 (exact for float32 data)."""
-    lanes = np.empty((block.shape[1], block.shape[0]))
+def _lanes(block, numpy, scratch, name="lanes"):
+    """The block transposed to (n_features, n_rows), float64 (exact for float32 data), in ``scratch``."""
+    lanes = scratch.empty(name, (block.shape[1], block.shape[0]))
     kernels.transpose_into(block, lanes, numpy=numpy)
     return lanes
 
@@ -322,7 +322,7 @@ def _numpy_path(n_samples):
     return n_samples <= kernels.NUMPY_MAX_ROWS
 
 
-def _chunk_log_density(prep, block, out, numpy):
+def _chunk_log_density(prep, block, out, numpy, scratch):
     """Log-densities (plus ``prep.const``) of a chunk of rows into ``out`` (K, rows).
 
     Returns the chunk's lanes when they were made (the statistics reuse them).
@@ -332,21 +332,21 @@ def _chunk_log_density(prep, block, out, numpy):
         factor = prep.factor[0] if prep.factor.shape[0] == 1 else prep.factor
         kernels.square_norms(np.matmul(centred, factor), prep.const, out, numpy=numpy)
         return None
-    lanes = _lanes(block, numpy)
+    lanes = _lanes(block, numpy, scratch)
     if prep.kind == "diag":
         kernels.diag_log_density(lanes, prep.means, prep.scales, prep.const, out, numpy=numpy)
     else:
-        kernels.full_log_density(lanes, prep.means, prep.factor, prep.const, out, numpy=numpy)
+        kernels.full_log_density(lanes, prep.means, prep.factor, prep.const, out, numpy=numpy, scratch=scratch)
     return lanes
 
 
-def _chunk_moments(kind, block, lanes, resp, center, post, first, second, numpy):
+def _chunk_moments(kind, block, lanes, resp, center, post, first, second, numpy, scratch):
     """Merge a chunk's statistics (responsibilities ``resp`` in lanes, (K, rows)) into running ones."""
-    lanes = _lanes(block, numpy) if lanes is None else lanes
+    lanes = _lanes(block, numpy, scratch) if lanes is None else lanes
     if kind == "diag":
         kernels.diag_moments(lanes, resp, center, post, first, second, numpy=numpy)
     else:
-        kernels.full_moments(lanes, resp, center, post, first, second, numpy=numpy)
+        kernels.full_moments(lanes, resp, center, post, first, second, numpy=numpy, scratch=scratch)
 
 
 def _empty_stats(kind, n_components, n_features):
@@ -401,10 +401,11 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None):
     prep = _prepare(means, prec_chol, covariance_type, X.dtype)
     step = prep.rows
     numpy = _numpy_path(n_samples)
+    scratch = kernels.Scratch()
     for start in range(0, n_samples, step):
         block = X[start : start + step]
-        dens = np.empty((n_components, block.shape[0]))
-        _chunk_log_density(prep, block, dens, numpy)
+        dens = scratch.empty("densities", (n_components, block.shape[0]))
+        _chunk_log_density(prep, block, dens, numpy, scratch)
         kernels.transpose_into(dens, out[start : start + step], numpy=numpy)
     return out
 
@@ -437,9 +438,10 @@ def accumulate(X, posteriors, center, covariance_type):
     post, first, second = _empty_stats(kind, n_components, n_features)
     step = _chunk_rows(kind, n_components, n_features)
     numpy = _numpy_path(n_samples)
+    scratch = kernels.Scratch()
     for start in range(0, n_samples, step):
-        resp = _lanes(posteriors[start : start + step], numpy)
-        _chunk_moments(kind, X[start : start + step], None, resp, center64, post, first, second, numpy)
+        resp = _lanes(posteriors[start : start + step], numpy, scratch, "responsibilities")
+        _chunk_moments(kind, X[start : start + step], None, resp, center64, post, first, second, numpy, scratch)
     return _finish_stats(kind, post, first, second)
 
 
@@ -476,14 +478,15 @@ def mixture_block(X, sample_weight, log_weights, means, prec_chol, covariance_ty
     post, first, second = _empty_stats(prep.kind, n_components, n_features)
     total = 0.0
     numpy = _numpy_path(n_samples)
+    scratch = kernels.Scratch()
     for start in range(0, n_samples, prep.rows):
         block = X[start : start + prep.rows]
-        resp = np.empty((n_components, block.shape[0]))
-        lanes = _chunk_log_density(prep, block, resp, numpy)
+        resp = scratch.empty("responsibilities", (n_components, block.shape[0]))
+        lanes = _chunk_log_density(prep, block, resp, numpy, scratch)
         weight = None if sample_weight is None else sample_weight[start : start + prep.rows]
         log_norm = kernels.responsibilities(resp, weight, numpy=numpy)  # resp now holds w_n p(z_n = k | x_n)
         total += float(np.sum(log_norm)) if weight is None else float(np.dot(weight, log_norm))
-        _chunk_moments(prep.kind, block, lanes, resp, prep.means, post, first, second, numpy)
+        _chunk_moments(prep.kind, block, lanes, resp, prep.means, post, first, second, numpy, scratch)
     return _finish_stats(prep.kind, post, first, second), total
 
 
