@@ -359,19 +359,7 @@ def rowwise(output):
         def wrapper(self, X, *args, **kwargs):
             if not is_dask_array(X):
                 return method(self, X, *args, **kwargs)
-            from sklearn.utils.validation import check_is_fitted
-
-            check_is_fitted(self)
-            whom = f"{type(self).__name__}.{method.__name__}"
-            if X.ndim != 2 or any(np.isnan(size) for size in X.chunks[0]):
-                check_dask_array(X, whom=whom)  # raises the clear message
-            if X.shape[1] != self.n_features_in_:
-                raise ValueError(
-                    f"{whom}: X has {X.shape[1]} features, but the model is expecting {self.n_features_in_} "
-                    "features as input."
-                )
-            if len(X.chunks[1]) > 1:
-                X = X.rechunk({1: -1})
+            X = _fitted_input(self, X, method.__name__)
             chunk_method = functools.partial(_call_on_chunk, method, self, args, kwargs)
             probe = method(self, np.zeros((1, X.shape[1]), dtype=X.dtype), *args, **kwargs)
             if output == "rows":
@@ -457,7 +445,11 @@ def sequencewise(output, check_sequences):
     return decorator
 
 
-def _sequence_chunks(estimator, X, lengths, sequence_ids, name, check_sequences):
+def _fitted_input(estimator, X, name):
+    """A dask array checked for a fitted estimator's method ``name``: 2-D, known chunks, its column count.
+
+    Returns it with all columns in one chunk (the per-row methods need whole rows).
+    """
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(estimator)
@@ -469,8 +461,11 @@ def _sequence_chunks(estimator, X, lengths, sequence_ids, name, check_sequences)
             f"{whom}: X has {X.shape[1]} features, but the model is expecting {estimator.n_features_in_} "
             "features as input."
         )
-    if len(X.chunks[1]) > 1:
-        X = X.rechunk({1: -1})
+    return X.rechunk({1: -1}) if len(X.chunks[1]) > 1 else X
+
+
+def _sequence_chunks(estimator, X, lengths, sequence_ids, name, check_sequences):
+    X = _fitted_input(estimator, X, name)
     offsets = check_sequences(X.shape[0], lengths, gather_labels(sequence_ids))
     X, bounds = row_chunks_on_sequences(X, offsets)
     chunk_lengths = [np.diff(offsets[bounds[i] : bounds[i + 1] + 1]) for i in range(len(bounds) - 1)]
