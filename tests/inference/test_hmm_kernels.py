@@ -185,7 +185,8 @@ def _kernel_args(startprob, transmat, log_frameprob, offsets):
     transmat_t = np.ascontiguousarray(transmat.T)
     forward = (startprob, transmat_t, log_fp, frame, shifts, from_log, offsets, True, np.empty((T, K)), np.empty(T), K)
     forward_backward = (startprob, transmat, transmat_t, log_fp, frame.copy(), shifts.copy(), from_log, offsets, True,
-                        np.empty((T, K)), np.empty(T), np.zeros(K), np.zeros((K, K)), np.empty((4, K)), K)
+                        np.empty((T, K)), np.empty(T), np.zeros(K), np.zeros((K, K)), np.zeros((0, 0)),
+                        np.zeros((0, 0)), np.empty((4, K)), K)
     with np.errstate(divide="ignore"):
         log_startprob, log_transmat_t = np.log(startprob), np.ascontiguousarray(np.log(transmat).T)
     viterbi = (log_startprob, log_transmat_t, log_frameprob, offsets, np.empty((T, K)), np.empty(T, dtype=np.int64),
@@ -341,3 +342,29 @@ def test_matches_hmmlearn_kernels_for_larger_state_counts(K):
         np.testing.assert_array_equal(vit.states[a:b], path)
         np.testing.assert_allclose(vit.log_prob[i], vit_ll, rtol=1e-12)
     np.testing.assert_allclose(result.xi_sum, xi, rtol=1e-9, atol=1e-10)
+
+
+def test_deferred_transition_counts_equal_the_in_loop_sum(monkeypatch):
+    """Many states: the expected transition counts from one matrix product after the pass, as from the loop."""
+    rng = np.random.RandomState(11)
+    offsets = np.array([0, 300, 301, 700, 1000], dtype=np.int64)  # a one-step sequence among them
+    startprob, transmat, log_frameprob = _random_model(12, 1000, rng)
+    deferred = kernels.forward_backward(startprob, transmat, log_frameprob, offsets)
+    monkeypatch.setattr(kernels, "_DEFERRED_MAX_ELEMENTS", 0)
+    in_loop = kernels.forward_backward(startprob, transmat, log_frameprob, offsets)
+    np.testing.assert_allclose(deferred.xi_sum, in_loop.xi_sum, rtol=1e-12)
+    np.testing.assert_array_equal(deferred.posteriors, in_loop.posteriors)
+    np.testing.assert_array_equal(deferred.log_likelihood, in_loop.log_likelihood)
+
+
+@pytest.mark.parametrize("K", [9, 12, 30])
+def test_reassociated_kernel_for_many_states_agrees_with_the_strict_one(K):
+    rng = np.random.RandomState(20 + K)
+    offsets = np.array([0, 1, 150, 400], dtype=np.int64)
+    startprob, transmat, log_frameprob = _random_model(K, 400, rng, scale=20.0)
+    args = _kernel_args(startprob, transmat, log_frameprob, offsets)[kernels._forward_backward_kernel]
+    strict, reassociated = _copy(args), _copy(args)
+    kernels._run(kernels._forward_backward_kernel, *strict)
+    kernels._run(kernels._forward_backward_kernel_many, *reassociated)
+    for a, b in zip(_outputs(strict), _outputs(reassociated)):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-300)
