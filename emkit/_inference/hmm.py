@@ -543,6 +543,20 @@ def _forward_backward_sequence(startprob, transmat, transmat_t, log_frameprob, f
                 beta[k] = new_beta[k]
 
 
+@jit(inline=True)
+def _forward_backward_sequences(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, offsets,
+                                compute_xi, posteriors, ratio, start_sum, outer, coef, wts, work, n_components):
+    """The body of both forward-backward kernels (inlined, so each compiles it with its own flags)."""
+    for s in range(offsets.shape[0] - 1):
+        begin, end = offsets[s], offsets[s + 1]
+        _forward_backward_sequence(
+            startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, begin, end, posteriors, ratio,
+            compute_xi, outer, coef, wts, work, n_components,
+        )
+        for k in range(n_components):
+            start_sum[k] += posteriors[begin, k]
+
+
 @jit
 def _forward_backward_kernel(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, offsets,
                              compute_xi, posteriors, ratio, start_sum, outer, coef, wts, work, n_components):
@@ -552,14 +566,10 @@ def _forward_backward_kernel(startprob, transmat, transmat_t, log_frameprob, fra
     posteriors to ``start_sum`` and ``sum_t alpha_t,i weighted_t+1,j / norm_t``
     to ``outer`` (so that ``xi_sum = transmat * outer``).
     """
-    for s in range(offsets.shape[0] - 1):
-        begin, end = offsets[s], offsets[s + 1]
-        _forward_backward_sequence(
-            startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, begin, end, posteriors, ratio,
-            compute_xi, outer, coef, wts, work, n_components,
-        )
-        for k in range(n_components):
-            start_sum[k] += posteriors[begin, k]
+    _forward_backward_sequences(
+        startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, offsets, compute_xi, posteriors, ratio,
+        start_sum, outer, coef, wts, work, n_components,
+    )
 
 
 @jit(reassociate=True)
@@ -571,14 +581,10 @@ def _forward_backward_kernel_many(startprob, transmat, transmat_t, log_frameprob
     2x faster at 50 states); their last bits depend on the order LLVM picks.
     Up to eight states the loops are unrolled anyway and keep their order.
     """
-    for s in range(offsets.shape[0] - 1):
-        begin, end = offsets[s], offsets[s + 1]
-        _forward_backward_sequence(
-            startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, begin, end, posteriors, ratio,
-            compute_xi, outer, coef, wts, work, n_components,
-        )
-        for k in range(n_components):
-            start_sum[k] += posteriors[begin, k]
+    _forward_backward_sequences(
+        startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, offsets, compute_xi, posteriors, ratio,
+        start_sum, outer, coef, wts, work, n_components,
+    )
 
 
 def forward_backward(

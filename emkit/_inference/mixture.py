@@ -327,12 +327,12 @@ def responsibilities(log_prob, sample_weight=None, numpy=None):
         ``log p(x_i)`` (``-inf`` for a row with no density anywhere).
     """
     n_rows = log_prob.shape[1]
-    peaks = np.empty(n_rows)
-    log_norm = np.empty(n_rows)
-    scale = np.empty(n_rows)
     weight = np.ones(n_rows) if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=np.float64)
     if _small(n_rows, numpy):
         return _numpy_responsibilities(log_prob, weight)
+    peaks = np.empty(n_rows)
+    log_norm = np.empty(n_rows)
+    scale = np.empty(n_rows)
     _shift_lanes(log_prob, peaks)
     np.exp(log_prob, out=log_prob)
     _normalize_lanes(log_prob, peaks, weight, log_norm, scale)
