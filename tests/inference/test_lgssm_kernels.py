@@ -213,13 +213,17 @@ def test_compiled_equals_python(implementation):
     X[9, 1] = np.nan
     X = np.vstack([X, simulate(rng, 30, *params)])
     args = lgssm._prepare(X, [0, 25, 40, 52, 70], *params)  # complete sequences reuse the recursion
-    compiled = lgssm._filter(*args)
-    python = lgssm._filter.py_func(*args)
+    compiled, failed = lgssm._compiled_filter(args)
+    python, python_failed = lgssm._compiled_filter(args, kernel=lgssm._filter.py_func)
+    assert failed == python_failed == 0
     for a, b in zip(compiled, python):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
-    offsets, A, Q = args[1], args[2], args[4]
-    smooth_args = (offsets, A, Q, compiled[0], compiled[1], compiled[2], compiled[3], compiled[5])
-    for a, b in zip(lgssm._smooth(*smooth_args), lgssm._smooth.py_func(*smooth_args)):
+    pred_means, pred_covs, filt_means, filt_covs, _, steady = compiled
+    assert steady.any()
+    smooth_args = (args[1], args[2], args[4], pred_means, pred_covs, filt_means, filt_covs, steady)
+    smoothed = lgssm._compiled_smoother(*smooth_args)
+    python = lgssm._compiled_smoother(*smooth_args, kernel=lgssm._smooth.py_func)
+    for a, b in zip(smoothed, python):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
