@@ -35,19 +35,24 @@ calls to other compiled helpers, which numba compiles one by one and LLVM
 then inlines and optimises again at every call site), allocates nothing (each
 ``np.zeros`` signature is one more compilation) and selects a parameter's row
 with an integer factor (``A[(t - 1) * ia]``, ``ia`` 0 or 1) rather than a
-conditional view. The filter's cold compilation went from ~7.7 s to ~3 s this
-way; results are bit-for-bit those of the earlier helper-based version.
+conditional view. This about halves the filter's cold compilation against a
+version built from inlined helpers, with bit-for-bit the same results.
 
-Small inputs (at most ``_NUMPY_MAX_ROWS`` rows in all) run the same
-recursions written with numpy, a few vector operations per time step, and
-never touch the compiler, so that a first fit on a small data set does not
-wait seconds for a compilation. The threshold is low because the numpy
-path costs about a hundred times more per row than the compiled one (a
-200-row series: ~40 ms against ~0.1 ms per filter + smoother call), and a fit
-repeats the call up to ``max_iter`` times. They take no steady-state shortcut
-(``steady`` is all False). Which implementation runs depends on the input's
-size alone; both agree to round-off (tests compare both with the dense joint
-Gaussian and with each other).
+Small inputs run the same recursions written with numpy and never touch the
+compiler, so that a first fit on a small data set does not wait seconds for a
+compilation: inputs of at most ``_NUMPY_MAX_ROWS`` rows, as long as at most
+``_NUMPY_MAX_FULL_STEPS`` of their rows need a full covariance update (more:
+the numpy filter stops and the compiled kernels run instead). A full update
+costs tens of microseconds in numpy (about a hundred times the compiled one);
+the rows of a steady state cost a few microseconds each, because the numpy
+path takes the same steady-state shortcut, does those rows together (the
+covariances copied, the means by a two-operation linear recursion) and stops
+the smoother's covariance recursion where it repeats to ``STEADY_RTOL``. So a
+time-invariant model on complete data of up to 300 rows costs a few
+milliseconds per filter + smoother call, and a fit of 100 iterations well
+under a second. The numpy path has no template across sequences. Which
+implementation runs depends on the input alone; both agree to round-off
+(tests compare both with the dense joint Gaussian and with each other).
 """
 
 from typing import NamedTuple
@@ -60,7 +65,8 @@ __all__ = ["FilterResult", "SmootherResult", "kalman_filter", "kalman_smoother",
 
 STEADY_RTOL = 1e-14
 _LOG_2PI = np.log(2.0 * np.pi)
-_NUMPY_MAX_ROWS = 50  # calls with at most this many rows run in numpy (~0.1-0.2 ms per row: see the module docstring)
+_NUMPY_MAX_ROWS = 300  # calls with at most this many rows run in numpy (see the module docstring) ...
+_NUMPY_MAX_FULL_STEPS = 50  # ... unless more of their rows than this need a full covariance update
 
 
 class FilterResult(NamedTuple):
@@ -506,76 +512,156 @@ class _NotPositiveDefinite(Exception):
     """Raised by the numpy path with the failing row + 1, as the compiled functions return it."""
 
 
-def _triangular_solve(L, B):
-    """``L^-1 B`` for a triangular factor ``L`` (numpy has no triangular solver; the sizes are small)."""
-    return np.linalg.solve(L, B)
+class _TooManyFullSteps(Exception):
+    """Raised by :func:`_numpy_filter` when its budget of full covariance updates runs out."""
 
 
-def _cholesky(a, row):
+def _inverse_cholesky(a, row):
+    """``L^-1`` for the lower Cholesky factor ``L`` of ``a``, and ``log|a|``; :class:`_NotPositiveDefinite` if none."""
     try:
-        return np.linalg.cholesky(a)
+        L = np.linalg.cholesky(a)
     except np.linalg.LinAlgError:
         raise _NotPositiveDefinite(row + 1) from None
+    return np.linalg.inv(L), 2.0 * np.log(L.diagonal()).sum()
 
 
-def _numpy_filter(X, offsets, A, b, Q, H, d, R, mu0, P0):
-    """:func:`_filter` in numpy, a few vector operations per time step (no steady-state shortcut)."""
+def _numpy_filter(X, offsets, A, b, Q, H, d, R, mu0, P0, max_full_steps=None):
+    """:func:`_filter` in numpy: small matrix products per row, the same steady-state rule.
+
+    The steady state is detected as in :func:`_filter` (time-invariant
+    parameters, complete rows, predicted covariance repeating to
+    ``STEADY_RTOL``); its rows are then done together, the covariances copied
+    and the means by the recursion ``x_f[t] = (I - K H) A x_f[t-1] + (I - K H) b
+    + K (y_t - d)`` (two operations a row). There is no template across
+    sequences. Raises :class:`_TooManyFullSteps` once more than
+    ``max_full_steps`` rows needed a full covariance update (``None``: no limit).
+    """
     T, m = X.shape
     n = mu0.shape[0]
     pred_means, filt_means = np.zeros((T, n)), np.zeros((T, n))
     pred_covs, filt_covs = np.zeros((T, n, n)), np.zeros((T, n, n))
     step_ll = np.zeros(T)
+    steady = np.zeros(T, dtype=bool)
     eye = np.eye(n)
-
-    def at(a, t):
-        return a[t if a.shape[0] > 1 else 0]
-
-    for t0, t1 in zip(offsets[:-1], offsets[1:]):
-        for t in range(t0, t1):
+    observed = ~np.isnan(X)
+    complete = observed.all(axis=1)
+    # end of the run of complete rows from each row on (T after the last)
+    run_end = np.minimum.accumulate(np.where(complete, T, np.arange(T))[::-1])[::-1]
+    time_invariant = all(p.shape[0] == 1 for p in (A, b, Q, H, d, R))
+    ia, ib, iq, ih, i_d, ir = (int(p.shape[0] > 1) for p in (A, b, Q, H, d, R))
+    full_steps = 0
+    gain = L_inv = logdet = None  # of the last full step; the steady rows reuse them
+    for t0, t1 in zip(offsets[:-1].tolist(), offsets[1:].tolist()):
+        is_steady = have_prev = False
+        t = t0
+        while t < t1:
+            if is_steady and complete[t]:  # steady rows up to the next incomplete row, together
+                end = min(int(run_end[t]), t1)
+                pred_covs[t:end], filt_covs[t:end], steady[t:end] = pred_covs[t - 1], filt_covs[t - 1], True
+                A_0, H_0 = A[0], H[0]
+                transition = A_0 - gain @ (H_0 @ A_0)
+                drive = (X[t:end] - d[0]) @ gain.T + (b[0] - gain @ (H_0 @ b[0]))
+                mean = filt_means[t - 1]
+                for i in range(end - t):
+                    mean = transition @ mean + drive[i]
+                    filt_means[t + i] = mean
+                pred_means[t:end] = filt_means[t - 1:end - 1] @ A_0.T + b[0]
+                z = (X[t:end] - d[0] - pred_means[t:end] @ H_0.T) @ L_inv.T
+                step_ll[t:end] = -0.5 * (m * _LOG_2PI + logdet + np.einsum("ij,ij->i", z, z))
+                t = end
+                continue
             if t == t0:
                 pred_means[t], pred_covs[t] = mu0, P0
             else:
-                A_t = at(A, t - 1)
-                pred_means[t] = A_t @ filt_means[t - 1] + at(b, t - 1)
-                P = A_t @ filt_covs[t - 1] @ A_t.T + at(Q, t - 1)
-                pred_covs[t] = 0.5 * (P + P.T)
-            observed = ~np.isnan(X[t])
-            k = int(observed.sum())
-            if k == 0:
-                filt_means[t], filt_covs[t] = pred_means[t], pred_covs[t]
-                continue
-            H_o = at(H, t)[observed]
-            R_o = at(R, t)[np.ix_(observed, observed)]
-            v = X[t, observed] - at(d, t)[observed] - H_o @ pred_means[t]
+                A_t = A[(t - 1) * ia]
+                pred_means[t] = A_t @ filt_means[t - 1] + b[(t - 1) * ib]
+                if is_steady:
+                    pred_covs[t] = pred_covs[t - 1]
+                else:
+                    P = A_t @ filt_covs[t - 1] @ A_t.T + Q[(t - 1) * iq]
+                    pred_covs[t] = 0.5 * (P + P.T)
+            if complete[t]:
+                H_o, d_o, y, k = H[t * ih], d[t * i_d], X[t], m
+            else:
+                is_steady = have_prev = False
+                rows = observed[t]
+                k = int(rows.sum())
+                if k == 0:
+                    filt_means[t], filt_covs[t] = pred_means[t], pred_covs[t]
+                    t += 1
+                    continue
+                H_o, d_o, y = H[t * ih][rows], d[t * i_d][rows], X[t, rows]
+            if time_invariant and have_prev and t > t0:
+                change = np.abs(pred_covs[t] - pred_covs[t - 1]).max()
+                is_steady = change <= STEADY_RTOL * np.abs(pred_covs[t]).max()
+            full_steps += 1
+            if max_full_steps is not None and full_steps > max_full_steps:
+                raise _TooManyFullSteps
+            R_o = R[t * ir] if k == m else R[t * ir][np.ix_(rows, rows)]
             PHt = pred_covs[t] @ H_o.T
             S = H_o @ PHt + R_o
-            L = _cholesky(0.5 * (S + S.T), t)
-            gain_t = _triangular_solve(L.T, _triangular_solve(L, PHt.T))  # K^T = S^-1 H_o P
-            IKH = eye - gain_t.T @ H_o
-            P = IKH @ pred_covs[t] @ IKH.T + gain_t.T @ R_o @ gain_t  # Joseph form
+            L_inv, logdet = _inverse_cholesky(0.5 * (S + S.T), t)
+            gain = PHt @ L_inv.T @ L_inv  # K = P H_o^T S^-1
+            IKH = eye - gain @ H_o
+            P = IKH @ pred_covs[t] @ IKH.T + gain @ R_o @ gain.T  # Joseph form
             filt_covs[t] = 0.5 * (P + P.T)
-            filt_means[t] = pred_means[t] + gain_t.T @ v
-            z = _triangular_solve(L, v)
-            step_ll[t] = -0.5 * (k * _LOG_2PI + 2.0 * np.log(np.diag(L)).sum() + z @ z)
-    return pred_means, pred_covs, filt_means, filt_covs, step_ll, np.zeros(T, dtype=bool)
+            have_prev = k == m
+            v = y - d_o - H_o @ pred_means[t]
+            filt_means[t] = pred_means[t] + gain @ v
+            z = L_inv @ v
+            step_ll[t] = -0.5 * (k * _LOG_2PI + logdet + z @ z)
+            t += 1
+    return pred_means, pred_covs, filt_means, filt_covs, step_ll, steady
 
 
-def _numpy_smooth(offsets, A, Q, pred_means, pred_covs, filt_means, filt_covs):
-    """:func:`_smooth` in numpy: RTS smoother with lag-one cross-covariances."""
+def _numpy_smooth(offsets, A, Q, pred_means, pred_covs, filt_means, filt_covs, steady):
+    """:func:`_smooth` in numpy: RTS smoother with lag-one cross-covariances, the same steady-state reuse.
+
+    Rows whose gain ``J`` is the next row's (the filter steady at t+1 and
+    t+2) are done together: the means by the recursion ``x_s[t] = J x_s[t+1]
+    + x_f[t] - J x_pred[t+1]``, the covariances row by row until they repeat
+    to ``STEADY_RTOL``, then copied.
+    """
     T, n = filt_means.shape
     sm_means, sm_covs, pair_covs = filt_means.copy(), filt_covs.copy(), np.zeros((T, n, n))
     eye = np.eye(n)
-    for t0, t1 in zip(offsets[:-1], offsets[1:]):
-        for t in range(t1 - 2, t0 - 1, -1):
-            A_t, Q_t = A[t if A.shape[0] > 1 else 0], Q[t if Q.shape[0] > 1 else 0]
-            L = _cholesky(pred_covs[t + 1], t + 1)
-            gain_t = _triangular_solve(L.T, _triangular_solve(L, A_t @ filt_covs[t]))  # J^T = P_pred[t+1]^-1 A P_f[t]
-            IJA = eye - gain_t.T @ A_t
-            base = IJA @ filt_covs[t] @ IJA.T + gain_t.T @ Q_t @ gain_t
-            sm_means[t] = filt_means[t] + gain_t.T @ (sm_means[t + 1] - pred_means[t + 1])
-            pair_covs[t + 1] = sm_covs[t + 1] @ gain_t
-            P = base + gain_t.T @ pair_covs[t + 1]
+    ia, iq = int(A.shape[0] > 1), int(Q.shape[0] > 1)
+    # first row of the run of steady rows through each row
+    index = np.arange(T)
+    run_start = np.maximum.accumulate(np.where(steady, 0, index + 1))
+    gain = base = None  # of the last row that computed them; the steady rows reuse them
+    for t0, t1 in zip(offsets[:-1].tolist(), offsets[1:].tolist()):
+        last = t1 - 1
+        t = last - 1
+        while t >= t0:
+            if t + 2 <= last and steady[t + 1] and steady[t + 2]:  # J and base are those of t + 1, down to low
+                low = max(int(run_start[t + 1]) - 1, t0)
+                offset = filt_means[low:t + 1] - pred_means[low + 1:t + 2] @ gain.T
+                mean = sm_means[t + 1]
+                for u in range(t, low - 1, -1):
+                    mean = gain @ mean + offset[u - low]
+                    sm_means[u] = mean
+                for u in range(t, low - 1, -1):
+                    pair_covs[u + 1] = sm_covs[u + 1] @ gain.T
+                    P = base + gain @ pair_covs[u + 1]
+                    sm_covs[u] = 0.5 * (P + P.T)
+                    if np.abs(sm_covs[u] - sm_covs[u + 1]).max() <= STEADY_RTOL * np.abs(sm_covs[u]).max():
+                        # the recursion has converged: the rows below repeat P_s[u]
+                        sm_covs[low:u] = sm_covs[u]
+                        pair_covs[low + 1:u + 1] = sm_covs[u] @ gain.T
+                        break
+                t = low - 1
+                continue
+            A_t = A[t * ia]
+            L_inv, _ = _inverse_cholesky(pred_covs[t + 1], t + 1)
+            gain = (A_t @ filt_covs[t]).T @ L_inv.T @ L_inv  # J = P_f[t] A^T P_pred[t+1]^-1
+            IJA = eye - gain @ A_t
+            base = IJA @ filt_covs[t] @ IJA.T + gain @ Q[t * iq] @ gain.T
+            sm_means[t] = filt_means[t] + gain @ (sm_means[t + 1] - pred_means[t + 1])
+            pair_covs[t + 1] = sm_covs[t + 1] @ gain.T
+            P = base + gain @ pair_covs[t + 1]
             sm_covs[t] = 0.5 * (P + P.T)
+            t -= 1
     return sm_means, sm_covs, pair_covs
 
 
@@ -655,12 +741,17 @@ def _compiled_smoother(offsets, A, Q, pred_means, pred_covs, filt_means, filt_co
 
 
 def _run_filter(args):
+    """The filter's :class:`FilterResult`, and True if the compiled kernel computed it (False: numpy)."""
+    out, failed = None, 0
     if args[0].shape[0] <= _NUMPY_MAX_ROWS:
         try:
-            out, failed = _numpy_filter(*args), 0
+            out = _numpy_filter(*args, max_full_steps=_NUMPY_MAX_FULL_STEPS)
         except _NotPositiveDefinite as error:
             failed = error.args[0]
-    else:
+        except _TooManyFullSteps:  # a slow transient, missing entries or time-varying parameters
+            pass
+    compiled = out is None and not failed
+    if compiled:
         out, failed = _compiled_filter(args)
     if failed:
         raise np.linalg.LinAlgError(
@@ -668,7 +759,7 @@ def _run_filter(args):
             "(ill-conditioned or non-positive-definite covariances)"
         )
     pred_means, pred_covs, filt_means, filt_covs, step_ll, steady = out
-    return FilterResult(float(step_ll.sum()), step_ll, pred_means, pred_covs, filt_means, filt_covs, steady)
+    return FilterResult(float(step_ll.sum()), step_ll, pred_means, pred_covs, filt_means, filt_covs, steady), compiled
 
 
 def kalman_filter(X, offsets, A, b, Q, H, d, R, mu0, P0):
@@ -706,7 +797,7 @@ def kalman_filter(X, offsets, A, b, Q, H, d, R, mu0, P0):
     numpy.linalg.LinAlgError
         If an innovation covariance is not positive definite.
     """
-    return _run_filter(_prepare(X, offsets, A, b, Q, H, d, R, mu0, P0))
+    return _run_filter(_prepare(X, offsets, A, b, Q, H, d, R, mu0, P0))[0]
 
 
 def kalman_smoother(X, offsets, A, b, Q, H, d, R, mu0, P0):
@@ -724,17 +815,16 @@ def kalman_smoother(X, offsets, A, b, Q, H, d, R, mu0, P0):
         If an innovation or a predicted state covariance is not positive definite.
     """
     args = _prepare(X, offsets, A, b, Q, H, d, R, mu0, P0)
-    filtered = _run_filter(args)
+    filtered, compiled = _run_filter(args)
     moments = (filtered.predicted_means, filtered.predicted_covariances, filtered.filtered_means,
-               filtered.filtered_covariances)
-    if args[0].shape[0] <= _NUMPY_MAX_ROWS:
+               filtered.filtered_covariances, filtered.steady)
+    if compiled:
+        sm_means, sm_covs, pair_covs, failed = _compiled_smoother(args[1], args[2], args[4], *moments)
+    else:
         try:
             (sm_means, sm_covs, pair_covs), failed = _numpy_smooth(args[1], args[2], args[4], *moments), 0
         except _NotPositiveDefinite as error:
             failed = error.args[0]
-    else:
-        sm_means, sm_covs, pair_covs, failed = _compiled_smoother(args[1], args[2], args[4], *moments,
-                                                                       filtered.steady)
     if failed:
         raise np.linalg.LinAlgError(
             f"the predicted state covariance at row {failed - 1} is not positive definite "

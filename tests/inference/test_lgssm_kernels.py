@@ -7,17 +7,20 @@ from scipy.stats import multivariate_normal
 from emkit._inference import lgssm
 from emkit._inference.lgssm import kalman_filter, kalman_smoother
 
+compiled_filter = lgssm._compiled_filter
+
 
 @pytest.fixture(autouse=True, params=["compiled", "numpy"])
 def implementation(request, monkeypatch):
     """Run every test through the compiled kernels and through the numpy path for small inputs."""
     monkeypatch.setattr(lgssm, "_NUMPY_MAX_ROWS", -1 if request.param == "compiled" else 10**9)
+    monkeypatch.setattr(lgssm, "_NUMPY_MAX_FULL_STEPS", None)
     return request.param
 
 
 def _compiled_only(implementation):
     if implementation == "numpy":
-        pytest.skip("tests the compiled kernels only (too long or shortcuts the numpy path does not take)")
+        pytest.skip("tests the compiled kernels only (too long, or the template the numpy path does not have)")
 
 
 def random_model(rng, n, m, T=1):
@@ -181,12 +184,37 @@ def test_numpy_path_equals_compiled_path(time_varying, monkeypatch, implementati
     for name, max_rows in [("compiled", -1), ("numpy", 10**9)]:
         monkeypatch.setattr(lgssm, "_NUMPY_MAX_ROWS", max_rows)
         results[name] = kalman_smoother(X, offsets, *params)
-    assert results["compiled"].steady.any() != time_varying  # the compiled side takes its shortcuts
-    assert not results["numpy"].steady.any()
+    for name in results:  # both sides take their steady-state shortcuts
+        assert results[name].steady.any() != time_varying, name
     for field in results["compiled"]._fields:
         if field != "steady":
             np.testing.assert_allclose(getattr(results["numpy"], field), getattr(results["compiled"], field),
                                        rtol=1e-9, atol=1e-11, err_msg=field)
+
+
+@pytest.mark.parametrize("case, compiled", [("complete", False), ("time-varying", True), ("gaps", True),
+                                            ("short time-varying", False), ("long", True)])
+def test_numpy_path_takes_small_inputs_within_its_budget(case, compiled, monkeypatch, implementation):
+    """Small inputs run in numpy unless too many rows need a full covariance update; the results agree."""
+    _compiled_only(implementation)
+    monkeypatch.setattr(lgssm, "_NUMPY_MAX_ROWS", 300)
+    monkeypatch.setattr(lgssm, "_NUMPY_MAX_FULL_STEPS", 50)
+    rng = np.random.RandomState(9)
+    T = {"short time-varying": 40, "long": 301}.get(case, 200)
+    params = random_model(rng, 2, 3, T if "time-varying" in case else 1)
+    X = simulate(rng, T, *params)
+    if case == "gaps":
+        X[::10, 1] = np.nan  # every gap restarts the transient
+    calls = []
+    monkeypatch.setattr(lgssm, "_compiled_filter", lambda args: calls.append(1) or compiled_filter(args))
+    result = kalman_smoother(X, [0, T], *params)
+    assert bool(calls) == compiled
+    monkeypatch.setattr(lgssm, "_NUMPY_MAX_ROWS", -1)
+    reference = kalman_smoother(X, [0, T], *params)
+    for field in ("filtered_means", "filtered_covariances", "smoothed_means", "smoothed_covariances",
+                  "pairwise_covariances", "step_log_likelihoods"):
+        np.testing.assert_allclose(getattr(result, field), getattr(reference, field), rtol=1e-9, atol=1e-11,
+                                   err_msg=field)
 
 
 @pytest.mark.parametrize("smoother", [False, True])
@@ -227,8 +255,7 @@ def test_compiled_equals_python(implementation):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
-def test_steady_state_shortcut_is_exact(implementation):
-    _compiled_only(implementation)
+def test_steady_state_shortcut_is_exact():
     """Time-invariant parameters take the steady-state path; a time-axis copy of them does not."""
     rng = np.random.RandomState(3)
     A, b, Q, H, d, R, mu0, P0 = random_model(rng, 3, 4)
