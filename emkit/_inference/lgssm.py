@@ -743,12 +743,15 @@ def _compiled_smoother(offsets, A, Q, pred_means, pred_covs, filt_means, filt_co
 def _run_filter(args):
     """The filter's :class:`FilterResult`, and True if the compiled kernel computed it (False: numpy)."""
     out, failed = None, 0
-    if args[0].shape[0] <= _NUMPY_MAX_ROWS:
+    T = args[0].shape[0]
+    # with time-varying parameters every row needs a full update: no need to try
+    varying = any(p.shape[0] > 1 for p in args[2:8])
+    if T <= _NUMPY_MAX_ROWS and not (varying and _NUMPY_MAX_FULL_STEPS is not None and T > _NUMPY_MAX_FULL_STEPS):
         try:
             out = _numpy_filter(*args, max_full_steps=_NUMPY_MAX_FULL_STEPS)
         except _NotPositiveDefinite as error:
             failed = error.args[0]
-        except _TooManyFullSteps:  # a slow transient, missing entries or time-varying parameters
+        except _TooManyFullSteps:  # a slow transient or missing entries
             pass
     compiled = out is None and not failed
     if compiled:
