@@ -215,6 +215,32 @@ def test_statistics_equal_the_closed_form(covariance_type, offset):
 
 
 @pytest.mark.parametrize("covariance_type", TYPES)
+def test_kept_completion_gives_the_same_densities_and_statistics(covariance_type, monkeypatch):
+    # an HMM takes a block's densities, then its statistics under the same parameters: the completed rows
+    # kept by log_likelihood(keep=True) must give accumulate exactly what completing them again gives
+    rng = np.random.RandomState(13)
+    means, covariances = random_parameters(rng, covariance_type, 3, 5)
+    X = with_holes(rng, rng.normal(scale=2.0, size=(700, 5)), 0.3)
+    X[:3] = np.nan
+    prec_chol = gaussian.precisions_cholesky(covariances, covariance_type)
+    monkeypatch.setattr(gm, "_MAX_CHUNK_ROWS", 64)  # several chunks
+    monkeypatch.setattr(gm, "_MIN_CHUNK_ROWS", 64)
+    dens, completion = gm.log_likelihood(X, means, prec_chol, covariance_type, keep=True)
+    np.testing.assert_array_equal(dens, gm.log_likelihood(X, means, prec_chol, covariance_type))
+    assert len(completion.chunks) > 2
+    resp = random_posteriors(rng, 700, 3)
+    center = means + 0.1
+    again = gm.accumulate(X, resp, means, prec_chol, covariance_type, center=center)
+    reused = gm.accumulate(X, resp, means, prec_chol, covariance_type, center=center, completion=completion)
+    for a, b in zip(reused, again):
+        np.testing.assert_array_equal(a, b)
+    # complete blocks keep nothing; a completion beyond the memory budget is not kept
+    assert gm.log_likelihood(np.nan_to_num(X), means, prec_chol, covariance_type, keep=True)[1] is None
+    monkeypatch.setattr(gm, "_KEEP_BYTES", 1000)
+    assert gm.log_likelihood(X, means, prec_chol, covariance_type, keep=True)[1] is None
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
 def test_mixture_block_is_densities_responsibilities_and_statistics(covariance_type):
     rng = np.random.RandomState(4)
     n_samples, n_features, n_components = 400, 3, 3

@@ -55,6 +55,13 @@ Complete rows go through :mod:`emkit._densities.gaussian` unchanged.
 Incomplete rows are processed in chunks, optionally sorted by missing
 pattern so that each pattern's ``P_mm`` is factorised once (see
 :func:`group_by_pattern`).
+
+An HMM needs a block's densities (for the forward-backward pass) before its
+statistics, under the same parameters: :func:`log_likelihood` with
+``keep=True`` returns the completed chunks as a :class:`Completion`, and
+:func:`accumulate` takes it back instead of sorting, gathering, factorising
+and completing the rows a second time (a mixture's :func:`mixture_block`
+does both in one pass and needs none of this).
 """
 
 from typing import NamedTuple
@@ -66,6 +73,7 @@ from .._inference import mixture as kernels
 from . import gaussian
 
 __all__ = [
+    "Completion",
     "MissingPatterns",
     "accumulate",
     "conditional_mean",
@@ -81,6 +89,7 @@ _LOG_2PI = np.log(2.0 * np.pi)
 _CHUNK_ELEMENTS = 1 << 16
 _MIN_CHUNK_ROWS = 64
 _MAX_CHUNK_ROWS = 4096
+_KEEP_BYTES = 1 << 28  # a Completion larger than this is not kept (accumulate then completes the rows again)
 _INFINITE = "X contains infinity; only NaN (a missing value) is allowed besides finite values."
 
 
@@ -361,7 +370,7 @@ def _empty_running(prep):
     return _Running(np.zeros(n_components), np.zeros((n_components, n_features)), np.zeros(shape), np.zeros(shape))
 
 
-def _chunk_moments(prep, chunk, completed, resp, shift, running):
+def _chunk_moments(prep, completed, resp, shift, running):
     """Merge a chunk's completed-row moments and conditional covariances into ``running``.
 
     ``shift`` (K, D) is ``c_k - mu_k``: the centred rows minus it are the rows minus the centre.
@@ -383,8 +392,27 @@ def _finish(prep, running):
     return gaussian.GaussianStats(running.post, running.first, second + running.conditional)
 
 
+class Completion(NamedTuple):
+    """A block's incomplete rows completed under one set of parameters (``log_likelihood(..., keep=True)``).
+
+    :func:`accumulate` takes it back for the same rows and parameters, and
+    skips the work :func:`log_likelihood` did: the sort by pattern, the
+    gathers, the factorisations of ``P_mm`` and the conditional means.
+    """
+
+    split: _Rows
+    prep: _Prepared
+    chunks: list  # of (row indices, _Completed), in processing order
+
+
+def _kept_bytes(prep, split):
+    """Memory a Completion of ``split``'s incomplete rows holds (mostly the K completed rows)."""
+    n_components, n_features = prep.means.shape
+    return 8 * split.partial.size * n_features * n_components
+
+
 # --------------------------------------------------------------------------- public functions
-def log_likelihood(X, means, prec_chol, covariance_type, out=None, *, group=None):
+def log_likelihood(X, means, prec_chol, covariance_type, out=None, *, group=None, keep=False):
     """Log-density of the observed coordinates of every row under every component.
 
     Parameters
@@ -404,6 +432,9 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None, *, group=None
         rows); None chooses by shape (:func:`group_by_pattern`). The results
         agree to round-off either way. Full and tied only (diag and
         spherical factorise nothing and never sort).
+    keep : bool, default=False
+        Also return the completed rows, for :func:`accumulate` on the same
+        rows and parameters.
 
     Returns
     -------
@@ -413,6 +444,9 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None, *, group=None
         without NaN get :func:`emkit._densities.gaussian.log_likelihood`'s
         values. Rows with fewer observed coordinates are densities on fewer
         dimensions (another scale).
+    completion : Completion or None
+        Only with ``keep=True``: the completed incomplete rows, or None when
+        there are none or they would take more than 256 MB.
     """
     X, means = _check_block(X, means, prec_chol, covariance_type)
     n_samples, n_components = X.shape[0], means.shape[0]
@@ -420,19 +454,25 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None, *, group=None
         out = np.empty((n_samples, n_components), dtype=np.result_type(X.dtype, means.dtype))
     split = _split(X, _grouped(covariance_type, group))
     if split.complete.all():
-        return gaussian.log_likelihood(X, means, prec_chol, covariance_type, out=out)
+        out = gaussian.log_likelihood(X, means, prec_chol, covariance_type, out=out)
+        return (out, None) if keep else out
     prep = _prepare(means, prec_chol, covariance_type, group)
     out[split.empty] = 0.0
     if split.complete.any():
         out[split.complete] = gaussian.log_likelihood(X[split.complete], means, prec_chol, covariance_type)
+    kept = [] if keep and _kept_bytes(prep, split) <= _KEEP_BYTES else None
     for chunk in _chunks(X, split, prep.rows):
         dens = np.empty((n_components, chunk.index.size))
-        _chunk_log_density(prep, chunk, dens)
+        completed = _chunk_log_density(prep, chunk, dens)
         out[chunk.index] = dens.T
-    return out
+        if kept is not None:
+            kept.append((chunk.index, completed))
+    if not keep:
+        return out
+    return out, (None if kept is None else Completion(split, prep, kept))
 
 
-def accumulate(X, posteriors, means, prec_chol, covariance_type, center=None, *, group=None):
+def accumulate(X, posteriors, means, prec_chol, covariance_type, center=None, *, group=None, completion=None):
     """Expected sufficient statistics of the complete data given the observed part, exact at any scale.
 
     Parameters
@@ -455,6 +495,10 @@ def accumulate(X, posteriors, means, prec_chol, covariance_type, center=None, *,
         rows); None chooses by shape (:func:`group_by_pattern`). The results
         agree to round-off either way. Full and tied only (diag and
         spherical factorise nothing and never sort).
+    completion : Completion, optional
+        What ``log_likelihood(X, means, prec_chol, covariance_type,
+        keep=True)`` returned for these rows and parameters: the rows are not
+        completed again (same numbers). None completes them here.
 
     Returns
     -------
@@ -471,16 +515,19 @@ def accumulate(X, posteriors, means, prec_chol, covariance_type, center=None, *,
     if posteriors.shape != (X.shape[0], means.shape[0]):
         raise ValueError(f"posteriors must have shape {(X.shape[0], means.shape[0])}, got {posteriors.shape}.")
     center = means if center is None else center
-    split = _split(X, _grouped(covariance_type, group))
-    if split.complete.all():
-        return gaussian.accumulate(X, posteriors, center, covariance_type)
-    prep = _prepare(means, prec_chol, covariance_type, group)
+    if completion is None:
+        split = _split(X, _grouped(covariance_type, group))
+        if split.complete.all():
+            return gaussian.accumulate(X, posteriors, center, covariance_type)
+        prep = _prepare(means, prec_chol, covariance_type, group)
+        completed_chunks = ((chunk.index, _complete_chunk(prep, chunk)) for chunk in _chunks(X, split, prep.rows))
+    else:
+        split, prep, completed_chunks = completion
     shift = np.asarray(center, dtype=np.float64) - prep.means
     running = _empty_running(prep)
-    for chunk in _chunks(X, split, prep.rows):
-        completed = _complete_chunk(prep, chunk)
-        resp = np.ascontiguousarray(posteriors[chunk.index].T, dtype=np.float64)
-        _chunk_moments(prep, chunk, completed, resp, shift, running)
+    for index, completed in completed_chunks:
+        resp = np.ascontiguousarray(posteriors[index].T, dtype=np.float64)
+        _chunk_moments(prep, completed, resp, shift, running)
     stats = _finish(prep, running)
     if split.complete.any():
         complete = split.complete
@@ -543,7 +590,7 @@ def mixture_block(X, sample_weight, log_weights, means, prec_chol, covariance_ty
         weight = None if sample_weight is None else sample_weight[chunk.index]
         log_norm = kernels.responsibilities(resp, weight, numpy=False)
         total += float(np.sum(log_norm)) if weight is None else float(np.dot(weight, log_norm))
-        _chunk_moments(prep, chunk, completed, resp, no_shift, running)
+        _chunk_moments(prep, completed, resp, no_shift, running)
     stats = _finish(prep, running)
     if split.complete.any():
         complete = split.complete
