@@ -1,9 +1,10 @@
 """Missing values (NaN) in Gaussian mixtures: the cost of an EM iteration against complete data (issue 11).
 
-Run from the repository root (one command, about 15 minutes on 2 cores)::
+Run from the repository root (one command, about 20 minutes on 2 cores)::
 
     PYTHONPATH=. python benchmarks/bench_missing.py [--repeats 5] [--types full,tied,diag,spherical]
-        [--shapes 2:3,2:8,8:3,8:8,16:3,16:8] [--n 100000] [--blas-threads 1]
+        [--shapes 2:3,2:8,8:3,8:8,16:3,16:8] [--hmm-shapes 8:3,16:3,16:8] [--hmm-types ...]
+        [--n 100000] [--blas-threads 1]
         [--json benchmarks/results/missing.json]
 
 Data: n rows from K Gaussian clusters in D dimensions (random centres of scale
@@ -34,7 +35,15 @@ runs, the contenders alternating in one process:
 Reported: ms per iteration and the ratio to ``complete`` (the goal of issue
 11: at most 3x at D <= 16).
 
-Second table, the density step alone (log-likelihoods of the incomplete rows
+Second table, GaussianHMM: the whole EM iteration of a real fit (one sequence
+of n rows from a sticky 3- or 8-state chain, the same explicit start for the
+complete and the incomplete rows; seconds per iteration from the difference
+of a 6- and a 1-iteration fit, CPU time, medians of ``--repeats``). An HMM
+cannot reorder its rows; it sorts the incomplete rows of each block by
+pattern, computes their densities, runs forward-backward, then takes the
+statistics from the completed rows it kept (``--hmm-shapes``, ``--hmm-types``).
+
+Third table, the density step alone (log-likelihoods of the incomplete rows
 of the first ``--alt-rows`` rows, full covariances), against two numpy
 implementations written here: one ``np.linalg`` Cholesky and solve per pattern
 (batched over components), and one per row (``np.linalg`` on the stacked
@@ -53,10 +62,12 @@ import os
 import platform
 import sys
 import time
+import warnings
 
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from emkit import GaussianHMM
 from emkit._densities import gaussian
 from emkit._densities import gaussian_missing as gm
 
@@ -140,6 +151,51 @@ def time_em(n_samples, n_features, n_components, covariance_type, repeats):
         "ms_per_iteration": ms,
         "ratio_to_complete": {name: ms[name] / ms["complete"] for name in ms if name != "complete"},
     }
+
+
+# ----------------------------------------------------------------------------- GaussianHMM fits
+def hmm_problem(n_samples, n_features, n_components, seed=0):
+    """One sequence from a sticky chain (runs of 20 steps), its 20%-MCAR copy, and a start near the truth."""
+    rng = np.random.RandomState(seed)
+    centres = rng.normal(scale=0.5, size=(n_components, n_features))  # overlapping states: EM keeps moving
+    states = np.repeat(rng.randint(n_components, size=n_samples // 20 + 1), 20)[:n_samples]
+    X = centres[states] + rng.normal(size=(n_samples, n_features)) * rng.uniform(0.5, 1.5, size=n_features)
+    X_missing = X.copy()
+    X_missing[rng.uniform(size=X.shape) < MISSING] = np.nan
+    return X, X_missing, centres + 0.3 * rng.normal(size=centres.shape)
+
+
+def hmm_fit(X, means, covariance_type, max_iter):
+    n_components, n_features = means.shape
+    model = GaussianHMM(n_components, covariance_type=covariance_type, init_params="", max_iter=max_iter, tol=0.0)
+    model.startprob_ = np.full(n_components, 1.0 / n_components)
+    model.transmat_ = np.full((n_components, n_components), 0.05 / (n_components - 1))
+    np.fill_diagonal(model.transmat_, 0.95)
+    model.means_ = means
+    model.covars_ = {"full": np.tile(1.2 * np.eye(n_features), (n_components, 1, 1)), "tied": 1.2 * np.eye(n_features),
+                     "diag": np.full((n_components, n_features), 1.2),
+                     "spherical": np.full(n_components, 1.2)}[covariance_type]
+    t0 = time.process_time()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a fixed number of iterations: "did not converge" is expected
+        model.fit(X)
+    elapsed = time.process_time() - t0
+    if model.n_iter_ != max_iter:
+        raise RuntimeError(f"the fit stopped after {model.n_iter_} of {max_iter} iterations")
+    return elapsed
+
+
+def time_hmm(n_samples, n_features, n_components, covariance_type, repeats):
+    X, X_missing, means = hmm_problem(n_samples, n_features, n_components)
+    for data in (X, X_missing):
+        hmm_fit(data, means, covariance_type, 1)  # warm-up
+    times = {"complete": [], "missing": []}
+    for _ in range(repeats):
+        for name, data in (("complete", X), ("missing", X_missing)):
+            times[name].append((hmm_fit(data, means, covariance_type, 6) - hmm_fit(data, means, covariance_type, 1)) / 5)
+    ms = {name: float(np.median(values) * 1e3) for name, values in times.items()}
+    return {"n_samples": n_samples, "n_features": n_features, "n_components": n_components,
+            "covariance_type": covariance_type, "ms_per_iteration": ms, "ratio": ms["missing"] / ms["complete"]}
 
 
 # ----------------------------------------------------------------------------- numpy alternatives (densities)
@@ -229,6 +285,8 @@ def main(argv=None):
     parser.add_argument("--alt-rows", type=int, default=20_000)
     parser.add_argument("--blas-threads", type=int, default=1)
     parser.add_argument("--shapes", default=",".join(f"{d}:{k}" for d, k in SHAPES), help="D:K pairs, e.g. 16:3,16:8")
+    parser.add_argument("--hmm-shapes", default="8:3,16:3,16:8", help="D:K pairs of the GaussianHMM table")
+    parser.add_argument("--hmm-types", default="full,tied,diag,spherical")
     parser.add_argument("--json", default="benchmarks/results/missing.json")
     args = parser.parse_args(argv)
     types = args.types.split(",")
@@ -249,6 +307,18 @@ def main(argv=None):
                       f"{row['patterns']:8d} | {ms['complete']:9.1f} {ms['grouped']:9.1f} {ms['per_row']:9.1f} "
                       f"{ms['presorted']:9.1f} | {ratio['grouped']:.2f} / {ratio['per_row']:.2f} / "
                       f"{ratio['presorted']:.2f}", flush=True)
+
+        print(f"\nGaussianHMM, one sequence of {args.n} rows, ms per EM iteration (6- minus 1-iteration fit):")
+        print(f"{'D':>3} {'K':>3} {'type':9} | {'complete':>9} {'missing':>9} | ratio")
+        hmm_rows = []
+        hmm_shapes = [tuple(int(v) for v in pair.split(":")) for pair in args.hmm_shapes.split(",") if pair]
+        for covariance_type in [t for t in args.hmm_types.split(",") if t]:
+            for n_features, n_components in hmm_shapes:
+                row = time_hmm(args.n, n_features, n_components, covariance_type, args.repeats)
+                hmm_rows.append(row)
+                ms = row["ms_per_iteration"]
+                print(f"{n_features:3d} {n_components:3d} {covariance_type:9} | {ms['complete']:9.1f} "
+                      f"{ms['missing']:9.1f} | {row['ratio']:.2f}", flush=True)
 
         print(f"\nDensities of the incomplete rows among {args.alt_rows} (full covariances), us per row:")
         print(f"{'D':>3} {'K':>3} | {'emkit grouped':>13} {'emkit per row':>13} {'numpy/pattern':>13} "
@@ -271,6 +341,7 @@ def main(argv=None):
         "blas_threads": args.blas_threads,
         "thread_pools": pools,
         "em_iteration": em_rows,
+        "hmm_iteration": hmm_rows,
         "densities": density_rows,
     }
     if args.json:

@@ -215,6 +215,85 @@ def test_statistics_equal_the_closed_form(covariance_type, offset):
 
 
 @pytest.mark.parametrize("covariance_type", TYPES)
+def test_kept_completion_gives_the_same_densities_and_statistics(covariance_type, monkeypatch):
+    # an HMM takes a block's densities, then its statistics under the same parameters: the completed rows
+    # kept by log_likelihood(keep=True) must give accumulate exactly what completing them again gives
+    rng = np.random.RandomState(13)
+    means, covariances = random_parameters(rng, covariance_type, 3, 5)
+    X = with_holes(rng, rng.normal(scale=2.0, size=(700, 5)), 0.3)
+    X[:3] = np.nan
+    prec_chol = gaussian.precisions_cholesky(covariances, covariance_type)
+    monkeypatch.setattr(gm, "_MAX_CHUNK_ROWS", 64)  # several chunks
+    monkeypatch.setattr(gm, "_MIN_CHUNK_ROWS", 64)
+    dens, completion = gm.log_likelihood(X, means, prec_chol, covariance_type, keep=True)
+    np.testing.assert_array_equal(dens, gm.log_likelihood(X, means, prec_chol, covariance_type))
+    assert len(completion.chunks) > 2
+    resp = random_posteriors(rng, 700, 3)
+    center = means + 0.1
+    again = gm.accumulate(X, resp, means, prec_chol, covariance_type, center=center)
+    reused = gm.accumulate(X, resp, means, prec_chol, covariance_type, center=center, completion=completion)
+    for a, b in zip(reused, again):
+        np.testing.assert_array_equal(a, b)
+    # complete blocks keep nothing; a completion beyond the memory budget is not kept
+    assert gm.log_likelihood(np.nan_to_num(X), means, prec_chol, covariance_type, keep=True)[1] is None
+    monkeypatch.setattr(gm, "_KEEP_BYTES", 1000)
+    assert gm.log_likelihood(X, means, prec_chol, covariance_type, keep=True)[1] is None
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+@pytest.mark.parametrize("offset", [0.0, 1e6])
+def test_numpy_path_for_few_incomplete_rows_agrees_with_the_kernels(covariance_type, offset, monkeypatch):
+    # up to NUMPY_MAX_ROWS incomplete rows are completed with numpy (no compilation on a first small fit)
+    rng = np.random.RandomState(17)
+    n_features, n_components = 6, 3
+    means, covariances = random_parameters(rng, covariance_type, n_components, n_features, offset=offset)
+    X = means[rng.randint(n_components, size=150)] + rng.normal(size=(150, n_features))
+    X = with_holes(rng, X, 0.3)
+    X[:2] = np.nan
+    X[2, :-1] = np.nan  # one observed coordinate
+    weight = rng.uniform(0.5, 2.0, size=150)
+    resp = random_posteriors(rng, 150, n_components)
+    prec_chol = gaussian.precisions_cholesky(covariances, covariance_type)
+    log_weights = np.log([0.2, 0.3, 0.5])
+    center = means + rng.normal(size=means.shape)
+    results = {}
+    for path, limit in (("numpy", 1000), ("compiled", 0)):
+        monkeypatch.setattr(gm.kernels, "NUMPY_MAX_ROWS", limit)
+        results[path] = (
+            gm.log_likelihood(X, means, prec_chol, covariance_type),
+            gm.accumulate(X, resp, means, prec_chol, covariance_type, center=center),
+            gm.mixture_block(X, weight, log_weights, means, prec_chol, covariance_type),
+        )
+    (ll, acc, (block, total)), (ll_c, acc_c, (block_c, total_c)) = results["numpy"], results["compiled"]
+    np.testing.assert_allclose(ll, ll_c, rtol=1e-11)
+    np.testing.assert_allclose(total, total_c, rtol=1e-12)
+    for got, want in list(zip(acc, acc_c)) + list(zip(block, block_c)):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
+    # and against the covariance-side oracle
+    np.testing.assert_allclose(ll, oracle_log_likelihood(X, means, covariances, covariance_type), rtol=1e-9)
+    want = oracle_statistics(X, resp, means, covariances, covariance_type, center)
+    for got, expected in zip(acc, want):
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
+
+
+def test_numpy_path_is_what_a_small_fit_takes(monkeypatch):
+    # a small data set with gaps never calls the compiled completion kernels
+    rng = np.random.RandomState(18)
+    X = with_holes(rng, rng.normal(size=(120, 3)), 0.2)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("compiled completion kernel called")
+
+    for name in ("complete_full", "complete_diag", "row_patterns", "gather_rows"):
+        monkeypatch.setattr(missing_kernels, name, refuse)
+    from emkit import GaussianHMM, GaussianMixture
+
+    for covariance_type in TYPES:
+        GaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X).predict(X)
+        GaussianHMM(2, covariance_type=covariance_type, random_state=0).fit(X).predict(X)
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
 def test_mixture_block_is_densities_responsibilities_and_statistics(covariance_type):
     rng = np.random.RandomState(4)
     n_samples, n_features, n_components = 400, 3, 3

@@ -1020,13 +1020,25 @@ class Gaussian(Density):
             return gaussian_missing.log_likelihood(X, params[self.names["means"]], context, self.covariance_type)
         return log_likelihood(X, params[self.names["means"]], context, self.covariance_type)
 
+    def frames(self, X, params, context):
+        """Log densities for the HMM kernels; with missing values the cache keeps the completed rows."""
+        if _has_missing(X):
+            from . import gaussian_missing
+
+            log_frameprob, completion = gaussian_missing.log_likelihood(
+                X, params[self.names["means"]], context, self.covariance_type, keep=True
+            )
+            return {"log_frameprob": log_frameprob}, completion
+        return {"log_frameprob": self.log_likelihood(X, params, context)}, None
+
     def accumulate(self, X, resp, params, context, cache=None):
         if _has_missing(X):
             from . import gaussian_missing
 
             if context is None:  # a start's statistics need the current parameters: not for missing values
                 raise ValueError("the starting statistics take complete rows (impute them for the start)")
-            return gaussian_missing.accumulate(X, resp, params[self.names["means"]], context, self.covariance_type)
+            return gaussian_missing.accumulate(X, resp, params[self.names["means"]], context, self.covariance_type,
+                                               completion=cache)
         return accumulate(X, resp, params[self.names["means"]], self.covariance_type)
 
     def mixture_block(self, X, sample_weight, log_weights, params, context):

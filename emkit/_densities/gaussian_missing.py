@@ -55,6 +55,22 @@ Complete rows go through :mod:`emkit._densities.gaussian` unchanged.
 Incomplete rows are processed in chunks, optionally sorted by missing
 pattern so that each pattern's ``P_mm`` is factorised once (see
 :func:`group_by_pattern`).
+
+A call with at most ``NUMPY_MAX_ROWS`` incomplete rows (the threshold of
+:mod:`emkit._inference.mixture`) completes them with numpy instead, grouped
+by their number of missing coordinates (batched ``np.linalg`` on the
+``P_mm`` blocks), and reads the patterns of up to ``_NUMPY_PATTERN_ROWS``
+rows with numpy too: a first fit on a small data set with gaps then does not
+wait seconds for the compilation of the kernels below. Both paths compute
+the same quantities the same way (centred rows, the precision side, the
+scatter about each component's weighted mean) and agree to round-off.
+
+An HMM needs a block's densities (for the forward-backward pass) before its
+statistics, under the same parameters: :func:`log_likelihood` with
+``keep=True`` returns the completed chunks as a :class:`Completion`, and
+:func:`accumulate` takes it back instead of sorting, gathering, factorising
+and completing the rows a second time (a mixture's :func:`mixture_block`
+does both in one pass and needs none of this).
 """
 
 from typing import NamedTuple
@@ -66,6 +82,7 @@ from .._inference import mixture as kernels
 from . import gaussian
 
 __all__ = [
+    "Completion",
     "MissingPatterns",
     "accumulate",
     "conditional_mean",
@@ -81,6 +98,8 @@ _LOG_2PI = np.log(2.0 * np.pi)
 _CHUNK_ELEMENTS = 1 << 16
 _MIN_CHUNK_ROWS = 64
 _MAX_CHUNK_ROWS = 4096
+_NUMPY_PATTERN_ROWS = 10_000  # blocks of at most this many rows read their patterns with numpy
+_KEEP_BYTES = 1 << 28  # a Completion larger than this is not kept (accumulate then completes the rows again)
 _INFINITE = "X contains infinity; only NaN (a missing value) is allowed besides finite values."
 
 
@@ -155,11 +174,19 @@ def pattern_order(X):
     return np.argsort(_sortable_keys(X), kind="stable")
 
 
+def _row_patterns(X):
+    """``(counts, keys, infinite)`` of :func:`emkit._inference.missing.row_patterns`; numpy for small blocks."""
+    if X.shape[0] <= _NUMPY_PATTERN_ROWS:
+        missing = np.isnan(X)
+        return missing.sum(axis=1), _pattern_keys(missing), bool(np.isinf(X).any())
+    return missing_kernels.row_patterns(X)
+
+
 def _sortable_keys(X):
     """Pattern keys of the rows of ``X``, as 16-bit integers when they fit (numpy then sorts by radix)."""
     if X.shape[1] > 62:
         return _pattern_keys(np.isnan(X))
-    keys = missing_kernels.row_patterns(X)[1]
+    keys = _row_patterns(X)[1]
     return keys.astype(np.uint16) if X.shape[1] <= 16 else keys
 
 
@@ -268,7 +295,7 @@ def _split(X, grouped, with_empty=False):
         nothing = np.empty(0, dtype=np.intp)
         return _Rows(np.ones(n_samples, dtype=bool), nothing, nothing, nothing, nothing)
     if n_features <= 62:
-        counts, keys, infinite = missing_kernels.row_patterns(X)
+        counts, keys, infinite = _row_patterns(X)
     else:
         counts, keys, infinite = np.isnan(X).sum(axis=1), None, bool(np.isinf(X).any())
     if infinite:
@@ -361,7 +388,7 @@ def _empty_running(prep):
     return _Running(np.zeros(n_components), np.zeros((n_components, n_features)), np.zeros(shape), np.zeros(shape))
 
 
-def _chunk_moments(prep, chunk, completed, resp, shift, running):
+def _chunk_moments(prep, completed, resp, shift, running):
     """Merge a chunk's completed-row moments and conditional covariances into ``running``.
 
     ``shift`` (K, D) is ``c_k - mu_k``: the centred rows minus it are the rows minus the centre.
@@ -383,8 +410,104 @@ def _finish(prep, running):
     return gaussian.GaussianStats(running.post, running.first, second + running.conditional)
 
 
+# --------------------------------------------------------------------------- few incomplete rows: numpy
+def _numpy_path(split):
+    """Whether a call's incomplete rows are few enough for :func:`_numpy_complete` (no compiled kernels)."""
+    return split.partial.size <= kernels.NUMPY_MAX_ROWS
+
+
+class _NumpyCompleted(NamedTuple):
+    """Incomplete rows completed in numpy (see :func:`_numpy_complete`)."""
+
+    centred: np.ndarray  # (K, n, D): x_o - mu_ko on o, E[x_m | x_o, k] - mu_km on m
+    extra: np.ndarray  # (K, n): as _Completed.extra
+    groups: list  # full and tied: (rows, missing coordinates (n_g, c), P_k,mm^-1 (K, n_g, c, c)) per count c
+    holes: np.ndarray  # (n, D) bool: the missing coordinates
+
+
+def _numpy_complete(prep, rows):
+    """:func:`_complete_chunk` in numpy for ``rows`` (n, D), float64, each with something missing and observed."""
+    n_components = prep.means.shape[0]
+    holes = np.isnan(rows)
+    centred = rows[np.newaxis] - prep.means[:, np.newaxis]
+    centred[:, holes] = 0.0
+    if not prep.full:
+        return _NumpyCompleted(centred, prep.log_scales @ (~holes).T, None, holes)
+    n_features = rows.shape[1]
+    precision = np.broadcast_to(prep.precision, (n_components, n_features, n_features))
+    counts = holes.sum(axis=1)
+    extra = np.empty((n_components, rows.shape[0]))
+    groups = []
+    for count in np.unique(counts):
+        index = np.flatnonzero(counts == count)
+        missing = np.nonzero(holes[index])[1].reshape(index.size, count)  # each row's, in increasing order
+        p_mm = precision[:, missing[:, :, np.newaxis], missing[:, np.newaxis, :]]  # (K, n_g, c, c)
+        # rhs = P_k[m, :] (x - mu_k) with 0 at the missing coordinates; E[x_m | x_o] - mu_m = -P_mm^-1 rhs
+        rhs = np.einsum("kgad,kgd->kga", precision[:, missing, :], centred[:, index])
+        low = np.linalg.cholesky(p_mm)
+        inverse = np.linalg.inv(p_mm)
+        centred[:, index[:, np.newaxis], missing] = -np.einsum("kgab,kgb->kga", inverse, rhs)
+        half_log_det = np.sum(np.log(np.diagonal(low, axis1=2, axis2=3)), axis=2)
+        extra[:, index] = 0.5 * count * _LOG_2PI - half_log_det
+        groups.append((index, missing, inverse))
+    return _NumpyCompleted(centred, extra, groups, holes)
+
+
+def _numpy_log_density(prep, completed):
+    """``log N(x_o | mu_ko, Sigma_k,oo)`` (K, n) of rows completed by :func:`_numpy_complete`."""
+    if prep.full:
+        factor = np.broadcast_to(prep.factor, (prep.means.shape[0],) + prep.factor.shape[1:])
+        white = np.einsum("kij,kni->knj", factor, completed.centred)  # U^T (xhat - mu): |.|^2 = the quadratic form
+        return prep.const[:, np.newaxis] + completed.extra - 0.5 * np.sum(white**2, axis=2)
+    return completed.extra - 0.5 * np.sum((completed.centred * prep.factor[:, np.newaxis]) ** 2, axis=2)
+
+
+def _numpy_moments(prep, completed, resp, shift):
+    """GaussianStats of rows completed by :func:`_numpy_complete`, weighted by ``resp`` (n, K).
+
+    About ``c_k = mu_k + shift_k``: the completed rows' weighted mean, the scatter about it (two passes),
+    plus the summed conditional covariances of the missing coordinates.
+    """
+    centred = completed.centred
+    post = np.sum(resp, axis=0)
+    weighted = np.einsum("nk,knd->kd", resp, centred)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(post[:, np.newaxis] > 0.0, weighted / post[:, np.newaxis], 0.0)
+    deviation = centred - mean[:, np.newaxis]
+    first = weighted - post[:, np.newaxis] * shift
+    if prep.full:
+        second = np.einsum("nk,kni,knj->kij", resp, deviation, deviation)
+        for index, missing, inverse in completed.groups:
+            values = resp[index].T[:, :, np.newaxis, np.newaxis] * inverse  # (K, n_g, c, c)
+            component = np.arange(resp.shape[1])[:, np.newaxis, np.newaxis, np.newaxis]
+            np.add.at(second, (component, missing[np.newaxis, :, :, np.newaxis], missing[np.newaxis, :, np.newaxis, :]),
+                      values)
+    else:
+        second = np.einsum("nk,knd->kd", resp, deviation**2) + (resp.T @ completed.holes) * prep.variances
+    return gaussian.GaussianStats(post, first, second)
+
+
+class Completion(NamedTuple):
+    """A block's incomplete rows completed under one set of parameters (``log_likelihood(..., keep=True)``).
+
+    :func:`accumulate` takes it back for the same rows and parameters, and
+    skips the work :func:`log_likelihood` did: the sort by pattern, the
+    gathers, the factorisations of ``P_mm`` and the conditional means.
+    """
+
+    split: _Rows
+    prep: _Prepared
+    chunks: list  # of (row indices, _Completed), in processing order
+
+
+def _kept_bytes(prep, split):
+    """Memory a Completion of ``split``'s incomplete rows holds (mostly the K completed rows)."""
+    n_components, n_features = prep.means.shape
+    return 8 * split.partial.size * n_features * n_components
+
+
 # --------------------------------------------------------------------------- public functions
-def log_likelihood(X, means, prec_chol, covariance_type, out=None, *, group=None):
+def log_likelihood(X, means, prec_chol, covariance_type, out=None, *, group=None, keep=False):
     """Log-density of the observed coordinates of every row under every component.
 
     Parameters
@@ -404,6 +527,9 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None, *, group=None
         rows); None chooses by shape (:func:`group_by_pattern`). The results
         agree to round-off either way. Full and tied only (diag and
         spherical factorise nothing and never sort).
+    keep : bool, default=False
+        Also return the completed rows, for :func:`accumulate` on the same
+        rows and parameters.
 
     Returns
     -------
@@ -413,6 +539,9 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None, *, group=None
         without NaN get :func:`emkit._densities.gaussian.log_likelihood`'s
         values. Rows with fewer observed coordinates are densities on fewer
         dimensions (another scale).
+    completion : Completion or None
+        Only with ``keep=True``: the completed incomplete rows, or None when
+        there are none or they would take more than 256 MB.
     """
     X, means = _check_block(X, means, prec_chol, covariance_type)
     n_samples, n_components = X.shape[0], means.shape[0]
@@ -420,19 +549,28 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None, *, group=None
         out = np.empty((n_samples, n_components), dtype=np.result_type(X.dtype, means.dtype))
     split = _split(X, _grouped(covariance_type, group))
     if split.complete.all():
-        return gaussian.log_likelihood(X, means, prec_chol, covariance_type, out=out)
+        out = gaussian.log_likelihood(X, means, prec_chol, covariance_type, out=out)
+        return (out, None) if keep else out
     prep = _prepare(means, prec_chol, covariance_type, group)
     out[split.empty] = 0.0
     if split.complete.any():
         out[split.complete] = gaussian.log_likelihood(X[split.complete], means, prec_chol, covariance_type)
+    if _numpy_path(split):
+        out[split.partial] = _numpy_log_density(prep, _numpy_complete(prep, _gather(X, split))).T
+        return (out, None) if keep else out
+    kept = [] if keep and _kept_bytes(prep, split) <= _KEEP_BYTES else None
     for chunk in _chunks(X, split, prep.rows):
         dens = np.empty((n_components, chunk.index.size))
-        _chunk_log_density(prep, chunk, dens)
+        completed = _chunk_log_density(prep, chunk, dens)
         out[chunk.index] = dens.T
-    return out
+        if kept is not None:
+            kept.append((chunk.index, completed))
+    if not keep:
+        return out
+    return out, (None if kept is None else Completion(split, prep, kept))
 
 
-def accumulate(X, posteriors, means, prec_chol, covariance_type, center=None, *, group=None):
+def accumulate(X, posteriors, means, prec_chol, covariance_type, center=None, *, group=None, completion=None):
     """Expected sufficient statistics of the complete data given the observed part, exact at any scale.
 
     Parameters
@@ -455,6 +593,10 @@ def accumulate(X, posteriors, means, prec_chol, covariance_type, center=None, *,
         rows); None chooses by shape (:func:`group_by_pattern`). The results
         agree to round-off either way. Full and tied only (diag and
         spherical factorise nothing and never sort).
+    completion : Completion, optional
+        What ``log_likelihood(X, means, prec_chol, covariance_type,
+        keep=True)`` returned for these rows and parameters: the rows are not
+        completed again (same numbers). None completes them here.
 
     Returns
     -------
@@ -471,17 +613,34 @@ def accumulate(X, posteriors, means, prec_chol, covariance_type, center=None, *,
     if posteriors.shape != (X.shape[0], means.shape[0]):
         raise ValueError(f"posteriors must have shape {(X.shape[0], means.shape[0])}, got {posteriors.shape}.")
     center = means if center is None else center
-    split = _split(X, _grouped(covariance_type, group))
-    if split.complete.all():
-        return gaussian.accumulate(X, posteriors, center, covariance_type)
-    prep = _prepare(means, prec_chol, covariance_type, group)
+    if completion is None:
+        split = _split(X, _grouped(covariance_type, group))
+        if split.complete.all():
+            return gaussian.accumulate(X, posteriors, center, covariance_type)
+        prep = _prepare(means, prec_chol, covariance_type, group)
+        if _numpy_path(split):
+            shift = np.asarray(center, dtype=np.float64) - prep.means
+            resp = np.asarray(posteriors[split.partial], dtype=np.float64)
+            stats = _numpy_moments(prep, _numpy_complete(prep, _gather(X, split)), resp, shift)
+            return _with_complete_rows(X, posteriors, center, covariance_type, split, stats)
+        completed_chunks = ((chunk.index, _complete_chunk(prep, chunk)) for chunk in _chunks(X, split, prep.rows))
+    else:
+        split, prep, completed_chunks = completion
     shift = np.asarray(center, dtype=np.float64) - prep.means
     running = _empty_running(prep)
-    for chunk in _chunks(X, split, prep.rows):
-        completed = _complete_chunk(prep, chunk)
-        resp = np.ascontiguousarray(posteriors[chunk.index].T, dtype=np.float64)
-        _chunk_moments(prep, chunk, completed, resp, shift, running)
-    stats = _finish(prep, running)
+    for index, completed in completed_chunks:
+        resp = np.ascontiguousarray(posteriors[index].T, dtype=np.float64)
+        _chunk_moments(prep, completed, resp, shift, running)
+    return _with_complete_rows(X, posteriors, center, covariance_type, split, _finish(prep, running))
+
+
+def _gather(X, split):
+    """The incomplete rows of a block, float64."""
+    return np.asarray(X[split.partial], dtype=np.float64)
+
+
+def _with_complete_rows(X, posteriors, center, covariance_type, split, stats):
+    """``stats`` of the incomplete rows merged with those of the block's complete rows."""
     if split.complete.any():
         complete = split.complete
         stats = gaussian.accumulate(X[complete], posteriors[complete], center, covariance_type).add(stats)
@@ -536,15 +695,25 @@ def mixture_block(X, sample_weight, log_weights, means, prec_chol, covariance_ty
     total = float(log_total * empty_mass) if empty_mass else 0.0
     running = _empty_running(prep)
     no_shift = np.zeros_like(prep.means)  # the centre is the means
-    for chunk in _chunks(X, split, prep.rows):
+    if _numpy_path(split):
+        completed = _numpy_complete(prep, _gather(X, split))
+        resp = _numpy_log_density(prep, completed) + log_weights[:, np.newaxis]
+        weight = None if sample_weight is None else sample_weight[split.partial]
+        log_norm = kernels.responsibilities(resp, weight, numpy=True)
+        total += float(np.sum(log_norm)) if weight is None else float(np.dot(weight, log_norm))
+        chunks, stats = (), _numpy_moments(prep, completed, resp.T, no_shift)
+    else:
+        chunks, stats = _chunks(X, split, prep.rows), None
+    for chunk in chunks:
         resp = np.empty((n_components, chunk.index.size))
         completed = _chunk_log_density(prep, chunk, resp)
         resp += log_weights[:, np.newaxis]
         weight = None if sample_weight is None else sample_weight[chunk.index]
         log_norm = kernels.responsibilities(resp, weight, numpy=False)
         total += float(np.sum(log_norm)) if weight is None else float(np.dot(weight, log_norm))
-        _chunk_moments(prep, chunk, completed, resp, no_shift, running)
-    stats = _finish(prep, running)
+        _chunk_moments(prep, completed, resp, no_shift, running)
+    if stats is None:
+        stats = _finish(prep, running)
     if split.complete.any():
         complete = split.complete
         weight = None if sample_weight is None else sample_weight[complete]
