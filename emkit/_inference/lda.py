@@ -150,11 +150,13 @@ def exp_digamma(x):
 
 
 @jit(reassociate=True)
-def _exp_theta(gamma, exp_out, work, alpha=-1.0, exp_digamma_alpha=0.0):
+def _exp_theta(gamma, exp_out, work, alpha, exp_digamma_alpha):
     """``exp_out = exp(psi(gamma) - psi(sum(gamma)))``; ``work`` is scratch of the same length.
 
     Entries equal to ``alpha`` use the precomputed ``exp_digamma_alpha``
-    (topics that pruning left at the prior). The arithmetic of
+    (topics that pruning left at the prior; callers without such topics pass
+    ``alpha=-1.0``). Every caller passes all five arguments, so the kernel is
+    compiled once (optional arguments would compile it once per arity). The arithmetic of
     :func:`_psi_parts` runs as one vectorised loop and only the ``exp`` calls
     as a scalar loop (about twice as fast as calling :func:`exp_digamma` per
     entry).
@@ -182,7 +184,7 @@ def _exp_dirichlet_expectation_rows(topic_word, out, word_major):
     row = np.empty(topic_word.shape[1])
     work = np.empty(topic_word.shape[1])
     for k in range(topic_word.shape[0]):
-        _exp_theta(topic_word[k], row, work)
+        _exp_theta(topic_word[k], row, work, -1.0, 0.0)
         # element by element: a slice copy would compile numba's shape-mismatch error (seconds, cold)
         if word_major:
             for w in range(row.shape[0]):
@@ -282,7 +284,7 @@ def _solve_document(
     ``want_elbo`` is False, which saves its logarithms).
     """
     n_components = gamma.shape[0]
-    _exp_theta(gamma, exp_theta, work)
+    _exp_theta(gamma, exp_theta, work, -1.0, 0.0)
     n_done = 0
     n_active = n_components
     need_full = True
@@ -310,7 +312,7 @@ def _solve_document(
             change += abs(terms[k] - gamma[k])
             gamma[k] = terms[k]
         if full:
-            _exp_theta(gamma, exp_theta, work)
+            _exp_theta(gamma, exp_theta, work, -1.0, 0.0)
         else:
             _exp_theta(gamma, exp_theta, work, alpha, exp_digamma_alpha)
         n_done += 1
