@@ -14,7 +14,13 @@ from sklearn.utils.validation import check_non_negative
 
 from ._blocks import BlockResult, Blocks, row_bounds
 from ._dask import DaskBlocks, check_dask_array, is_dask_array
-from ._inference.lda import exp_dirichlet_expectation, expected_counts, select_fresh, update_documents
+from ._inference.lda import (
+    compiled_pays_off,
+    exp_dirichlet_expectation,
+    expected_counts,
+    select_fresh,
+    update_documents,
+)
 from ._stats import add_fields, scale_fields, sum_in_order
 from ._validation import (
     Interval,
@@ -38,6 +44,7 @@ class _LDAData(NamedTuple):
     doc_topic_prior: float
     topic_word_prior: float
     online: bool  # learning_method == "online"
+    compiled: bool = True  # compiled E-step kernels; False: a small corpus, solved in numpy (see _inference.lda)
 
 
 class _Documents(NamedTuple):
@@ -101,6 +108,7 @@ class _LDAContext(NamedTuple):
     mode: str  # "fresh": solve from random starts; "evaluate": outputs at the given gamma; "warm": solve from it
     starts: object  # _DocumentStarts ("fresh" mode)
     sstats: bool  # whether the expected counts are needed
+    compiled: bool  # the compiled kernels, or (a small corpus) their numpy implementation
 
 
 class _DocumentStarts:
@@ -149,12 +157,12 @@ def _dirichlet_expectation_rows(a):
         return digamma(a) - digamma(a.sum(axis=1, keepdims=True))
 
 
-def _topic_word_params(components, n_batch_iter):
-    """Parameter dict for a topic-word matrix ``lambda`` (``components_``)."""
+def _topic_word_params(components, n_batch_iter, compiled=True):
+    """Parameter dict for a topic-word matrix ``lambda`` (``components_``); ``compiled`` as in :class:`_LDAData`."""
     components = np.ascontiguousarray(components)
     return {
         "components_": components,
-        "exp_dirichlet_component_": exp_dirichlet_expectation(components),
+        "exp_dirichlet_component_": exp_dirichlet_expectation(components, compiled=compiled),
         "n_batch_iter_": int(n_batch_iter),
     }
 
@@ -434,7 +442,9 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
             step = _documents_per_block(n_documents, X.nnz, self.n_components, n_features)
             blocks = Blocks(source, row_bounds(n_documents, step), _document_rows)
             n_words = float(X.data.sum())
-        return _LDAData(blocks, X, n_documents, n_words, alpha, eta, self.learning_method == "online")
+        # a small corpus is solved in numpy: compiling the kernels would take longer than the whole fit
+        compiled = is_dask_array(X) or compiled_pays_off(X.nnz, self.n_components)
+        return _LDAData(blocks, X, n_documents, n_words, alpha, eta, self.learning_method == "online", compiled)
 
     def _validate_fit_data(self, X, y=None):
         whom = f"{type(self).__name__}.fit"
@@ -469,7 +479,7 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
 
     # ------------------------------------------------------------------ hooks
     def _initialize(self, data, random_state):
-        return _topic_word_params(self._starting_components(data.X.shape[1], random_state), 1)
+        return _topic_word_params(self._starting_components(data.X.shape[1], random_state), 1, data.compiled)
 
     def _initial_state(self, data, params, random_state):
         return _LDAState(None, None, int(random_state.randint(np.iinfo(np.int32).max)))
@@ -486,7 +496,7 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         """
         return _DocumentStarts(seed, n_batch_iter)
 
-    def _context(self, params, mode, starts=None, sstats=True, max_updates=None, prune=None):
+    def _context(self, params, mode, starts=None, sstats=True, max_updates=None, prune=None, compiled=True):
         return _LDAContext(
             np.ascontiguousarray(params["exp_dirichlet_component_"].T),
             params["components_"],
@@ -497,6 +507,7 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
             mode,
             starts,
             sstats,
+            compiled,
         )
 
     def _e_step_block(self, block, context, state):
@@ -517,12 +528,12 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         max_updates = 0 if context.mode == "evaluate" else context.max_updates
         result = update_documents(
             block.indptr, block.indices, block.data, context.exp_beta_t, context.topic_word, context.alpha, start,
-            max_updates, context.tol, prune=context.prune, selected=selected,
+            max_updates, context.tol, prune=context.prune, selected=selected, compiled=context.compiled,
         )
         sstats = None
         if context.sstats:
             sstats = expected_counts(block.indptr, block.indices, result.ratio, result.exp_doc_topic,
-                                     context.exp_beta_t)
+                                     context.exp_beta_t, compiled=context.compiled)
         return BlockResult(_LDAStats(sstats), float(np.sum(result.elbo)), _BlockState(result.doc_topic, result.elbo))
 
     def _e_step(self, data, params, state, executor):
@@ -544,6 +555,7 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         n_blocks = len(data.blocks)
 
         def run(context, states):
+            context = context._replace(compiled=data.compiled)  # the corpus decides (every context of the E-step)
             results = executor.map(self._e_step_block, data.blocks, [context] * n_blocks, states)
             stats = sum_in_order(r.stats for r in results)
             documents = 0.0
@@ -598,7 +610,7 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
 
     def _m_step(self, data, stats, params):
         """Batch: ``lambda = eta + sum_d n_dw phi_dwk``."""
-        return _topic_word_params(data.topic_word_prior + stats.sstats, params["n_batch_iter_"] + 1)
+        return _topic_word_params(data.topic_word_prior + stats.sstats, params["n_batch_iter_"] + 1, data.compiled)
 
     def _m_step_state(self, data, stats, params, state):
         """Online: one pass of mini-batch updates, which also leaves each document's ``gamma``."""
@@ -630,7 +642,7 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         source = (np.asarray(data.X.indptr, dtype=np.int64), data.X.indices, data.X.data)
         for batch in gen_batches(data.n_units, self.batch_size):
             documents = _document_rows(source, batch.start, batch.stop)
-            context = self._context(current, "fresh", starts)
+            context = self._context(current, "fresh", starts, compiled=data.compiled)
             result = self._e_step_block(documents, context, None)
             doc_topic[batch] = result.state.doc_topic
             weight = (self.learning_offset + n_batch_iter) ** (-self.learning_decay)
@@ -640,8 +652,9 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
             n_batch_iter += 1
             # word-major, the layout the kernel reads (the K x V view costs no copy)
             current = {"components_": components, "n_batch_iter_": n_batch_iter,
-                       "exp_dirichlet_component_": exp_dirichlet_expectation(components, word_major=True).T}
-        return _topic_word_params(components, n_batch_iter), doc_topic
+                       "exp_dirichlet_component_": exp_dirichlet_expectation(
+                           components, word_major=True, compiled=data.compiled).T}
+        return _topic_word_params(components, n_batch_iter, data.compiled), doc_topic
 
     def _perp_tol_met(self, data, history):
         """scikit-learn's ``perp_tol`` rule at the last entry of ``history`` (False when ``evaluate_every <= 0``).
@@ -684,8 +697,8 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
             line += f", perplexity: {_perplexity(history[-1], data):.4f}"
         return line
 
-    def _fitted_params(self):
-        return _topic_word_params(self.components_.copy(), self.n_batch_iter_)
+    def _fitted_params(self, compiled=True):
+        return _topic_word_params(self.components_.copy(), self.n_batch_iter_, compiled)
 
     def _after_fit(self, data, params):
         self.doc_topic_prior_ = data.doc_topic_prior
@@ -743,16 +756,16 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         data = self._make_data(X)._replace(online=True)
         if first_time:
             random_state = check_random_state(self.random_state)
-            params = _topic_word_params(self._starting_components(X.shape[1], random_state), 1)
+            params = _topic_word_params(self._starting_components(X.shape[1], random_state), 1, data.compiled)
             history = []
         else:
-            params = self._fitted_params()
+            params = self._fitted_params(data.compiled)
             history = list(getattr(self, "lower_bound_history_", []))
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         params, doc_topic = self._online_pass(data, params, total_samples=self.total_samples, seed=seed)
         # the chunk's ELBO at the new topics (documents at their mini-batch gamma), scaled up to
         # total_samples documents as scikit-learn's sub-sampled bound, per document
-        evaluate = self._context(params, "evaluate", sstats=False)
+        evaluate = self._context(params, "evaluate", sstats=False, compiled=data.compiled)
         documents = _document_rows((np.asarray(X.indptr, dtype=np.int64), X.indices, X.data), 0, data.n_units)
         total = self._e_step_block(documents, evaluate, _BlockState(doc_topic, None)).objective
         objective = self._bound(data, params, total, sub_sampling=True) / self.total_samples
@@ -771,8 +784,10 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         check_is_fitted(self)
         X = self._check_counts(X, reset=False, whom=f"{type(self).__name__}.{whom}")
         data = self._make_data(X)
-        params = self._fitted_params()
-        context = self._context(params, "evaluate", sstats=False, max_updates=self.max_doc_update_iter, prune=False)
+        params = self._fitted_params(data.compiled)
+        context = self._context(
+            params, "evaluate", sstats=False, max_updates=self.max_doc_update_iter, prune=False, compiled=data.compiled
+        )
         context = context._replace(mode="warm")
         doc_topic, total = [], 0.0
         for block in data.blocks:

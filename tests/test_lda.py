@@ -1,6 +1,10 @@
 """LatentDirichletAllocation: kernels, parity with scikit-learn, recovery, monotonicity, validation."""
 
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -41,6 +45,13 @@ def corpus():
 @pytest.fixture(scope="module")
 def start():
     return np.random.RandomState(1).gamma(100.0, 0.01, (N_TOPICS, N_WORDS))
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def path(request, monkeypatch):
+    """The estimator on the compiled kernels or on their numpy implementation, whatever the corpus size."""
+    monkeypatch.setattr(lda_module, "compiled_pays_off", lambda nnz, n_components: request.param == "compiled")
+    return request.param
 
 
 def sklearn_from(start, **kwargs):
@@ -170,6 +181,113 @@ def test_select_fresh_keeps_total_above_floor():
             assert gain[keep].sum() + gain[rejected].max() < -slack
 
 
+@pytest.mark.usefixtures("path")
+def _concentrated_inputs(rng, n_docs=40, n_words=50, n_topics=8):
+    """Documents of one or two sharp topics each: their other topics fall below 1e-6 and pruning skips them."""
+    lam = rng.gamma(0.05, 20.0, (n_topics, n_words)) + 1e-3
+    exp_beta = np.exp(_dirichlet_expectation_rows(lam))
+    mixtures = rng.dirichlet(np.full(n_topics, 0.05), n_docs)
+    X = sp.csr_matrix(np.vstack([rng.multinomial(60, m @ (lam / lam.sum(1, keepdims=True))) for m in mixtures]))
+    return X.astype(np.float64), exp_beta, lam
+
+
+@pytest.mark.parametrize("prune", [False, True])
+def test_numpy_path_equals_compiled_kernel(prune):
+    """The numpy E-step of small corpora: the kernel's fixed point, update count and outputs, to round-off."""
+    rng = np.random.RandomState(3)
+    X, exp_beta, lam = _concentrated_inputs(rng)
+    start = rng.gamma(100.0, 0.01, (X.shape[0], lam.shape[0]))
+    selected = np.arange(X.shape[0]) % 4 != 1
+    runs = {}
+    for compiled in (True, False):
+        kwargs = dict(prune=prune, compiled=compiled)
+        runs[compiled] = (
+            kernels.update_documents(X.indptr, X.indices, X.data, exp_beta.T, lam, 0.01, start, 200, 1e-6, **kwargs),
+            kernels.update_documents(  # a subset, from gamma = 1, without the ELBO
+                X.indptr, X.indices, X.data, exp_beta.T, lam, 0.01, np.ones_like(start), 200, 1e-6, elbo=False,
+                selected=selected, **kwargs,
+            ),
+            kernels.update_documents(  # evaluated where they are
+                X.indptr, X.indices, X.data, exp_beta.T, lam, 0.01, start, 0, 1e-6, **kwargs
+            ),
+        )
+    for ours, kernel in zip(runs[False], runs[True]):
+        np.testing.assert_array_equal(ours.n_updates, kernel.n_updates)  # the same stopping decisions
+        for name in ("doc_topic", "exp_doc_topic", "ratio", "elbo"):
+            np.testing.assert_allclose(getattr(ours, name), getattr(kernel, name), rtol=1e-10, atol=1e-300)
+        sstats = [
+            kernels.expected_counts(X.indptr, X.indices, r.ratio, r.exp_doc_topic, exp_beta.T, compiled=c)
+            for r, c in ((ours, False), (kernel, True))
+        ]
+        np.testing.assert_allclose(*sstats, rtol=1e-10)
+    assert runs[True][0].n_updates.max() > 20 and not runs[True][1].elbo.any()
+    np.testing.assert_array_equal(runs[False][1].doc_topic[~selected], 1.0)
+    if prune:  # the partial updates ran (they change gamma by about 1e-6 of a document's largest topic)
+        exact = kernels.update_documents(X.indptr, X.indices, X.data, exp_beta.T, lam, 0.01, start, 200, 1e-6)
+        assert not np.array_equal(exact.doc_topic, runs[True][0].doc_topic)
+    np.testing.assert_allclose(
+        kernels.exp_dirichlet_expectation(lam, word_major=True, compiled=False),
+        kernels.exp_dirichlet_expectation(lam, word_major=True), rtol=1e-12,
+    )
+
+
+def test_numpy_path_underflow_falls_back_to_log_sum_exp():
+    """Where exp(E[log beta]) underflows, both paths take the ELBO's log-sum-exp, with the same result."""
+    rng = np.random.RandomState(0)
+    X, exp_beta, _, lam = _kernel_inputs(rng)
+    lam[:, 0] = 1e-3  # word 0: E[log beta] is about -1000, its exp 0, in every topic
+    X = X.tolil()
+    X[:4, 0] = 2.0
+    X = X.tocsr()
+    exp_beta = np.exp(_dirichlet_expectation_rows(lam))
+    assert not exp_beta[:, 0].any()
+    ours, kernel = (
+        kernels.update_documents(X.indptr, X.indices, X.data, exp_beta.T, lam, 0.2, np.ones((12, 3)), 50, 1e-8,
+                                 compiled=c)
+        for c in (False, True)
+    )
+    assert np.all(np.isfinite(kernel.elbo)) and kernel.elbo[:4].max() < -1000
+    np.testing.assert_allclose(ours.elbo, kernel.elbo, rtol=1e-10)
+
+
+def test_small_corpora_take_the_numpy_path_and_agree_with_the_kernels(corpus):
+    X_train, X_test, _ = corpus
+    assert not kernels.compiled_pays_off(sp.csr_matrix(X_train).nnz, N_TOPICS)
+    assert kernels.compiled_pays_off(kernels.SMALL_CORPUS + 1, 1)
+    lda = LatentDirichletAllocation(N_TOPICS, max_iter=5, random_state=0)
+    assert not lda._make_data(sp.csr_matrix(X_train)).compiled
+    fits = {}
+    for compiled in (True, False):
+        with mock.patch.object(lda_module, "compiled_pays_off", lambda nnz, n_components: compiled):
+            fits[compiled] = clone(lda).fit(X_train)
+            fits[compiled].transformed = fits[compiled].transform(X_test)
+    for name in ("components_", "exp_dirichlet_component_", "lower_bound_history_", "transformed"):
+        np.testing.assert_allclose(getattr(fits[False], name), getattr(fits[True], name), rtol=1e-9)
+
+
+def test_first_fit_of_a_small_corpus_compiles_nothing(tmp_path):
+    """A new user's first fit + transform (issue 12): no numba compilation, in a fresh process with an empty cache."""
+    script = (
+        "import numpy as np\n"
+        "from numba.core import event\n"
+        "compiled = []\n"
+        "class Listener(event.Listener):\n"
+        "    def on_start(self, ev): compiled.append(ev.data['dispatcher'].py_func.__qualname__)\n"
+        "    def on_end(self, ev): pass\n"
+        "event.register('numba:compile', Listener())\n"
+        "from emkit import LatentDirichletAllocation\n"
+        "X = np.random.RandomState(0).poisson(1.0, size=(100, 40))\n"
+        "LatentDirichletAllocation(5, random_state=0).fit(X).transform(X)\n"
+        "print(compiled)\n"
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith("NUMBA_")}
+    env["NUMBA_CACHE_DIR"] = str(tmp_path)
+    root = Path(__file__).resolve().parent.parent
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    assert result.stdout.strip() == "[]"
+
+
 def test_underflowing_topic_words_stay_finite():
     """A tiny topic_word_prior makes exp(E[log beta]) underflow; the ELBO falls back to log-sum-exp."""
     rng = np.random.RandomState(0)
@@ -182,6 +300,7 @@ def test_underflowing_topic_words_stay_finite():
 
 
 # ------------------------------------------------------------------ parity with scikit-learn
+@pytest.mark.usefixtures("path")
 def test_transform_score_perplexity_equal_sklearn_for_fixed_components(corpus, start):
     X_train, X_test, _ = corpus
     sk, patch = sklearn_from(start, max_iter=5, random_state=0)
@@ -220,6 +339,7 @@ def _sklearn_starts(stream, n_documents):
     return staticmethod(lambda seed, n_batch_iter: _SklearnStarts(stream, n_documents))
 
 
+@pytest.mark.usefixtures("path")
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("prune", [False, True])
 def test_batch_fit_equals_sklearn_draw_for_draw(corpus, start, sparse, prune):
@@ -263,6 +383,7 @@ def test_batch_fit_equals_sklearn_draw_for_draw(corpus, start, sparse, prune):
     np.testing.assert_allclose(ours.bound_, sk.bound_, rtol=2e-3)
 
 
+@pytest.mark.usefixtures("path")
 @pytest.mark.parametrize("prune", [False, True])
 def test_online_fit_equals_sklearn_draw_for_draw(corpus, start, prune):
     """Online mode: the same start and random document starts give scikit-learn's online fit.
@@ -385,6 +506,7 @@ def test_floor_keeps_the_elbo_when_restarts_fall_short(corpus):
     assert unguarded_total < previous_total - 1.0
 
 
+@pytest.mark.usefixtures("path")
 def test_restarts_deterministic_across_n_jobs(corpus):
     X_train, _, _ = corpus
     X = sp.csr_matrix(X_train)
@@ -472,6 +594,7 @@ def test_online_and_partial_fit(corpus, start):
     assert lda.lower_bound_ == lda.lower_bound_history_[-1] and not lda.converged_
 
 
+@pytest.mark.usefixtures("path")
 def test_partial_fit_equals_sklearn_and_sets_history(corpus, start):
     """partial_fit: scikit-learn's updates (draw for draw), and the engine's history attributes per call."""
     X_train, X_test, _ = corpus

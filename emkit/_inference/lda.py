@@ -45,6 +45,17 @@ The per-document ELBO, with ``phi`` optimal for the final ``gamma``, is::
 
 ``log(norm_w)`` falls back to a log-sum-exp over ``elog_theta + E[log beta]``
 when ``norm_w`` underflows (``E[log beta]`` is then computed from ``lambda``).
+
+Small corpora compile nothing. Compiling these kernels in a new process with
+an empty numba cache takes about 5 s, spent in numba's type inference and
+lowering and in LLVM's optimisation of kernels of this size (merging the
+kernels into one, or inlining the per-document kernel, did not make it
+faster). A corpus of at most ``SMALL_CORPUS`` stored counts times topics
+(:func:`compiled_pays_off`, asked once per corpus by the estimator) is
+therefore solved by :mod:`emkit._inference.lda_batched`: the same updates and
+stopping rule as numpy operations over all documents at once. The public
+functions below take ``compiled=False`` for it. The two paths agree to
+round-off (``tests/test_lda.py``).
 """
 
 import math
@@ -52,9 +63,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import lda_batched
 from ._jit import jit
 
 __all__ = [
+    "compiled_pays_off",
     "DocumentUpdate",
     "update_documents",
     "expected_counts",
@@ -67,6 +80,21 @@ __all__ = [
 _TINY = 1e-300  # floor of norm_w inside the fixed-point updates (only hit on underflow)
 _PRUNE = 1e-6  # topics with exp_theta below this fraction of the largest skip the in-between updates
 _FULL_EVERY = 8  # with pruning, every 8th update is over all topics
+# At most this many stored counts times topics: the numpy path (see compiled_pays_off). At the limit a default
+# fit + transform takes about 0.5 s in numpy and 0.07 s compiled, after 5 s of compiling (once per machine).
+SMALL_CORPUS = 100_000
+
+
+def compiled_pays_off(nnz, n_components):
+    """Whether a corpus of ``nnz`` stored counts and ``n_components`` topics should use the compiled kernels.
+
+    Compiling the kernels takes seconds, once per machine (numba caches the
+    machine code). Corpora with at most ``SMALL_CORPUS`` stored counts times
+    topics are solved with the numpy implementation of the same algorithm
+    (:mod:`emkit._inference.lda_batched`) instead, which compiles nothing, so
+    that a first fit of a small corpus takes a fraction of a second.
+    """
+    return nnz * n_components > SMALL_CORPUS
 
 
 class DocumentUpdate(NamedTuple):
@@ -150,11 +178,13 @@ def exp_digamma(x):
 
 
 @jit(reassociate=True)
-def _exp_theta(gamma, exp_out, work, alpha=-1.0, exp_digamma_alpha=0.0):
+def _exp_theta(gamma, exp_out, work, alpha, exp_digamma_alpha):
     """``exp_out = exp(psi(gamma) - psi(sum(gamma)))``; ``work`` is scratch of the same length.
 
     Entries equal to ``alpha`` use the precomputed ``exp_digamma_alpha``
-    (topics that pruning left at the prior). The arithmetic of
+    (topics that pruning left at the prior; callers without such topics pass
+    ``alpha=-1.0``). Every caller passes all five arguments, so the kernel is
+    compiled once (optional arguments would compile it once per arity). The arithmetic of
     :func:`_psi_parts` runs as one vectorised loop and only the ``exp`` calls
     as a scalar loop (about twice as fast as calling :func:`exp_digamma` per
     entry).
@@ -182,7 +212,7 @@ def _exp_dirichlet_expectation_rows(topic_word, out, word_major):
     row = np.empty(topic_word.shape[1])
     work = np.empty(topic_word.shape[1])
     for k in range(topic_word.shape[0]):
-        _exp_theta(topic_word[k], row, work)
+        _exp_theta(topic_word[k], row, work, -1.0, 0.0)
         # element by element: a slice copy would compile numba's shape-mismatch error (seconds, cold)
         if word_major:
             for w in range(row.shape[0]):
@@ -192,7 +222,7 @@ def _exp_dirichlet_expectation_rows(topic_word, out, word_major):
                 out[k, w] = row[w]
 
 
-def exp_dirichlet_expectation(topic_word, word_major=False):
+def exp_dirichlet_expectation(topic_word, word_major=False, compiled=True):
     """``exp(E[log beta])`` row-wise for ``beta_k ~ Dirichlet(topic_word[k])``.
 
     Parameters
@@ -201,6 +231,8 @@ def exp_dirichlet_expectation(topic_word, word_major=False):
         Dirichlet parameters ``lambda`` (non-negative, each row with a positive sum).
     word_major : bool, default=False
         Return the transpose, C-contiguous (the layout :func:`update_documents` reads).
+    compiled : bool, default=True
+        Use the compiled kernel; False takes scipy's ``digamma`` (the same to round-off).
 
     Returns
     -------
@@ -208,6 +240,9 @@ def exp_dirichlet_expectation(topic_word, word_major=False):
         ``exp(psi(lambda_kw) - psi(sum_w lambda_kw))`` (0 where ``lambda`` is 0).
     """
     topic_word = np.ascontiguousarray(topic_word, dtype=np.float64)
+    if not compiled:
+        out = lda_batched.exp_dirichlet_expectation(topic_word)
+        return np.ascontiguousarray(out.T) if word_major else out
     out = np.empty(topic_word.shape[::-1] if word_major else topic_word.shape)
     _exp_dirichlet_expectation_rows(topic_word, out, word_major)
     return out
@@ -282,7 +317,7 @@ def _solve_document(
     ``want_elbo`` is False, which saves its logarithms).
     """
     n_components = gamma.shape[0]
-    _exp_theta(gamma, exp_theta, work)
+    _exp_theta(gamma, exp_theta, work, -1.0, 0.0)
     n_done = 0
     n_active = n_components
     need_full = True
@@ -310,7 +345,7 @@ def _solve_document(
             change += abs(terms[k] - gamma[k])
             gamma[k] = terms[k]
         if full:
-            _exp_theta(gamma, exp_theta, work)
+            _exp_theta(gamma, exp_theta, work, -1.0, 0.0)
         else:
             _exp_theta(gamma, exp_theta, work, alpha, exp_digamma_alpha)
         n_done += 1
@@ -436,7 +471,7 @@ def _update_documents(
 
 def update_documents(
     indptr, indices, data, exp_beta_t, topic_word, alpha, doc_topic, max_iter, tol, prune=False, elbo=True,
-    selected=None,
+    selected=None, compiled=True,
 ):
     """Variational E-step for the documents of a CSR matrix, each from its row of ``doc_topic``.
 
@@ -473,6 +508,10 @@ def update_documents(
     selected : ndarray of bool of shape (n_documents,), optional
         Solve only these documents (the others' outputs stay zero and their
         ``gamma`` as given).
+    compiled : bool, default=True
+        Run the compiled kernel; False runs the numpy implementation of the
+        same updates (:mod:`emkit._inference.lda_batched`), which agrees to
+        round-off and compiles nothing (see :func:`compiled_pays_off`).
 
     Returns
     -------
@@ -498,11 +537,17 @@ def update_documents(
     ratio = np.zeros_like(data)
     elbos = np.zeros(n_documents)
     n_updates = np.zeros(n_documents, dtype=np.int64)
+    selected = np.ascontiguousarray(selected, dtype=np.bool_)
+    if not compiled:
+        lda_batched.solve_documents(
+            indptr, indices, data, exp_beta_t, topic_word, float(alpha), doc_topic, selected, int(max_iter), float(tol),
+            bool(prune), bool(elbo), exp_doc_topic, ratio, elbos, n_updates,
+        )
+        return DocumentUpdate(doc_topic, exp_doc_topic, ratio, elbos, n_updates)
     psi_topic_totals = np.array([digamma(total) for total in topic_word.sum(axis=1)])
     _update_documents(
-        indptr, indices, data, exp_beta_t, topic_word, psi_topic_totals, float(alpha), doc_topic,
-        np.ascontiguousarray(selected, dtype=np.bool_), 0, n_documents, int(max_iter), float(tol), bool(prune),
-        bool(elbo), exp_doc_topic, ratio, elbos, n_updates,
+        indptr, indices, data, exp_beta_t, topic_word, psi_topic_totals, float(alpha), doc_topic, selected, 0,
+        n_documents, int(max_iter), float(tol), bool(prune), bool(elbo), exp_doc_topic, ratio, elbos, n_updates,
     )
     return DocumentUpdate(doc_topic, exp_doc_topic, ratio, elbos, n_updates)
 
@@ -551,7 +596,7 @@ def _expected_counts(indptr, indices, ratio, exp_doc_topic, exp_beta, out):
             out[w, k] *= exp_beta[w, k]
 
 
-def expected_counts(indptr, indices, ratio, exp_doc_topic, exp_beta_t):
+def expected_counts(indptr, indices, ratio, exp_doc_topic, exp_beta_t, compiled=True):
     """Expected topic-word counts ``sstats[k, w] = sum_d n_dw phi_dwk`` of an E-step.
 
     Parameters
@@ -564,6 +609,8 @@ def expected_counts(indptr, indices, ratio, exp_doc_topic, exp_beta_t):
         :attr:`DocumentUpdate.exp_doc_topic`.
     exp_beta_t : ndarray of shape (n_features, n_components)
         The ``exp(E[log beta])`` the E-step used, word-major.
+    compiled : bool, default=True
+        Use the compiled kernel; False a sparse product in scipy (the same to round-off).
 
     Returns
     -------
@@ -572,6 +619,8 @@ def expected_counts(indptr, indices, ratio, exp_doc_topic, exp_beta_t):
         of a word-major array).
     """
     exp_beta_t = np.ascontiguousarray(exp_beta_t, dtype=np.float64)
+    if not compiled:
+        return lda_batched.expected_counts(indptr, indices, ratio, exp_doc_topic, exp_beta_t).T
     out = np.zeros_like(exp_beta_t)
     _expected_counts(
         np.ascontiguousarray(indptr, dtype=np.int64),
