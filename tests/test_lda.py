@@ -252,10 +252,11 @@ def test_numpy_path_underflow_falls_back_to_log_sum_exp():
 
 def test_small_corpora_take_the_numpy_path_and_agree_with_the_kernels(corpus):
     X_train, X_test, _ = corpus
-    assert not kernels.compiled_pays_off(sp.csr_matrix(X_train).nnz, N_TOPICS)
+    readme_corpus = sp.csr_matrix(np.random.RandomState(0).poisson(1.0, size=(100, 40)))
+    assert not LatentDirichletAllocation(5)._make_data(readme_corpus).compiled
     assert kernels.compiled_pays_off(kernels.SMALL_CORPUS + 1, 1)
+    assert not kernels.compiled_pays_off(kernels.SMALL_CORPUS, 1)
     lda = LatentDirichletAllocation(N_TOPICS, max_iter=5, random_state=0)
-    assert not lda._make_data(sp.csr_matrix(X_train)).compiled
     fits = {}
     for compiled in (True, False):
         with mock.patch.object(lda_module, "compiled_pays_off", lambda nnz, n_components: compiled):

@@ -80,9 +80,10 @@ __all__ = [
 _TINY = 1e-300  # floor of norm_w inside the fixed-point updates (only hit on underflow)
 _PRUNE = 1e-6  # topics with exp_theta below this fraction of the largest skip the in-between updates
 _FULL_EVERY = 8  # with pruning, every 8th update is over all topics
-# At most this many stored counts times topics: the numpy path (see compiled_pays_off). At the limit a default
-# fit + transform takes about 0.5 s in numpy and 0.07 s compiled, after 5 s of compiling (once per machine).
-SMALL_CORPUS = 100_000
+# At most this many stored counts times topics: the numpy path (see compiled_pays_off). The numpy path is 5-9x
+# slower than the compiled one, so the limit is low: at it a default fit + transform takes about 0.2 s in numpy
+# against 0.04 s compiled (after 5 s of compiling, once per machine); the README's corpus is about 13,000.
+SMALL_CORPUS = 20_000
 
 
 def compiled_pays_off(nnz, n_components):
