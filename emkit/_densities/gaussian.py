@@ -401,6 +401,10 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None):
     prep = _prepare(means, prec_chol, covariance_type, X.dtype)
     step = prep.rows
     numpy = _numpy_path(n_samples)
+    if not numpy and prep.kind != "blas":  # the chunk loop below, compiled
+        factor = prep.scales if prep.kind == "diag" else prep.factor
+        kernels.log_density_rows(X, prep.means, factor, prep.const, out, step)
+        return out
     scratch = kernels.Scratch()
     for start in range(0, n_samples, step):
         block = X[start : start + step]
@@ -438,6 +442,9 @@ def accumulate(X, posteriors, center, covariance_type):
     post, first, second = _empty_stats(kind, n_components, n_features)
     step = _chunk_rows(kind, n_components, n_features)
     numpy = _numpy_path(n_samples)
+    if not numpy:  # the chunk loop below, compiled
+        kernels.moments_rows(X, posteriors, center64, post, first, second, step)
+        return _finish_stats(kind, post, first, second)
     scratch = kernels.Scratch()
     for start in range(0, n_samples, step):
         resp = _lanes(posteriors[start : start + step], numpy, scratch, "responsibilities")

@@ -20,16 +20,22 @@ is a constant in the caller becomes a constant in the helper's loops too.
 compiles a kernel only for the argument types (and, for small state counts,
 the constant ``n_components``) a call needs, when the call first needs them,
 and then calls the machine code directly.
+
+:func:`local_array` is a small float64 work array for compiled code: on the
+stack when its length is a compile-time constant (so LLVM can keep its
+entries in registers), else on the heap.
 """
 
 import logging
 import threading
 
 import numba
-from numba.core import types
+import numpy as np
+from numba.core import cgutils, types
 from numba.core.caching import NullCache
+from numba.extending import intrinsic, overload
 
-__all__ = ["jit", "specialized"]
+__all__ = ["jit", "specialized", "local_array"]
 
 _logger = logging.getLogger(__name__)
 _no_cache_noted = threading.Event()
@@ -161,3 +167,46 @@ def specialized(kernel, args, constant=False):
             signature[-1] = types.IntegerLiteral(int(args[-1]))
         entry = _entries[key] = kernel.compile(tuple(signature))
     return entry
+
+
+# --------------------------------------------------------------------------- small work arrays
+def local_array(n):
+    """A float64 work array of length ``n`` (contents undefined), for compiled code.
+
+    In compiled code with ``n`` a compile-time constant (a kernel compiled by
+    :func:`specialized` with ``constant=True``) the array lives in the
+    kernel's stack frame: it cannot alias any argument, and when every index
+    into it is a constant after unrolling, LLVM keeps its entries in
+    registers. A vector carried from one step of a sequential loop to the
+    next (HMM messages) then skips a store and a reload per step, which
+    through arrays the compiler cannot prove distinct it must otherwise do.
+    Otherwise (and in Python) it is ``np.empty(n)``. The array must not be
+    returned from the compiled function that made it (it dies with its frame).
+    """
+    return np.empty(n)
+
+
+@intrinsic
+def _stack_array(typingctx, n):
+    if not isinstance(n, types.IntegerLiteral):
+        return None
+    length = n.literal_value
+    array_type = types.Array(types.float64, 1, "C")
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(array_type)(context, builder)
+        # in the function's entry block, whatever loop the call sits in
+        data = cgutils.alloca_once(builder, context.get_data_type(types.float64), size=max(1, length))
+        intp = lambda value: context.get_constant(types.intp, value)  # noqa: E731
+        context.populate_array(array, data=data, shape=[intp(length)], strides=[intp(8)], itemsize=intp(8),
+                               meminfo=None)
+        return array._getvalue()
+
+    return array_type(n), codegen
+
+
+@overload(local_array, prefer_literal=True)
+def _local_array(n):
+    if isinstance(n, types.IntegerLiteral):
+        return lambda n: _stack_array(n)
+    return lambda n: np.empty(n)

@@ -49,7 +49,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._jit import jit, specialized
+from ._jit import jit, local_array, specialized
 
 _UNDERFLOW = 1e-290  # a step's sum below this would lose precision: redo it in log space
 _RESCALE = 1e-150  # lazily normalised messages are rescaled when they fall below this
@@ -195,8 +195,11 @@ def _forward_pass(startprob, transmat_t, log_frameprob, from_log, begin, end, al
     ``shifts[t]``. Returns False if the sequence is impossible; its rows
     ``alpha[begin:end]`` are then zero.
     Inlined into its callers, so that ``n_components`` can be a compile-time
-    constant there.
+    constant there; the message of the previous step is then carried in
+    registers (:func:`._jit.local_array`), not reloaded from ``alpha``.
     """
+    prev = local_array(n_components)  # alpha[t - 1]
+    cur = local_array(n_components)  # alpha[t]
     fed = 1.0
     for t in range(begin, end):
         shift = shifts[t]
@@ -207,11 +210,12 @@ def _forward_pass(startprob, transmat_t, log_frameprob, from_log, begin, end, al
             else:
                 p = 0.0
                 for i in range(n_components):
-                    p += alpha[t - 1, i] * transmat_t[k, i]
+                    p += prev[i] * transmat_t[k, i]
             p *= frame[t, k]
-            alpha[t, k] = p
+            cur[k] = p
             total += p
         if not total >= _UNDERFLOW:
+            # redone from alpha[t - 1] as stored; rewrites alpha[t]
             total, shift = _log_space_step(
                 startprob, transmat_t, log_frameprob, from_log, begin, t, alpha, frame, shift
             )
@@ -226,15 +230,20 @@ def _forward_pass(startprob, transmat_t, log_frameprob, from_log, begin, end, al
                     for k in range(n_components):
                         alpha[r, k] = 0.0
                 return False
+            for k in range(n_components):
+                cur[k] = alpha[t, k]
         ratio[t] = total / fed
         shifts[t] = shift
         if total < _RESCALE:
             inv = 1.0 / total
             for k in range(n_components):
-                alpha[t, k] *= inv
+                cur[k] *= inv
             fed = 1.0
         else:
             fed = total
+        for k in range(n_components):
+            alpha[t, k] = cur[k]
+            prev[k] = cur[k]
     return True
 
 
@@ -269,21 +278,27 @@ def _run(kernel, *args):
 
 
 def _log_steps(ratio, shifts, offsets):
-    """Per-step log normalisers ``shift + log(ratio)`` and their per-sequence sums."""
-    log_step = np.log(ratio)
+    """Per-step log normalisers ``shift + log(ratio)`` (in ``ratio``'s memory) and their per-sequence sums."""
+    log_step = np.log(ratio, out=ratio)  # no fresh array of n_samples (a page-faulted one costs more than the log)
     log_step += shifts
     return log_step, np.add.reduceat(log_step, offsets[:-1])
 
 
 @jit
-def _row_max(a):
-    out = np.empty(a.shape[0])
+def _shift_rows(a, shifted, shifts):
+    """``shifts[t]`` = the maximum of row ``t`` (0 for an all ``-inf`` row), ``shifted[t] = a[t] - shifts[t]``.
+
+    One pass instead of a row maximum then numpy's broadcast subtraction, whose
+    inner loop runs over a row of a few states (three times slower at K=3).
+    """
     for t in range(a.shape[0]):
         m = a[t, 0]
         for k in range(1, a.shape[1]):
             m = max(m, a[t, k])
-        out[t] = m if m > -np.inf else 0.0  # an all -inf row gives zero frames (impossible step)
-    return out
+        m = m if m > -np.inf else 0.0  # an all -inf row gives zero frames (impossible step)
+        shifts[t] = m
+        for k in range(a.shape[1]):
+            shifted[t, k] = a[t, k] - m
 
 
 def _frames(log_frameprob, frameprob, overwrite):
@@ -310,9 +325,11 @@ def _frames(log_frameprob, frameprob, overwrite):
     if log_frameprob.shape[0] <= _NUMPY_MAX_ROWS:
         shifts = np.max(log_frameprob, axis=1) if log_frameprob.size else np.zeros(log_frameprob.shape[0])
         shifts[~(shifts > -np.inf)] = 0.0  # an all -inf row gives zero frames (impossible step)
+        frame = np.subtract(log_frameprob, shifts[:, np.newaxis])
     else:
-        shifts = _row_max(log_frameprob)
-    frame = np.subtract(log_frameprob, shifts[:, np.newaxis])
+        frame = np.empty(log_frameprob.shape)
+        shifts = np.empty(log_frameprob.shape[0])
+        _shift_rows(log_frameprob, frame, shifts)
     np.exp(frame, out=frame)
     return log_frameprob, frame, shifts, True
 
@@ -456,15 +473,16 @@ def forward(
 
 
 # -------------------------------------------------------- forward-backward pass
-@jit
+@jit(inline=True)
 def _renormalize_step(posteriors, t, alpha_t, new_beta, weighted, largest):
     """Redo backward step ``t`` whose ``sum(alpha_t * beta_t)`` underflowed; returns the new sum.
 
     Both messages are normalised lazily, so each may be as small as
     ``_RESCALE`` and their product can underflow. Normalising ``alpha_t`` to
     sum one and ``beta_t`` (with ``weighted``, which it is linear in) to a
-    largest entry of one leaves the posteriors and ``xi`` unchanged. Kept out
-    of the hot loop.
+    largest entry of one leaves the posteriors and ``xi`` unchanged. Inlined,
+    so that the caller's message arrays stay in registers (see
+    :func:`_forward_pass`).
     """
     total = 0.0
     for k in range(alpha_t.shape[0]):
@@ -484,13 +502,14 @@ def _renormalize_step(posteriors, t, alpha_t, new_beta, weighted, largest):
 
 @jit(inline=True)
 def _forward_backward_sequence(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, begin, end,
-                               posteriors, ratio, compute_xi, outer, coef, wts, work, n_components):
+                               posteriors, ratio, compute_xi, outer, coef, wts, n_components):
     """Forward then backward pass over rows begin:end; smoothed posteriors land in ``posteriors``.
 
     Adds this sequence's ``sum_t alpha_t,i weighted_t+1,j / norm_t`` to
     ``outer``, or, when ``coef`` has rows (deferred), writes the two factors
     of each step to ``coef[t]`` and ``wts[t]`` for one matrix product after
-    the pass. ``work`` is a scratch array of shape (4, n_components).
+    the pass. The messages are local arrays (in registers for a constant
+    ``n_components``, see :func:`_forward_pass`).
     """
     possible = _forward_pass(
         startprob, transmat_t, log_frameprob, from_log, begin, end, posteriors, frame, ratio, shifts, n_components
@@ -498,9 +517,18 @@ def _forward_backward_sequence(startprob, transmat, transmat_t, log_frameprob, f
     if not possible:
         return  # posteriors of an impossible sequence are left at zero
     _normalize_rows(posteriors, end - 1, end)  # last step: smoothed = filtered
-    beta, new_beta, weighted, alpha_t = work[0], work[1], work[2], work[3]
+    beta, new_beta = local_array(n_components), local_array(n_components)
+    weighted, alpha_t = local_array(n_components), local_array(n_components)
     for k in range(n_components):
         beta[k] = 1.0
+    # the running ``outer`` in a local array over the sequence (the same sums, without a store and reload of
+    # every entry per step); written back after the pass
+    deferred = coef.shape[0] > 0
+    running = local_array(n_components * n_components)
+    if compute_xi and not deferred:
+        for i in range(n_components):
+            for j in range(n_components):
+                running[i * n_components + j] = outer[i, j]
     for t in range(end - 2, begin - 1, -1):
         # unnormalised backward message: beta_t = A (frame_t+1 * beta_t+1), rescaled only when tiny
         for j in range(n_components):
@@ -524,7 +552,7 @@ def _forward_backward_sequence(startprob, transmat, transmat_t, log_frameprob, f
         inv_norm = 1.0 / norm
         for k in range(n_components):
             posteriors[t, k] *= inv_norm
-        if compute_xi and coef.shape[0] > 0:  # deferred: sum_t coef[t]^T wts[t] is one GEMM after the pass
+        if compute_xi and deferred:  # sum_t coef[t]^T wts[t] is one GEMM after the pass
             for k in range(n_components):
                 coef[t, k] = alpha_t[k] * inv_norm
                 wts[t, k] = weighted[k]
@@ -533,7 +561,7 @@ def _forward_backward_sequence(startprob, transmat, transmat_t, log_frameprob, f
             for i in range(n_components):
                 c = alpha_t[i] * inv_norm
                 for j in range(n_components):
-                    outer[i, j] += c * weighted[j]
+                    running[i * n_components + j] += c * weighted[j]
         if largest < _RESCALE or largest > _RESCALE_UP:
             inv = 1.0 / largest
             for k in range(n_components):
@@ -541,17 +569,21 @@ def _forward_backward_sequence(startprob, transmat, transmat_t, log_frameprob, f
         else:
             for k in range(n_components):
                 beta[k] = new_beta[k]
+    if compute_xi and not deferred:
+        for i in range(n_components):
+            for j in range(n_components):
+                outer[i, j] = running[i * n_components + j]
 
 
 @jit(inline=True)
 def _forward_backward_sequences(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, offsets,
-                                compute_xi, posteriors, ratio, start_sum, outer, coef, wts, work, n_components):
+                                compute_xi, posteriors, ratio, start_sum, outer, coef, wts, n_components):
     """The body of both forward-backward kernels (inlined, so each compiles it with its own flags)."""
     for s in range(offsets.shape[0] - 1):
         begin, end = offsets[s], offsets[s + 1]
         _forward_backward_sequence(
             startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, begin, end, posteriors, ratio,
-            compute_xi, outer, coef, wts, work, n_components,
+            compute_xi, outer, coef, wts, n_components,
         )
         for k in range(n_components):
             start_sum[k] += posteriors[begin, k]
@@ -559,7 +591,7 @@ def _forward_backward_sequences(startprob, transmat, transmat_t, log_frameprob, 
 
 @jit
 def _forward_backward_kernel(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, offsets,
-                             compute_xi, posteriors, ratio, start_sum, outer, coef, wts, work, n_components):
+                             compute_xi, posteriors, ratio, start_sum, outer, coef, wts, n_components):
     """Forward-backward over every sequence.
 
     Writes ``posteriors``, ``ratio`` and ``shifts``; adds the first steps'
@@ -568,13 +600,13 @@ def _forward_backward_kernel(startprob, transmat, transmat_t, log_frameprob, fra
     """
     _forward_backward_sequences(
         startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, offsets, compute_xi, posteriors, ratio,
-        start_sum, outer, coef, wts, work, n_components,
+        start_sum, outer, coef, wts, n_components,
     )
 
 
 @jit(reassociate=True)
 def _forward_backward_kernel_many(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, offsets,
-                                  compute_xi, posteriors, ratio, start_sum, outer, coef, wts, work, n_components):
+                                  compute_xi, posteriors, ratio, start_sum, outer, coef, wts, n_components):
     """:func:`_forward_backward_kernel` for more than eight states, with its sums reassociated.
 
     The K-term sums of the forward and backward steps then vectorise (about
@@ -583,7 +615,7 @@ def _forward_backward_kernel_many(startprob, transmat, transmat_t, log_frameprob
     """
     _forward_backward_sequences(
         startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, offsets, compute_xi, posteriors, ratio,
-        start_sum, outer, coef, wts, work, n_components,
+        start_sum, outer, coef, wts, n_components,
     )
 
 
@@ -637,8 +669,7 @@ def forward_backward(
     coef, wts = (np.zeros((n_samples, n_components)) for _ in range(2)) if deferred else (_NO_ROWS, _NO_ROWS)
     kernel = _forward_backward_kernel if n_components in _FIXED_SIZES else _forward_backward_kernel_many
     _run(kernel, startprob, transmat, np.ascontiguousarray(transmat.T), log_frameprob, frame, shifts,
-         from_log, offsets, bool(compute_xi), posteriors, ratio, start_sum, outer, coef, wts,
-         np.empty((4, n_components)), n_components)
+         from_log, offsets, bool(compute_xi), posteriors, ratio, start_sum, outer, coef, wts, n_components)
     if deferred:
         outer += coef.T @ wts
     log_step, log_likelihood = _log_steps(ratio, shifts, offsets)

@@ -34,6 +34,8 @@ __all__ = [
     "responsibilities",
     "diag_moments",
     "full_moments",
+    "log_density_rows",
+    "moments_rows",
     "normalize_log_rows",
     "normalize_log_groups",
 ]
@@ -586,6 +588,124 @@ def full_moments(lanes, resp, center, post, first, upper, numpy=None, scratch=No
     diff = scratch.padded("diff", n_features, 3, n_rows)  # zero rows pad the sweeps of two rows and four columns
     weighted = scratch.padded("weighted", n_features, 1, n_rows)
     _moments(lanes, resp, center, post, first, upper, diff, weighted, *(np.empty(n_features) for _ in range(3)))
+
+
+# --------------------------------------------------------------------------- whole inputs, one compiled call
+# A large input is cut into chunks of rows (their temporaries stay small), each chunk transposed to lanes, run
+# through the kernels above and, for densities, transposed back. Compiled chunk loops do what a Python loop
+# over the chunks does, with the same chunks and the same kernels (so the same results), without a Python
+# round trip and two to four compiled calls per chunk: with few features and components a chunk's work is
+# as short as those calls (one sequence of a million rows, K=3, D=1: ~1000 calls per E-step).
+@jit(inline=True)
+def _rows_as_lanes(source, start, n_rows, flat):
+    """Rows ``start:start + n_rows`` of ``source`` transposed into a (n_cols, n_rows) float64 view of ``flat``."""
+    n_cols = source.shape[1]
+    lanes = flat[: n_cols * n_rows].reshape((n_cols, n_rows))
+    for i in range(n_rows):
+        for j in range(n_cols):
+            lanes[j, i] = source[start + i, j]
+    return lanes
+
+
+@jit(inline=True)
+def _padded_view(flat, n_used, n_padding, n_rows):
+    """A (n_used + n_padding, n_rows) view of ``flat`` whose last ``n_padding`` rows are 0 (as Scratch.padded)."""
+    out = flat[: (n_used + n_padding) * n_rows].reshape((n_used + n_padding, n_rows))
+    for j in range(n_used, n_used + n_padding):
+        for i in range(n_rows):
+            out[j, i] = 0.0
+    return out
+
+
+@jit
+def _log_density_rows(X, means, factor, const, out, chunk_rows):
+    n_samples, n_features = X.shape
+    n_components = means.shape[0]
+    full = factor.ndim == 3
+    width = min(chunk_rows, n_samples)
+    lanes_flat = np.empty(n_features * width)
+    dens_flat = np.empty(n_components * width)
+    diff_flat = np.empty((n_features + 3) * width if full else 0)
+    whitened_flat = np.empty(4 * width if full else 0)
+    for start in range(0, n_samples, chunk_rows):
+        n_rows = min(chunk_rows, n_samples - start)
+        lanes = _rows_as_lanes(X, start, n_rows, lanes_flat)
+        dens = dens_flat[: n_components * n_rows].reshape((n_components, n_rows))
+        if factor.ndim == 3:
+            diff = _padded_view(diff_flat, n_features, 3, n_rows)
+            whitened = whitened_flat[: 4 * n_rows].reshape((4, n_rows))
+            _full_log_density(lanes, means, factor, const, dens, diff, whitened)
+        else:
+            _diag_log_density(lanes, means, factor, const, dens)
+        for i in range(n_rows):
+            for k in range(n_components):
+                out[start + i, k] = dens[k, i]
+
+
+def log_density_rows(X, means, factor, const, out, chunk_rows):
+    """Diagonal- or full-covariance log-densities of every row, chunk by chunk in one compiled call.
+
+    The same chunks through the same kernels as calling :func:`diag_log_density`
+    or :func:`full_log_density` on the lanes of each chunk of ``chunk_rows``
+    rows (with ``numpy=False``), so the same results.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float64 or float32
+    means : ndarray of shape (n_components, n_features), float64
+    factor : ndarray, float64, C-contiguous
+        The scales of shape (n_components, n_features) (diagonal), or the
+        upper-triangular precision factors of shape (n_components or 1,
+        n_features, n_features) (full, tied).
+    const : ndarray of shape (n_components,), float64
+    out : ndarray of shape (n_samples, n_components)
+        Receives the log-densities, one row per sample.
+    chunk_rows : int
+    """
+    _log_density_rows(X, means, factor, const, out, int(chunk_rows))
+
+
+@jit
+def _moments_rows(X, weights, center, post, first, second, chunk_rows):
+    n_samples, n_features = X.shape
+    full = second.ndim == 3
+    width = min(chunk_rows, n_samples)
+    lanes_flat = np.empty(n_features * width)
+    resp_flat = np.empty(weights.shape[1] * width)
+    diff_flat = np.empty((n_features + 3) * width if full else 0)
+    weighted_flat = np.empty((n_features + 1) * width if full else 0)
+    offset, mean, gap = np.empty(n_features), np.empty(n_features), np.empty(n_features)
+    for start in range(0, n_samples, chunk_rows):
+        n_rows = min(chunk_rows, n_samples - start)
+        lanes = _rows_as_lanes(X, start, n_rows, lanes_flat)
+        resp = _rows_as_lanes(weights, start, n_rows, resp_flat)
+        if full:  # zero rows pad the sweeps of two rows and four columns (see full_moments)
+            diff = _padded_view(diff_flat, n_features, 3, n_rows)
+            weighted = _padded_view(weighted_flat, n_features, 1, n_rows)
+        else:
+            diff = weighted = diff_flat[:0].reshape((0, 0))
+        _moments(lanes, resp, center, post, first, second, diff, weighted, offset, mean, gap)
+
+
+def moments_rows(X, weights, center, post, first, second, chunk_rows):
+    """Merge the statistics of every row into running ones, chunk by chunk in one compiled call.
+
+    The same chunks through the same kernel as :func:`diag_moments` or
+    :func:`full_moments` on the lanes of each chunk of ``chunk_rows`` rows
+    (with ``numpy=False``), so the same results.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float64 or float32
+    weights : ndarray of shape (n_samples, n_components)
+        ``r_ik``, one row per sample.
+    center, post, first : see :func:`diag_moments`
+    second : ndarray of shape (n_components, n_features) or (n_components, n_features, n_features)
+        The running diagonal scatters (diag), or the upper triangles of the
+        scatter matrices (full); updated in place.
+    chunk_rows : int
+    """
+    _moments_rows(X, weights, center, post, first, second, int(chunk_rows))
 
 
 # --------------------------------------------------------------------------- numpy path for small blocks

@@ -186,7 +186,7 @@ def _kernel_args(startprob, transmat, log_frameprob, offsets):
     forward = (startprob, transmat_t, log_fp, frame, shifts, from_log, offsets, True, np.empty((T, K)), np.empty(T), K)
     forward_backward = (startprob, transmat, transmat_t, log_fp, frame.copy(), shifts.copy(), from_log, offsets, True,
                         np.empty((T, K)), np.empty(T), np.zeros(K), np.zeros((K, K)), np.zeros((0, 0)),
-                        np.zeros((0, 0)), np.empty((4, K)), K)
+                        np.zeros((0, 0)), K)
     with np.errstate(divide="ignore"):
         log_startprob, log_transmat_t = np.log(startprob), np.ascontiguousarray(np.log(transmat).T)
     viterbi = (log_startprob, log_transmat_t, log_frameprob, offsets, np.empty((T, K)), np.empty(T, dtype=np.int64),
@@ -216,7 +216,12 @@ def test_compiled_equals_py_func(K, implementation):
         kernel.py_func(*python)
         for c, p in zip(_outputs(compiled), _outputs(python)):
             np.testing.assert_allclose(c, p, rtol=1e-13, atol=1e-15)
-    np.testing.assert_array_equal(kernels._row_max(log_frameprob), kernels._row_max.py_func(log_frameprob))
+    shifted, shifts = np.empty_like(log_frameprob), np.empty(log_frameprob.shape[0])
+    again, shifts_again = np.empty_like(log_frameprob), np.empty(log_frameprob.shape[0])
+    kernels._shift_rows(log_frameprob, shifted, shifts)
+    kernels._shift_rows.py_func(log_frameprob, again, shifts_again)
+    np.testing.assert_array_equal(shifts, shifts_again)
+    np.testing.assert_array_equal(shifted, again)
 
 
 def test_fixed_size_path_equals_general_path(implementation):
@@ -368,3 +373,23 @@ def test_reassociated_kernel_for_many_states_agrees_with_the_strict_one(K):
     kernels._run(kernels._forward_backward_kernel_many, *reassociated)
     for a, b in zip(_outputs(strict), _outputs(reassociated)):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-300)
+
+
+def test_local_array_on_the_stack_for_a_constant_length_else_on_the_heap():
+    from emkit._inference._jit import jit, local_array
+
+    @jit
+    def squares(values, n):
+        work = local_array(n)
+        for i in range(n):
+            work[i] = values[i] * values[i]
+        total = 0.0
+        for i in range(n):
+            total += work[i]
+        return total
+
+    values = np.arange(1.0, 6.0)
+    expected = float(np.sum(values**2))
+    assert specialized(squares, (values, 5), constant=True)(values, 5) == expected  # a stack array
+    assert specialized(squares, (values, 5))(values, 5) == expected  # np.empty
+    assert squares.py_func(values, 5) == expected

@@ -112,3 +112,35 @@ def test_small_fits_equal_on_both_paths(monkeypatch, covariance_type):
     small, compiled = _both(monkeypatch, call)
     for a, b in zip(small, compiled):
         np.testing.assert_allclose(a, b, rtol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("full", [True, False])
+def test_compiled_chunk_loops_equal_the_kernels_chunk_by_chunk(full, dtype):
+    # log_density_rows and moments_rows run the chunk loop inside one compiled call: bit for bit the
+    # kernels on each chunk's lanes (a short last chunk included)
+    rng = np.random.RandomState(5)
+    K, D, chunk, n = 3, 6, 128, 128 * 3 + 37
+    X = (1e4 + rng.normal(size=(n, D))).astype(dtype)
+    means = 1e4 + rng.normal(size=(K, D))
+    const = rng.normal(size=K)
+    factor = np.triu(rng.normal(size=(K, D, D))) + 3 * np.eye(D) if full else rng.uniform(0.5, 2.0, size=(K, D))
+    weights = rng.dirichlet(np.ones(K), size=n)
+    weights[:chunk, 1] = 0.0  # a component with no mass in the first chunk
+    out = np.empty((n, K))
+    kernels.log_density_rows(X, means, factor, const, out, chunk)
+    stats = (np.zeros(K), np.zeros((K, D)), np.zeros((K, D, D) if full else (K, D)))
+    kernels.moments_rows(X, weights, means, *stats, chunk)
+    expected = np.empty((n, K))
+    again = (np.zeros(K), np.zeros((K, D)), np.zeros((K, D, D) if full else (K, D)))
+    for start in range(0, n, chunk):
+        lanes = np.ascontiguousarray(X[start : start + chunk].T, dtype=np.float64)
+        dens = np.empty((K, lanes.shape[1]))
+        density = kernels.full_log_density if full else kernels.diag_log_density
+        density(lanes, means, factor, const, dens, numpy=False)
+        expected[start : start + chunk] = dens.T
+        moments = kernels.full_moments if full else kernels.diag_moments
+        moments(lanes, np.ascontiguousarray(weights[start : start + chunk].T), means, *again, numpy=False)
+    np.testing.assert_array_equal(out, expected)
+    for a, b in zip(stats, again):
+        np.testing.assert_array_equal(a, b)
