@@ -85,6 +85,10 @@ _MIN_CHUNK_ROWS = 128
 _MAX_CHUNK_ROWS = 4096
 # Chunks per block of rows handed out by block_size (per-block setup then costs little).
 _CHUNKS_PER_BLOCK = 8
+# Inputs of more than this many chunks run their chunk loop in one compiled call (log_density_rows,
+# moments_rows): it saves a few compiled calls per chunk, which only adds up over many chunks (a long HMM
+# sequence), while compiling the loop costs 1-2 s on first use; fewer chunks loop in Python.
+_COMPILED_LOOP_CHUNKS = 32
 
 
 class GaussianStats(NamedTuple):
@@ -401,7 +405,7 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None):
     prep = _prepare(means, prec_chol, covariance_type, X.dtype)
     step = prep.rows
     numpy = _numpy_path(n_samples)
-    if not numpy and prep.kind != "blas":  # the chunk loop below, compiled
+    if not numpy and prep.kind != "blas" and n_samples > _COMPILED_LOOP_CHUNKS * step:  # the loop below, compiled
         factor = prep.scales if prep.kind == "diag" else prep.factor
         kernels.log_density_rows(X, prep.means, factor, prep.const, out, step)
         return out
@@ -442,7 +446,7 @@ def accumulate(X, posteriors, center, covariance_type):
     post, first, second = _empty_stats(kind, n_components, n_features)
     step = _chunk_rows(kind, n_components, n_features)
     numpy = _numpy_path(n_samples)
-    if not numpy:  # the chunk loop below, compiled
+    if not numpy and n_samples > _COMPILED_LOOP_CHUNKS * step:  # the chunk loop below, compiled
         kernels.moments_rows(X, posteriors, center64, post, first, second, step)
         return _finish_stats(kind, post, first, second)
     scratch = kernels.Scratch()

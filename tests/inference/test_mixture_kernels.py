@@ -144,3 +144,24 @@ def test_compiled_chunk_loops_equal_the_kernels_chunk_by_chunk(full, dtype):
     np.testing.assert_array_equal(out, expected)
     for a, b in zip(stats, again):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_inputs_of_many_chunks_take_the_compiled_loop_with_the_same_numbers(monkeypatch, covariance_type):
+    # above _COMPILED_LOOP_CHUNKS chunks the chunk loop is compiled; below it runs in Python: bit for bit the same
+    from emkit._densities import gaussian
+
+    rng = np.random.RandomState(6)
+    X = 50.0 + rng.normal(size=(3000, 4))
+    means = 50.0 + rng.normal(size=(3, 4))
+    covariances = {"full": np.tile(np.eye(4), (3, 1, 1)), "tied": np.eye(4), "diag": np.ones((3, 4)),
+                   "spherical": np.ones(3)}[covariance_type]
+    prec_chol = gaussian.precisions_cholesky(covariances, covariance_type)
+    posteriors = rng.dirichlet(np.ones(3), size=3000)
+    results = []
+    for limit in (0, 10**6):  # compiled loop, Python loop
+        monkeypatch.setattr(gaussian, "_COMPILED_LOOP_CHUNKS", limit)
+        results.append((gaussian.log_likelihood(X, means, prec_chol, covariance_type),
+                        *gaussian.accumulate(X, posteriors, means, covariance_type)))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
