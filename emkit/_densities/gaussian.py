@@ -1040,7 +1040,7 @@ class Gaussian(Density):
                 X, params[self.names["means"]], context, self.covariance_type, keep=True
             )
             return {"log_frameprob": log_frameprob}, completion
-        return {"log_frameprob": self.log_likelihood(X, params, context)}, None
+        return {"log_frameprob": log_likelihood(X, params[self.names["means"]], context, self.covariance_type)}, None
 
     def accumulate(self, X, resp, params, context, cache=None):
         if _has_missing(X):

@@ -618,20 +618,30 @@ def accumulate(X, posteriors, means, prec_chol, covariance_type, center=None, *,
         if split.complete.all():
             return gaussian.accumulate(X, posteriors, center, covariance_type)
         prep = _prepare(means, prec_chol, covariance_type, group)
-        if _numpy_path(split):
-            shift = np.asarray(center, dtype=np.float64) - prep.means
-            resp = np.asarray(posteriors[split.partial], dtype=np.float64)
-            stats = _numpy_moments(prep, _numpy_complete(prep, _gather(X, split)), resp, shift)
-            return _with_complete_rows(X, posteriors, center, covariance_type, split, stats)
-        completed_chunks = ((chunk.index, _complete_chunk(prep, chunk)) for chunk in _chunks(X, split, prep.rows))
-    else:
-        split, prep, completed_chunks = completion
+    else:  # kept by log_likelihood, which keeps none on the numpy path
+        split, prep, kept = completion
     shift = np.asarray(center, dtype=np.float64) - prep.means
-    running = _empty_running(prep)
-    for index, completed in completed_chunks:
-        resp = np.ascontiguousarray(posteriors[index].T, dtype=np.float64)
-        _chunk_moments(prep, completed, resp, shift, running)
-    return _with_complete_rows(X, posteriors, center, covariance_type, split, _finish(prep, running))
+    if completion is None and _numpy_path(split):
+        resp = np.asarray(posteriors[split.partial], dtype=np.float64)
+        stats = _numpy_moments(prep, _numpy_complete(prep, _gather(X, split)), resp, shift)
+    else:
+        if completion is None:
+            kept = ((chunk.index, _complete_chunk(prep, chunk)) for chunk in _chunks(X, split, prep.rows))
+        running = _empty_running(prep)
+        for index, completed in kept:
+            resp = np.ascontiguousarray(posteriors[index].T, dtype=np.float64)
+            _chunk_moments(prep, completed, resp, shift, running)
+        stats = _finish(prep, running)
+    return _with_complete_rows(X, posteriors, center, covariance_type, split, stats)
+
+
+def _responsibilities(resp, log_weights, sample_weight, index, numpy):
+    """Log-densities ``resp`` (K, rows) of rows ``index`` into weighted responsibilities, in place; returns their
+    weighted log-likelihood ``sum_n w_n log p(x_no)``."""
+    resp += log_weights[:, np.newaxis]
+    weight = None if sample_weight is None else sample_weight[index]
+    log_norm = kernels.responsibilities(resp, weight, numpy=numpy)
+    return float(np.sum(log_norm)) if weight is None else float(np.dot(weight, log_norm))
 
 
 def _gather(X, split):
@@ -693,26 +703,19 @@ def mixture_block(X, sample_weight, log_weights, means, prec_chol, covariance_ty
         log_total = peak + np.log(np.sum(np.exp(log_weights - peak))) if np.isfinite(peak) else peak
     empty_mass = split.empty.size if sample_weight is None else np.sum(sample_weight[split.empty])
     total = float(log_total * empty_mass) if empty_mass else 0.0
-    running = _empty_running(prep)
     no_shift = np.zeros_like(prep.means)  # the centre is the means
     if _numpy_path(split):
         completed = _numpy_complete(prep, _gather(X, split))
-        resp = _numpy_log_density(prep, completed) + log_weights[:, np.newaxis]
-        weight = None if sample_weight is None else sample_weight[split.partial]
-        log_norm = kernels.responsibilities(resp, weight, numpy=True)
-        total += float(np.sum(log_norm)) if weight is None else float(np.dot(weight, log_norm))
-        chunks, stats = (), _numpy_moments(prep, completed, resp.T, no_shift)
+        resp = _numpy_log_density(prep, completed)
+        total += _responsibilities(resp, log_weights, sample_weight, split.partial, numpy=True)
+        stats = _numpy_moments(prep, completed, resp.T, no_shift)
     else:
-        chunks, stats = _chunks(X, split, prep.rows), None
-    for chunk in chunks:
-        resp = np.empty((n_components, chunk.index.size))
-        completed = _chunk_log_density(prep, chunk, resp)
-        resp += log_weights[:, np.newaxis]
-        weight = None if sample_weight is None else sample_weight[chunk.index]
-        log_norm = kernels.responsibilities(resp, weight, numpy=False)
-        total += float(np.sum(log_norm)) if weight is None else float(np.dot(weight, log_norm))
-        _chunk_moments(prep, completed, resp, no_shift, running)
-    if stats is None:
+        running = _empty_running(prep)
+        for chunk in _chunks(X, split, prep.rows):
+            resp = np.empty((n_components, chunk.index.size))
+            completed = _chunk_log_density(prep, chunk, resp)
+            total += _responsibilities(resp, log_weights, sample_weight, chunk.index, numpy=False)
+            _chunk_moments(prep, completed, resp, no_shift, running)
         stats = _finish(prep, running)
     if split.complete.any():
         complete = split.complete
