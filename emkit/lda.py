@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.special import digamma, gammaln
+from scipy.special import gammaln
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils.validation import check_non_negative
@@ -21,6 +21,7 @@ from ._inference.lda import (
     select_fresh,
     update_documents,
 )
+from ._inference.lda_batched import dirichlet_expectation as _dirichlet_expectation_rows
 from ._stats import add_fields, scale_fields, sum_in_order
 from ._validation import (
     Interval,
@@ -149,12 +150,6 @@ def _splitmix64(x):
 def _unit(bits):
     """Uniforms in (0, 1] from the top 53 bits."""
     return ((bits >> np.uint64(11)).astype(np.float64) + 1.0) * (1.0 / 9007199254740992.0)
-
-
-def _dirichlet_expectation_rows(a):
-    """``E[log x]`` row-wise for ``x ~ Dirichlet(a[i])`` (``-inf`` where ``a`` is 0)."""
-    with np.errstate(divide="ignore"):
-        return digamma(a) - digamma(a.sum(axis=1, keepdims=True))
 
 
 def _topic_word_params(components, n_batch_iter, compiled=True):

@@ -40,18 +40,22 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import digamma, gammaln
 
-__all__ = ["exp_dirichlet_expectation", "solve_documents", "expected_counts"]
+# The kernel's constants (_TINY, _PRUNE, _FULL_EVERY) are read from the kernels' module, so that both paths
+# follow one definition (it imports this module: the names are looked up when a function runs).
+from . import lda as kernels
 
-# the kernel's constants (see emkit._inference.lda)
-_TINY = 1e-300
-_PRUNE = 1e-6
-_FULL_EVERY = 8
+__all__ = ["dirichlet_expectation", "exp_dirichlet_expectation", "solve_documents", "expected_counts"]
+
+
+def dirichlet_expectation(a):
+    """``E[log x]`` row-wise for ``x ~ Dirichlet(a[i])`` (``-inf`` where ``a`` is 0), with scipy's ``digamma``."""
+    with np.errstate(divide="ignore"):
+        return digamma(a) - digamma(a.sum(axis=1, keepdims=True))
 
 
 def exp_dirichlet_expectation(topic_word):
     """``exp(psi(lambda_kw) - psi(sum_w lambda_kw))`` row by row (0 where ``lambda`` is 0)."""
-    with np.errstate(divide="ignore"):
-        return np.exp(digamma(topic_word) - digamma(topic_word.sum(axis=1, keepdims=True)))
+    return np.exp(dirichlet_expectation(topic_word))
 
 
 def _exp_theta(gamma):
@@ -115,11 +119,11 @@ def solve_documents(
             work = _Working(docs[batch], indptr, indices, data, exp_beta)
             live = running[batch]
         n_active = active[batch].sum(axis=1)
-        full = need_full[batch] | (not prune) | (done[batch] % _FULL_EVERY == 0) | (2 * n_active > n_components)
+        full = need_full[batch] | (not prune) | (done[batch] % kernels._FULL_EVERY == 0) | (2 * n_active > n_components)
         used = full[:, None] | active[batch]  # the topics each document's sums run over
         theta = exp_theta[batch]
         norm = work.norms(np.where(used, theta, 0.0))
-        acc = work.topic_sums(work.data / np.maximum(norm, _TINY), exp_beta)
+        acc = work.topic_sums(work.data / np.maximum(norm, kernels._TINY), exp_beta)
         terms = np.where(used, alpha + theta * acc, alpha)  # the topics left out stay at alpha
         change = np.abs(terms - gamma[batch]).sum(axis=1)
 
@@ -130,7 +134,7 @@ def solve_documents(
         converged = change[live] / n_components < tol
         need_full[updated] = converged & ~full  # confirm on an exact update
         if prune:  # after a full update any topic may be active; after a partial one, only fewer
-            kept = (theta >= _PRUNE * theta.max(axis=1, keepdims=True)) & (full[:, None] | active[updated])
+            kept = (theta >= kernels._PRUNE * theta.max(axis=1, keepdims=True)) & (full[:, None] | active[updated])
             active[updated] = np.where(converged[:, None], active[updated], kept)
         running[updated] = ~(converged & full) & (done[updated] < max_iter)
 
@@ -142,7 +146,7 @@ def solve_documents(
     final = _Working(docs, indptr, indices, data, exp_beta)
     norm = final.norms(exp_theta)
     entries = np.flatnonzero(np.repeat(selected, np.diff(indptr)))
-    ratio[entries] = final.data / np.maximum(norm, _TINY)
+    ratio[entries] = final.data / np.maximum(norm, kernels._TINY)
     if not want_elbo:
         return
     psi_topic_totals = digamma(topic_word.sum(axis=1))
