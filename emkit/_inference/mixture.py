@@ -13,11 +13,11 @@ as a direct two-pass computation, however far the data sit from the origin
 and from each other.
 
 Inputs of at most :data:`NUMPY_MAX_ROWS` rows run the same arithmetic in
-vectorised numpy instead (the functions with a ``numpy=None`` keyword choose
-by size; callers that cut a larger input into chunks pass ``numpy=False``) (the ``_numpy_*`` functions): a first fit on small
-data then answers without waiting for numba to compile the kernels (seconds,
-once per installation), and at that size the compiled loops save
-microseconds. Both paths centre on each component first, so they agree to
+vectorised numpy instead (the ``_numpy_*`` functions; the public functions
+with a ``numpy=None`` keyword choose by size, and callers that cut a larger
+input into chunks pass ``numpy=False``): a first fit on small data then
+answers without waiting for numba to compile the kernels (seconds, once per
+installation), and at that size the compiled loops save microseconds. Both paths centre on each component first, so they agree to
 round-off.
 """
 
@@ -631,7 +631,7 @@ def _log_density_rows(X, means, factor, const, out, chunk_rows):
         n_rows = min(chunk_rows, n_samples - start)
         lanes = _rows_as_lanes(X, start, n_rows, lanes_flat)
         dens = dens_flat[: n_components * n_rows].reshape((n_components, n_rows))
-        if factor.ndim == 3:
+        if full:
             diff = _padded_view(diff_flat, n_features, 3, n_rows)
             whitened = whitened_flat[: 4 * n_rows].reshape((4, n_rows))
             _full_log_density(lanes, means, factor, const, dens, diff, whitened)
