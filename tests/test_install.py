@@ -160,10 +160,10 @@ RUN_KERNELS = textwrap.dedent(
     logging.getLogger("emkit").setLevel(logging.DEBUG)
     from emkit._inference.hmm import viterbi
     from emkit._inference.lgssm import kalman_filter
-    result = viterbi(np.log([0.5, 0.5]), np.log([[0.9, 0.1], [0.2, 0.8]]), np.zeros((1000, 2)))
-    assert result.states.shape == (1000,)
+    result = viterbi(np.log([0.5, 0.5]), np.log([[0.9, 0.1], [0.2, 0.8]]), np.zeros((5000, 2)))
+    assert result.states.shape == (5000,)
     one = np.ones((1, 1, 1))
-    filtered = kalman_filter(np.ones((1000, 1)), [0, 1000], one, np.zeros((1, 1)), one, one, np.zeros((1, 1)), one,
+    filtered = kalman_filter(np.ones((5000, 1)), [0, 5000], one, np.zeros((1, 1)), one, one, np.zeros((1, 1)), one,
                              np.zeros(1), np.eye(1))
     assert np.isfinite(filtered.log_likelihood)
     for record in records:

@@ -24,15 +24,19 @@ use, for the state count at hand as a compile-time constant when it is small
 (2 to 8: unrolled loops, markedly faster) and once for all larger counts. A
 program that only uses 3 states therefore compiles only that.
 
-Small inputs. Calls with at most ``_NUMPY_MAX_ROWS`` rows in all run the same
-recursions written with numpy, one vector operation per time step, and never
+Small inputs. Calls of at most ``_NUMPY_MAX_CELLS`` rows x max(states, 4)
+(1,000 rows of up to 4 states, 500 of 8, 200 of 20) run in numpy and never
 touch the compiler: a first fit on a small data set answers at once instead
-of waiting seconds for a compilation. The price is speed once compiled code
-exists: at 200 rows a numpy forward-backward takes ~4 ms against ~0.05 ms, so
-a 100-iteration fit of that size spends ~0.4 s in it instead of ~0.01 s. Which implementation runs depends on
+of waiting seconds for a compilation. Forward-backward is then vectorised over
+time: the messages are products of per-step matrices, computed for every
+prefix (and suffix) in log2(T) rounds of batched matrix products; where a
+step underflows, the same recursions run step by step with numpy instead.
+The price is speed once compiled code exists: a numpy forward-backward at the
+limit takes ~3-5 ms against ~0.05 ms compiled, so a 100-iteration fit of that
+size spends ~0.4 s in it instead of ~0.01 s. Which implementation runs depends on
 the input's size alone, never on what happens to be compiled, so a result
-never depends on the history of the process; the two agree to round-off
-(tests compare both with brute force and with each other).
+never depends on the history of the process; the paths agree to round-off
+(tests compare each with brute force and with the others).
 
 Notation, for one sequence of length ``T`` and ``K`` states, with ``A`` the
 transition matrix and ``a[t]``, ``b[t]`` the forward and backward messages up to
@@ -58,7 +62,7 @@ _FIXED_SIZES = range(2, 9)  # state counts compiled with constant loop bounds (u
 # pass (two extra (T, K) arrays, so only up to this many elements each: 32 MB).
 _DEFERRED_MAX_ELEMENTS = 1 << 22
 _NO_ROWS = np.zeros((0, 0))
-_NUMPY_MAX_ROWS = 200  # calls with at most this many rows run in numpy (see "Small inputs" above)
+_NUMPY_MAX_CELLS = 4000  # calls of at most this many rows x max(states, 4) run in numpy ("Small inputs")
 _RESCALE_UP = 1.0  # backward messages never exceed 1 except after a log-space step (frames up to e^700)
 
 __all__ = [
@@ -322,7 +326,7 @@ def _frames(log_frameprob, frameprob, overwrite):
     log_frameprob = np.ascontiguousarray(log_frameprob, dtype=np.float64)
     if log_frameprob.ndim != 2:
         raise ValueError(f"log_frameprob must be 2-D, got shape {log_frameprob.shape}.")
-    if log_frameprob.shape[0] <= _NUMPY_MAX_ROWS:
+    if _numpy_path(*log_frameprob.shape):
         shifts = np.max(log_frameprob, axis=1) if log_frameprob.size else np.zeros(log_frameprob.shape[0])
         shifts[~(shifts > -np.inf)] = 0.0  # an all -inf row gives zero frames (impossible step)
         frame = np.subtract(log_frameprob, shifts[:, np.newaxis])
@@ -335,6 +339,11 @@ def _frames(log_frameprob, frameprob, overwrite):
 
 
 # ------------------------------------------------------------- small inputs in numpy
+def _numpy_path(n_samples, n_components):
+    """Whether a call runs in numpy (see "Small inputs" in the module docstring): its size alone decides."""
+    return n_samples * max(n_components, 4) <= _NUMPY_MAX_CELLS
+
+
 def _numpy_log_space_step(predicted, log_frameprob, frame, shift, from_log, t):
     """:func:`_log_space_step` for the numpy path: rewrites ``frame[t]``; returns ``(p, total, new_shift)``."""
     with np.errstate(divide="ignore"):
@@ -420,6 +429,109 @@ def _numpy_viterbi(log_startprob, log_transmat, log_frameprob, offsets):
     return log_prob, states
 
 
+def _scan(products, starts):
+    """Every prefix product of each segment of a stack of matrices, in place, each scaled to a maximum of 1.
+
+    Row ``t`` of ``products`` (n, K, K) becomes ``products[starts[t]] @ ... @ products[t]`` up to a positive
+    factor, in ``ceil(log2(segment length))`` rounds of batched products (a Hillis-Steele scan). Every
+    entry is a sum of non-negative terms, so the relative error grows with the number of rounds, not
+    with the length. An all-zero product stays zero (callers check for it).
+    """
+    index = np.arange(products.shape[0])
+    shift = 1
+    while True:
+        rows = np.flatnonzero(index - shift >= starts)
+        if rows.size == 0:
+            return products
+        joined = products[rows - shift] @ products[rows]
+        scale = joined.max(axis=(1, 2))
+        scale[~(scale > 0.0)] = 1.0
+        joined /= scale[:, np.newaxis, np.newaxis]
+        products[rows] = joined
+        shift *= 2
+
+
+def _scan_forward(startprob, transmat, frame, shifts, offsets):
+    """Forward recursion vectorised over time: ``(filtered, log_step)``, or None if a step underflows.
+
+    ``a[t] = a[t-1] @ M_t`` with ``M_t = transmat * frame[t]`` (columns scaled), so the forward
+    messages are prefix products (:func:`_scan`); each sequence's first matrix repeats
+    ``startprob * frame[begin]`` in every row, so row 0 of a prefix is ``a[t]``. The per-step
+    normalisers are then computed from the normalised ``a[t-1]`` exactly as the step-by-step
+    recursion computes them. A step whose sum falls below ``_UNDERFLOW`` (where that recursion
+    switches to log space, or the sequence is impossible) returns None: the caller runs the
+    step-by-step path.
+    """
+    lengths = np.diff(offsets)
+    begins = offsets[:-1]
+    products = transmat[np.newaxis] * frame[:, np.newaxis, :]
+    products[begins] = (startprob * frame[begins])[:, np.newaxis, :]
+    alpha = _scan(products, np.repeat(begins, lengths))[:, 0, :]
+    predicted = np.empty(frame.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        predicted[1:] = (alpha[:-1] / alpha[:-1].sum(axis=1)[:, np.newaxis]) @ transmat
+        predicted[begins] = startprob
+        p = predicted * frame
+        total = p.sum(axis=1)
+    if not np.all(total >= _UNDERFLOW):
+        return None
+    return p / total[:, np.newaxis], shifts + np.log(total)
+
+
+def _scan_backward(transmat, frame, offsets, filtered, compute_xi):
+    """Backward recursion vectorised over time: ``(posteriors, outer)`` as :func:`_numpy_backward`, or None.
+
+    ``b[t] = M_{t+1} b[t+1]``: suffix products, computed as prefix products of the transposed
+    matrices in reverse order (each sequence's last step contributes a matrix of ones, so row 0 of a
+    product is ``b[t]``). Returns None where a step's normaliser falls below ``_UNDERFLOW``.
+    """
+    n_samples = frame.shape[0]
+    ends = offsets[1:]
+    products = np.empty((n_samples, transmat.shape[0], transmat.shape[0]))
+    products[:-1] = transmat.T[np.newaxis] * frame[1:, :, np.newaxis]
+    products[ends - 1] = 1.0
+    starts = (n_samples - np.repeat(ends, np.diff(offsets)))[::-1]
+    beta = _scan(products[::-1].copy(), starts)[::-1, 0, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weighted = frame * (beta / beta.max(axis=1)[:, np.newaxis])  # frame[t] * b[t], scaled per step
+        joint = np.empty(frame.shape)
+        joint[:-1] = filtered[:-1] * (weighted[1:] @ transmat.T)
+        joint[ends - 1] = filtered[ends - 1]
+        norm = joint.sum(axis=1)
+    if not np.all(norm >= _UNDERFLOW):
+        return None
+    posteriors = joint / norm[:, np.newaxis]
+    outer = np.zeros((transmat.shape[0], transmat.shape[0]))
+    if compute_xi:
+        inner = np.ones(n_samples, dtype=bool)
+        inner[ends - 1] = False  # a sequence's last step has no successor
+        scaled = filtered[:-1][inner[:-1]] / norm[:-1][inner[:-1], np.newaxis]
+        outer = scaled.T @ weighted[1:][inner[:-1]]
+    return posteriors, outer
+
+
+def _numpy_forward_backward(startprob, transmat, log_frameprob, frame, shifts, from_log, offsets, backward,
+                            compute_xi=False):
+    """The numpy path: ``(filtered, log_step, posteriors, outer)`` (the last two None without ``backward``).
+
+    Vectorised over time (:func:`_scan_forward`, :func:`_scan_backward`); where a step underflows, the
+    step-by-step recursions (which redo such forward steps in log space) answer instead. The forward
+    pass does not depend on whether the backward one follows, so the log-likelihoods never do.
+    """
+    scanned = _scan_forward(startprob, transmat, frame, shifts, offsets)
+    if scanned is None:
+        filtered, log_step, possible = _numpy_forward(startprob, transmat, log_frameprob, frame, shifts, from_log,
+                                                      offsets)
+    else:
+        (filtered, log_step), possible = scanned, np.ones(offsets.shape[0] - 1, dtype=bool)
+    if not backward:
+        return filtered, log_step, None, None
+    smoothed = None if scanned is None else _scan_backward(transmat, frame, offsets, filtered, compute_xi)
+    if smoothed is None:
+        smoothed = _numpy_backward(transmat, frame, offsets, filtered, possible, compute_xi)
+    return (filtered, log_step, *smoothed)
+
+
 def forward(
     startprob,
     transmat,
@@ -461,8 +573,10 @@ def forward(
     log_frameprob, frame, shifts, from_log = _frames(log_frameprob, frameprob, overwrite_frameprob)
     startprob, transmat, _, offsets = _check_inputs(startprob, transmat, frame, offsets)
     n_samples, n_components = frame.shape
-    if n_samples <= _NUMPY_MAX_ROWS:
-        filtered, log_step, _ = _numpy_forward(startprob, transmat, log_frameprob, frame, shifts, from_log, offsets)
+    if _numpy_path(n_samples, n_components):
+        filtered, log_step, _, _ = _numpy_forward_backward(
+            startprob, transmat, log_frameprob, frame, shifts, from_log, offsets, backward=False
+        )
         return ForwardResult(np.add.reduceat(log_step, offsets[:-1]), filtered, log_step)
     filtered = np.empty((n_samples, n_components))
     ratio = np.empty(n_samples)
@@ -502,19 +616,20 @@ def _renormalize_step(posteriors, t, alpha_t, new_beta, weighted, largest):
 
 @jit(inline=True)
 def _forward_backward_sequence(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, begin, end,
-                               posteriors, ratio, compute_xi, outer, coef, wts, n_components):
+                               posteriors, ratio, compute_xi, backward, outer, coef, wts, n_components):
     """Forward then backward pass over rows begin:end; smoothed posteriors land in ``posteriors``.
 
     Adds this sequence's ``sum_t alpha_t,i weighted_t+1,j / norm_t`` to
     ``outer``, or, when ``coef`` has rows (deferred), writes the two factors
     of each step to ``coef[t]`` and ``wts[t]`` for one matrix product after
     the pass. The messages are local arrays (in registers for a constant
-    ``n_components``, see :func:`_forward_pass`).
+    ``n_components``, see :func:`_forward_pass`). Without ``backward`` only
+    the forward pass runs (``posteriors`` then holds its messages).
     """
     possible = _forward_pass(
         startprob, transmat_t, log_frameprob, from_log, begin, end, posteriors, frame, ratio, shifts, n_components
     )
-    if not possible:
+    if not possible or not backward:
         return  # posteriors of an impossible sequence are left at zero
     _normalize_rows(posteriors, end - 1, end)  # last step: smoothed = filtered
     beta, new_beta = local_array(n_components), local_array(n_components)
@@ -577,13 +692,13 @@ def _forward_backward_sequence(startprob, transmat, transmat_t, log_frameprob, f
 
 @jit(inline=True)
 def _forward_backward_sequences(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, offsets,
-                                compute_xi, posteriors, ratio, start_sum, outer, coef, wts, n_components):
+                                compute_xi, backward, posteriors, ratio, start_sum, outer, coef, wts, n_components):
     """The body of both forward-backward kernels (inlined, so each compiles it with its own flags)."""
     for s in range(offsets.shape[0] - 1):
         begin, end = offsets[s], offsets[s + 1]
         _forward_backward_sequence(
             startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, begin, end, posteriors, ratio,
-            compute_xi, outer, coef, wts, n_components,
+            compute_xi, backward, outer, coef, wts, n_components,
         )
         for k in range(n_components):
             start_sum[k] += posteriors[begin, k]
@@ -591,7 +706,7 @@ def _forward_backward_sequences(startprob, transmat, transmat_t, log_frameprob, 
 
 @jit
 def _forward_backward_kernel(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, offsets,
-                             compute_xi, posteriors, ratio, start_sum, outer, coef, wts, n_components):
+                             compute_xi, backward, posteriors, ratio, start_sum, outer, coef, wts, n_components):
     """Forward-backward over every sequence.
 
     Writes ``posteriors``, ``ratio`` and ``shifts``; adds the first steps'
@@ -599,14 +714,14 @@ def _forward_backward_kernel(startprob, transmat, transmat_t, log_frameprob, fra
     to ``outer`` (so that ``xi_sum = transmat * outer``).
     """
     _forward_backward_sequences(
-        startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, offsets, compute_xi, posteriors, ratio,
-        start_sum, outer, coef, wts, n_components,
+        startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, offsets, compute_xi, backward,
+        posteriors, ratio, start_sum, outer, coef, wts, n_components,
     )
 
 
 @jit(reassociate=True)
 def _forward_backward_kernel_many(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, offsets,
-                                  compute_xi, posteriors, ratio, start_sum, outer, coef, wts, n_components):
+                                  compute_xi, backward, posteriors, ratio, start_sum, outer, coef, wts, n_components):
     """:func:`_forward_backward_kernel` for more than eight states, with its sums reassociated.
 
     The K-term sums of the forward and backward steps then vectorise (about
@@ -614,13 +729,14 @@ def _forward_backward_kernel_many(startprob, transmat, transmat_t, log_frameprob
     Up to eight states the loops are unrolled anyway and keep their order.
     """
     _forward_backward_sequences(
-        startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, offsets, compute_xi, posteriors, ratio,
-        start_sum, outer, coef, wts, n_components,
+        startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, offsets, compute_xi, backward,
+        posteriors, ratio, start_sum, outer, coef, wts, n_components,
     )
 
 
 def forward_backward(
-    startprob, transmat, log_frameprob=None, offsets=None, compute_xi=True, *, frameprob=None, overwrite_frameprob=False
+    startprob, transmat, log_frameprob=None, offsets=None, compute_xi=True, *, frameprob=None, overwrite_frameprob=False,
+    objective_only=False,
 ):
     """Smoothed state posteriors and expected transition counts.
 
@@ -641,6 +757,11 @@ def forward_backward(
         :func:`forward`).
     overwrite_frameprob : bool, default=False
         See :func:`forward`.
+    objective_only : bool, default=False
+        Run the forward pass alone: ``log_likelihood`` and ``log_step`` only
+        (the other fields are None). Unlike :func:`forward`, it runs the
+        same compiled code as the full pass (no other kernel to compile) and
+        gives the same log-likelihoods to the last bit.
 
     Returns
     -------
@@ -651,13 +772,15 @@ def forward_backward(
     log_frameprob, frame, shifts, from_log = _frames(log_frameprob, frameprob, overwrite_frameprob)
     startprob, transmat, _, offsets = _check_inputs(startprob, transmat, frame, offsets)
     n_samples, n_components = frame.shape
-    if n_samples <= _NUMPY_MAX_ROWS:
-        filtered, log_step, possible = _numpy_forward(
-            startprob, transmat, log_frameprob, frame, shifts, from_log, offsets
+    if _numpy_path(n_samples, n_components):
+        _, log_step, posteriors, outer = _numpy_forward_backward(
+            startprob, transmat, log_frameprob, frame, shifts, from_log, offsets, backward=not objective_only,
+            compute_xi=bool(compute_xi)
         )
-        posteriors, outer = _numpy_backward(transmat, frame, offsets, filtered, possible, bool(compute_xi))
-        start_sum = posteriors[offsets[:-1]].sum(axis=0)
         log_likelihood = np.add.reduceat(log_step, offsets[:-1])
+        if objective_only:
+            return ForwardBackwardResult(log_likelihood, None, None, None, log_step)
+        start_sum = posteriors[offsets[:-1]].sum(axis=0)
         return ForwardBackwardResult(log_likelihood, posteriors, start_sum, transmat * outer, log_step)
     posteriors = np.empty((n_samples, n_components))  # holds alpha, then smoothed posteriors
     ratio = np.empty(n_samples)
@@ -665,14 +788,18 @@ def forward_backward(
     outer = np.zeros((n_components, n_components))
     # Many states: the K x K outer product of every step leaves the sequential loop for one matrix product
     # (BLAS) after it; zero rows (each sequence's last step) add nothing.
+    compute_xi = bool(compute_xi) and not objective_only
     deferred = compute_xi and n_components > _FIXED_SIZES[-1] and n_samples * n_components <= _DEFERRED_MAX_ELEMENTS
     coef, wts = (np.zeros((n_samples, n_components)) for _ in range(2)) if deferred else (_NO_ROWS, _NO_ROWS)
     kernel = _forward_backward_kernel if n_components in _FIXED_SIZES else _forward_backward_kernel_many
     _run(kernel, startprob, transmat, np.ascontiguousarray(transmat.T), log_frameprob, frame, shifts,
-         from_log, offsets, bool(compute_xi), posteriors, ratio, start_sum, outer, coef, wts, n_components)
+         from_log, offsets, compute_xi, not objective_only, posteriors, ratio, start_sum, outer, coef, wts,
+         n_components)
     if deferred:
         outer += coef.T @ wts
     log_step, log_likelihood = _log_steps(ratio, shifts, offsets)
+    if objective_only:
+        return ForwardBackwardResult(log_likelihood, None, None, None, log_step)
     return ForwardBackwardResult(log_likelihood, posteriors, start_sum, transmat * outer, log_step)
 
 
@@ -747,7 +874,7 @@ def viterbi(log_startprob, log_transmat, log_frameprob, offsets=None):
         log_startprob, log_transmat, log_frameprob, offsets
     )
     n_samples, n_components = log_frameprob.shape
-    if n_samples <= _NUMPY_MAX_ROWS:
+    if _numpy_path(n_samples, n_components):
         return ViterbiResult(*_numpy_viterbi(log_startprob, log_transmat, log_frameprob, offsets))
     states = np.empty(n_samples, dtype=np.int64)
     log_prob = np.empty(offsets.shape[0] - 1)

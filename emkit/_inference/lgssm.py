@@ -44,13 +44,15 @@ compilation: inputs of at most ``_NUMPY_MAX_ROWS`` rows, as long as at most
 ``_NUMPY_MAX_FULL_STEPS`` of their rows need a full covariance update (more:
 the numpy filter stops and the compiled kernels run instead). A full update
 costs tens of microseconds in numpy (about a hundred times the compiled one);
-the rows of a steady state cost a few microseconds each, because the numpy
-path takes the same steady-state shortcut, does those rows together (the
-covariances copied, the means by a two-operation linear recursion) and stops
-the smoother's covariance recursion where it repeats to ``STEADY_RTOL``. So a
-time-invariant model on complete data of up to 300 rows costs a few
-milliseconds per filter + smoother call, and a fit of 100 iterations well
-under a second. The numpy path has no template across sequences. Which
+the rows of a steady state cost well under a microsecond each, because the
+numpy path takes the same steady-state shortcut and does those rows together:
+the covariances copied, the means of every row at once by doubling
+(:func:`_affine_scan`), and the smoother's covariance recursion stopped where
+it repeats to ``STEADY_RTOL``. So a time-invariant model on complete data of
+up to 1,000 rows costs 1.3 to 3.3 milliseconds per EM iteration (0.3 to 1.3
+compiled; 1 to 4 state dimensions), and a fit of 100 iterations a few tenths
+of a second.
+The numpy path has no template across sequences. Which
 implementation runs depends on the input alone; both agree to round-off
 (tests compare both with the dense joint Gaussian and with each other).
 """
@@ -65,7 +67,7 @@ __all__ = ["FilterResult", "SmootherResult", "kalman_filter", "kalman_smoother",
 
 STEADY_RTOL = 1e-14
 _LOG_2PI = np.log(2.0 * np.pi)
-_NUMPY_MAX_ROWS = 300  # calls with at most this many rows run in numpy (see the module docstring) ...
+_NUMPY_MAX_ROWS = 1000  # calls with at most this many rows run in numpy (see the module docstring) ...
 _NUMPY_MAX_FULL_STEPS = 50  # ... unless more of their rows than this need a full covariance update
 
 
@@ -525,6 +527,23 @@ def _inverse_cholesky(a, row):
     return np.linalg.inv(L), 2.0 * np.log(L.diagonal()).sum()
 
 
+def _affine_scan(F, g, x0):
+    """``x[i] = F x[i-1] + g[i]`` for every row of ``g`` (``x[-1] = x0``), in log2(len(g)) vector rounds.
+
+    The steady rows' mean recursions: ``x[i] = sum_j F^(i-j) g[j] + F^(i+1) x0``, every prefix at
+    once by doubling (round ``r`` adds to each row the partial sum ``2^r`` rows up, through
+    ``F^(2^r)``) instead of a Python loop of one matrix-vector product per row. Each row's terms are
+    summed in another order than the step-by-step recursion, so the two agree to round-off.
+    """
+    x = np.array(g, dtype=np.float64)
+    x[0] += F @ x0
+    power, shift = F, 1
+    while shift < x.shape[0]:
+        x[shift:] += x[:-shift] @ power.T
+        power, shift = power @ power, 2 * shift
+    return x
+
+
 def _numpy_filter(X, offsets, A, b, Q, H, d, R, mu0, P0, max_full_steps=None):
     """:func:`_filter` in numpy: small matrix products per row, the same steady-state rule.
 
@@ -532,7 +551,7 @@ def _numpy_filter(X, offsets, A, b, Q, H, d, R, mu0, P0, max_full_steps=None):
     parameters, complete rows, predicted covariance repeating to
     ``STEADY_RTOL``); its rows are then done together, the covariances copied
     and the means by the recursion ``x_f[t] = (I - K H) A x_f[t-1] + (I - K H) b
-    + K (y_t - d)`` (two operations a row). There is no template across
+    + K (y_t - d)``, all rows at once (:func:`_affine_scan`). There is no template across
     sequences. Raises :class:`_TooManyFullSteps` once more than
     ``max_full_steps`` rows needed a full covariance update (``None``: no limit).
     """
@@ -561,10 +580,7 @@ def _numpy_filter(X, offsets, A, b, Q, H, d, R, mu0, P0, max_full_steps=None):
                 A_0, H_0 = A[0], H[0]
                 transition = A_0 - gain @ (H_0 @ A_0)
                 drive = (X[t:end] - d[0]) @ gain.T + (b[0] - gain @ (H_0 @ b[0]))
-                mean = filt_means[t - 1]
-                for i in range(end - t):
-                    mean = transition @ mean + drive[i]
-                    filt_means[t + i] = mean
+                filt_means[t:end] = _affine_scan(transition, drive, filt_means[t - 1])
                 pred_means[t:end] = filt_means[t - 1:end - 1] @ A_0.T + b[0]
                 z = (X[t:end] - d[0] - pred_means[t:end] @ H_0.T) @ L_inv.T
                 step_ll[t:end] = -0.5 * (m * _LOG_2PI + logdet + np.einsum("ij,ij->i", z, z))
@@ -637,10 +653,7 @@ def _numpy_smooth(offsets, A, Q, pred_means, pred_covs, filt_means, filt_covs, s
             if t + 2 <= last and steady[t + 1] and steady[t + 2]:  # J and base are those of t + 1, down to low
                 low = max(int(run_start[t + 1]) - 1, t0)
                 offset = filt_means[low:t + 1] - pred_means[low + 1:t + 2] @ gain.T
-                mean = sm_means[t + 1]
-                for u in range(t, low - 1, -1):
-                    mean = gain @ mean + offset[u - low]
-                    sm_means[u] = mean
+                sm_means[low:t + 1] = _affine_scan(gain, offset[::-1], sm_means[t + 1])[::-1]
                 for u in range(t, low - 1, -1):
                     pair_covs[u + 1] = sm_covs[u + 1] @ gain.T
                     P = base + gain @ pair_covs[u + 1]

@@ -9,11 +9,13 @@ from scipy.special import logsumexp
 from emkit._inference import hmm as kernels
 from emkit._inference._jit import specialized
 
+_NUMPY_MAX_CELLS = kernels._NUMPY_MAX_CELLS  # the size rule, before the fixture overrides it
+
 
 @pytest.fixture(autouse=True, params=["compiled", "numpy"])
 def implementation(request, monkeypatch):
     """Run every test through the compiled kernels and through the numpy path for small inputs."""
-    monkeypatch.setattr(kernels, "_NUMPY_MAX_ROWS", -1 if request.param == "compiled" else 10**9)
+    monkeypatch.setattr(kernels, "_NUMPY_MAX_CELLS", -1 if request.param == "compiled" else 10**9)
     return request.param
 
 
@@ -185,7 +187,7 @@ def _kernel_args(startprob, transmat, log_frameprob, offsets):
     transmat_t = np.ascontiguousarray(transmat.T)
     forward = (startprob, transmat_t, log_fp, frame, shifts, from_log, offsets, True, np.empty((T, K)), np.empty(T), K)
     forward_backward = (startprob, transmat, transmat_t, log_fp, frame.copy(), shifts.copy(), from_log, offsets, True,
-                        np.empty((T, K)), np.empty(T), np.zeros(K), np.zeros((K, K)), np.zeros((0, 0)),
+                        True, np.empty((T, K)), np.empty(T), np.zeros(K), np.zeros((K, K)), np.zeros((0, 0)),
                         np.zeros((0, 0)), K)
     with np.errstate(divide="ignore"):
         log_startprob, log_transmat_t = np.log(startprob), np.ascontiguousarray(np.log(transmat).T)
@@ -252,7 +254,7 @@ def test_numpy_path_equals_compiled_path(K, implementation, monkeypatch):
         log_startprob, log_transmat = np.log(startprob), np.log(transmat)
     results = {}
     for name, max_rows in [("compiled", -1), ("numpy", 10**9)]:
-        monkeypatch.setattr(kernels, "_NUMPY_MAX_ROWS", max_rows)
+        monkeypatch.setattr(kernels, "_NUMPY_MAX_CELLS", max_rows)
         results[name] = (
             kernels.forward_backward(startprob, transmat, log_frameprob, offsets),
             kernels.forward_backward(startprob, transmat, offsets=offsets, frameprob=np.exp(log_frameprob / 10)),
@@ -265,6 +267,64 @@ def test_numpy_path_equals_compiled_path(K, implementation, monkeypatch):
                 np.testing.assert_array_equal(a, b)
             else:
                 np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("K", [1, 2, 3, 5, 9])
+def test_scan_over_time_equals_the_step_by_step_recursions(K, implementation):
+    if implementation == "compiled":
+        pytest.skip("compares the two numpy recursions")
+    rng = np.random.RandomState(40 + K)
+    lengths = np.array([1, 37, 2, 64, 1, 19])
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    for scale in (1.0, 8.0, 40.0):
+        startprob, transmat, log_frameprob = _random_model(K, lengths.sum(), rng, scale=scale)
+        log_frameprob, frame, shifts, from_log = kernels._frames(log_frameprob, None, False)
+        filtered, log_step, possible = kernels._numpy_forward(
+            startprob, transmat, log_frameprob, frame.copy(), shifts, from_log, offsets
+        )
+        posteriors, outer = kernels._numpy_backward(transmat, frame, offsets, filtered, possible, True)
+        scanned = kernels._scan_forward(startprob, transmat, frame, shifts, offsets)
+        smoothed = kernels._scan_backward(transmat, frame, offsets, scanned[0], True)
+        for a, b in zip((filtered, log_step, posteriors, outer), (*scanned, *smoothed)):
+            np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
+
+
+def test_scan_hands_underflowing_steps_to_the_step_by_step_path(implementation, monkeypatch):
+    # state 1 is unreachable; at step 3 the observation is exp(-800) times less likely under state 0, so the
+    # shifted frame of the reachable state underflows: the step must be redone in log space
+    startprob, transmat = np.array([1.0, 0.0]), np.array([[1.0, 0.0], [0.5, 0.5]])
+    log_frameprob = np.zeros((6, 2))
+    log_frameprob[3] = [-800.0, 0.0]
+    log_frameprob, frame, shifts, _ = kernels._frames(log_frameprob, None, False)
+    assert kernels._scan_forward(startprob, transmat, frame, shifts, np.array([0, 6])) is None
+    results = {}
+    for name, max_cells in [("compiled", -1), ("numpy", 10**9)]:
+        monkeypatch.setattr(kernels, "_NUMPY_MAX_CELLS", max_cells)
+        results[name] = kernels.forward_backward(startprob, transmat, log_frameprob)
+    for a, b in zip(results["compiled"], results["numpy"]):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-13)
+    assert results["numpy"].log_likelihood[0] == pytest.approx(-800.0)
+
+
+def test_numpy_path_budget_scales_with_the_number_of_states(implementation, monkeypatch):
+    if implementation == "numpy":
+        pytest.skip("checks the size rule once")
+    monkeypatch.setattr(kernels, "_NUMPY_MAX_CELLS", _NUMPY_MAX_CELLS)  # the fixture's override undone
+    assert kernels._numpy_path(1000, 2) and kernels._numpy_path(1000, 4) and not kernels._numpy_path(1001, 4)
+    assert kernels._numpy_path(500, 8) and not kernels._numpy_path(501, 8)
+    assert kernels._numpy_path(200, 20) and not kernels._numpy_path(201, 20)
+
+
+@pytest.mark.parametrize("K", [3, 10])
+def test_objective_only_gives_the_full_pass_log_likelihoods_bit_for_bit(K, implementation):
+    rng = np.random.RandomState(30 + K)
+    offsets = np.array([0, 1, 700, 1200, 5000], dtype=np.int64)
+    startprob, transmat, log_frameprob = _random_model(K, 5000, rng, scale=5.0)
+    full = kernels.forward_backward(startprob, transmat, log_frameprob, offsets)
+    alone = kernels.forward_backward(startprob, transmat, log_frameprob, offsets, objective_only=True)
+    np.testing.assert_array_equal(alone.log_likelihood, full.log_likelihood)
+    np.testing.assert_array_equal(alone.log_step, full.log_step)
+    assert alone.posteriors is None and alone.xi_sum is None
 
 
 def test_wrapper_checks_shapes():

@@ -217,6 +217,24 @@ def test_numpy_path_takes_small_inputs_within_its_budget(case, compiled, monkeyp
                                    err_msg=field)
 
 
+@pytest.mark.parametrize("rows", [1, 2, 3, 7, 64, 1000])
+@pytest.mark.parametrize("radius", [0.3, 0.999])
+def test_affine_scan_equals_the_step_by_step_recursion(rows, radius, implementation):
+    """The numpy path's steady rows: x[i] = F x[i-1] + g[i] for all rows at once, to round-off."""
+    if implementation == "compiled":
+        pytest.skip("a numpy-path helper, tested once")
+    rng = np.random.RandomState(rows)
+    F = rng.standard_normal((3, 3))
+    F *= radius / np.abs(np.linalg.eigvals(F)).max()
+    g = 1e3 + rng.standard_normal((rows, 3))  # an offset: the terms do not cancel to zero
+    x0 = rng.standard_normal(3)
+    expected, x = np.empty_like(g), x0
+    for i in range(rows):
+        x = F @ x + g[i]
+        expected[i] = x
+    np.testing.assert_allclose(lgssm._affine_scan(F, g, x0), expected, rtol=1e-12)
+
+
 @pytest.mark.parametrize("smoother", [False, True])
 def test_not_positive_definite_names_the_row(smoother):
     rng = np.random.RandomState(8)
