@@ -22,6 +22,11 @@ writes to ``self``):
 ``_e_step_context(data, params) -> context``
     Optional: what every block needs, computed once per E-step (derived
     parameters, resolved hyperparameters). Defaults to ``params``.
+``_objective_context(data, params) -> context or None``
+    Optional: the context of an E-step whose statistics will not be used (the
+    last of a run that reaches ``max_iter``), so that blocks can return the
+    objective alone (``stats`` None) and skip what only the statistics need.
+    ``None`` (the default): a full E-step runs.
 ``_e_step_block(block, context, state) -> BlockResult``
     One block's statistics (a NamedTuple type with ``add``, see
     :mod:`emkit._stats`), its log-likelihood (or ELBO) and its new state.
@@ -321,6 +326,9 @@ class EMMixin:
     def _e_step_context(self, data, params):
         return params
 
+    def _objective_context(self, data, params):
+        return None
+
     def _m_step_slack(self, data, stats, params):
         return 0.0
 
@@ -565,8 +573,11 @@ class EMMixin:
         for key, value in params.items():
             setattr(self, key, value)
 
-    def _e_step(self, data, params, state, executor):
+    def _e_step(self, data, params, state, executor, context=None):
         """Map the model's block function over the blocks; add the results in block order.
+
+        ``context`` replaces ``_e_step_context``'s (an objective-only E-step,
+        whose blocks may return no statistics: ``stats`` is then None).
 
         Returns
         -------
@@ -574,10 +585,11 @@ class EMMixin:
             Summed statistics, summed log-likelihood (or ELBO) and the new
             per-block state (None when the model has none).
         """
-        context = self._e_step_context(data, params)
+        if context is None:
+            context = self._e_step_context(data, params)
         states = [None] * len(data.blocks) if state is None else state
         results = executor.map(self._e_step_block, data.blocks, [context] * len(data.blocks), states)
-        stats = sum_in_order(r.stats for r in results)
+        stats = None if results[0].stats is None else sum_in_order(r.stats for r in results)
         objective = 0.0
         for r in results:
             objective += float(r.objective)
@@ -641,7 +653,11 @@ class EMMixin:
         for iteration in range(1, options.max_iter + 1):
             new_params, moved_state = self._m_step_state(data, stats, params, state)
             slack = self._m_step_slack(data, stats, new_params)
-            new_stats, objective, new_state = self._e_step(data, new_params, moved_state, executor)
+            # the statistics of the last E-step of a run that reaches max_iter are never used: a model may
+            # compute the objective alone then
+            shortcut = self._objective_context(data, new_params) if iteration == options.max_iter else None
+            extra = {} if shortcut is None else {"context": shortcut}
+            new_stats, objective, new_state = self._e_step(data, new_params, moved_state, executor, **extra)
             new_value = (objective + self._log_prior(data, new_params)) / n_units
             _check_finite_objective(new_value)
             change = new_value - value

@@ -204,6 +204,24 @@ def test_lower_bound_is_score_without_priors(kind):
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("kind", KINDS)
+def test_last_e_step_of_a_run_to_max_iter_computes_the_objective_alone(kind, monkeypatch):
+    # the statistics of that E-step are never used: the blocks run the forward pass only, and the objective is
+    # the one a full E-step gives, to the last bit (the same compiled code)
+    from emkit.hmm import _base
+
+    X, lengths = _data(kind)
+    full = _make(kind, max_iter=4, tol=0.0, random_state=0).fit(X, lengths=lengths)
+    calls = []
+    real = _base.forward_backward
+    monkeypatch.setattr(_base, "forward_backward", lambda *a, **k: calls.append(k["objective_only"]) or real(*a, **k))
+    short = _make(kind, max_iter=3, tol=0.0, random_state=0).fit(X, lengths=lengths)
+    assert calls.count(True) == 1 and calls[-1] is True
+    assert short.lower_bound_ == full.lower_bound_history_[2]
+    np.testing.assert_array_equal(short.lower_bound_history_, full.lower_bound_history_[:3])
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("kind", KINDS)
 def test_best_restart_wins_and_n_jobs_does_not_matter(kind):
     X, lengths = _data(kind)
     one = _make(kind, n_init=4, random_state=3, max_iter=15, n_jobs=1).fit(X, lengths=lengths)

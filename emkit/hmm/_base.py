@@ -96,6 +96,7 @@ class _HMMContext(NamedTuple):
     density: object
     emission: object  # the density's own values derived once per E-step (``density.context``)
     learn_emission: bool  # whether any emission parameter is learned (its statistics are then taken)
+    objective_only: bool = False  # the log-likelihood alone (forward pass), no statistics
 
 
 class _HMMStats(NamedTuple):
@@ -448,6 +449,9 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         learn_emission = bool(set(self._emission_names) & data.learn)
         return _HMMContext(params, data.learn, data.density, data.density.context(params), learn_emission)
 
+    def _objective_context(self, data, params):
+        return self._e_step_context(data, params)._replace(objective_only=True)
+
     @staticmethod
     def _e_step_block(block, context, state):
         params, density = context.params, context.density
@@ -459,6 +463,7 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
             params["transmat_"],
             offsets=block.offsets,
             compute_xi="t" in context.learn,
+            objective_only=context.objective_only,
             **frames,
         )
         loglik = float(result.log_likelihood.sum())
@@ -467,6 +472,8 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
                 "a sequence has zero likelihood under the current parameters "
                 "(increase the emission priors or regularisation)"
             )
+        if context.objective_only:
+            return BlockResult(None, loglik)
         emission = None
         if context.learn_emission:
             emission = density.accumulate(block.emission_input, result.posteriors, params, context.emission, cache)
