@@ -102,6 +102,7 @@ class _KalmanContext(NamedTuple):
 
     fixed: dict  # the time-invariant parameters in kernel layout
     parts: tuple  # (observation, transition, initial): which statistics EM needs
+    objective_only: bool = False  # the log-likelihood alone (the filter; no smoother, no statistics)
 
 
 def _rows_per_block(n_dim_state):
@@ -516,15 +517,22 @@ initial_state_mean_, initial_state_covariance_ : ndarray
         parts = tuple(bool(data.learn & set(names)) for names in (OBSERVATION_PARAMS, TRANSITION_PARAMS, INITIAL_PARAMS))
         return _KalmanContext(fixed, parts)
 
+    def _objective_context(self, data, params):
+        return self._e_step_context(data, params)._replace(objective_only=True)
+
     def _e_step_block(self, block, context, state):
         A, b, Q, H, d, R, mu0, P0 = kernel_args({**context.fixed, **block.varying})
         try:
-            result = kalman_smoother(block.X, block.offsets, A, b, Q, H, d, R, mu0, P0)
+            # the filter gives the log-likelihood (the smoother runs the same filter first: the same bits)
+            runner = kalman_filter if context.objective_only else kalman_smoother
+            result = runner(block.X, block.offsets, A, b, Q, H, d, R, mu0, P0)
         except np.linalg.LinAlgError as exc:
             raise NumericalFailure(
                 f"{exc}: the parameters became numerically degenerate; standardize X (e.g. StandardScaler) "
                 "or learn fewer parameters (em_vars)"
             ) from None
+        if context.objective_only:
+            return BlockResult(None, result.log_likelihood)
         observation, transition, initial = context.parts
         stats = block_statistics(
             block.X,

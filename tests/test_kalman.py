@@ -257,6 +257,24 @@ def test_em_keeps_parity_with_large_offsets_and_small_noise():
 
 # --------------------------------------------------------------------------- EM behaviour
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("T", [150, 3000])  # the numpy and the compiled filter
+def test_last_e_step_of_a_run_to_max_iter_runs_the_filter_alone(T, monkeypatch):
+    import emkit.kalman as kalman_module
+
+    params = make_model(6)
+    X = simulate(params, T, seed=3)
+    X[5:9, 1] = np.nan
+    full = KalmanFilter(**perturbed(params), em_vars="all", max_iter=4, tol=0.0).fit(X)
+    calls = []
+    real = kalman_module.kalman_filter
+    monkeypatch.setattr(kalman_module, "kalman_filter", lambda *a: calls.append(1) or real(*a))
+    short = KalmanFilter(**perturbed(params), em_vars="all", max_iter=3, tol=0.0).fit(X)
+    assert len(calls) == 1  # the smoother and the statistics of the last E-step are never used
+    assert short.lower_bound_ == full.lower_bound_history_[2]
+    np.testing.assert_array_equal(short.lower_bound_history_, full.lower_bound_history_[:3])
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
 def test_objective_never_decreases(covariance_type):
     params = make_model(5)
