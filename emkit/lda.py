@@ -18,6 +18,7 @@ from ._inference.lda import (
     compiled_pays_off,
     exp_dirichlet_expectation,
     expected_counts,
+    online_update,
     select_fresh,
     update_documents,
 )
@@ -633,27 +634,30 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         document's ``gamma`` from its mini-batch.
         """
         components = params["components_"].copy()
-        current = dict(params)
+        current = params  # the topics the next mini-batch sees
         n_batch_iter = params["n_batch_iter_"]
         n_topics = components.shape[0]
         doc_topic = np.empty((data.n_units, n_topics))
         starts = self._fresh_starts(seed, n_batch_iter)  # one stream per pass, drawn mini-batch by mini-batch
         source = (np.asarray(data.X.indptr, dtype=np.int64), data.X.indices, data.X.data)
         for batch in gen_batches(data.n_units, self.batch_size):
+            if batch.start > 0:  # the topics the previous mini-batch left
+                # word-major, the layout the kernel reads (the K x V view costs no copy)
+                exp_beta_t = exp_dirichlet_expectation(
+                    components, word_major=True, compiled=data.compiled, vector_exp=True
+                )
+                current = {"components_": components, "exp_dirichlet_component_": exp_beta_t.T}
             documents = _document_rows(source, batch.start, batch.stop)
             # the documents' ELBOs are not needed: the pass's objective is taken after it (see _e_step)
             context = self._context(current, "fresh", starts, compiled=data.compiled)._replace(elbo=False)
             result = self._e_step_block(documents, context, None)
             doc_topic[batch] = result.state.doc_topic
             weight = (self.learning_offset + n_batch_iter) ** (-self.learning_decay)
-            components *= 1.0 - weight
-            components += weight * data.topic_word_prior
-            components += (weight * total_samples / (batch.stop - batch.start)) * result.stats.sstats
+            online_update(
+                components, result.stats.sstats, weight, data.topic_word_prior, total_samples,
+                batch.stop - batch.start, compiled=data.compiled,
+            )
             n_batch_iter += 1
-            # word-major, the layout the kernel reads (the K x V view costs no copy)
-            current = {"components_": components, "n_batch_iter_": n_batch_iter,
-                       "exp_dirichlet_component_": exp_dirichlet_expectation(
-                           components, word_major=True, compiled=data.compiled).T}
         return _topic_word_params(components, n_batch_iter, data.compiled), doc_topic
 
     def _perp_tol_met(self, data, history):
