@@ -191,7 +191,7 @@ def _noisier_starts(n_documents):
 
 
 def _numpy_starts(n_documents):
-    """numpy's exact Gamma(100, 0.01) starts from a third stream (neither emkit's nor scikit-learn's), one per E-step."""
+    """numpy's exact Gamma(100, 0.01) starts from a third stream (neither emkit's nor scikit-learn's), per E-step."""
     return staticmethod(
         lambda seed, n_batch_iter: _StreamStarts(np.random.default_rng([seed, n_batch_iter, 100]), n_documents)
     )
