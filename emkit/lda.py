@@ -18,6 +18,7 @@ from ._inference.lda import (
     compiled_pays_off,
     exp_dirichlet_expectation,
     expected_counts,
+    online_update,
     select_fresh,
     update_documents,
 )
@@ -93,7 +94,7 @@ class _LDAState(NamedTuple):
     """Working state of one restart: its documents (per block) and what the floor of the next E-step needs."""
 
     blocks: list  # of _BlockState (futures on a Dask cluster); None before the first E-step
-    objective: float  # the total objective of the previous E-step (documents + topic-word term)
+    objective: float  # batch: the total objective of the previous E-step (documents + topic-word term); online: None
     seed: int  # seeds the documents' random starts
 
 
@@ -110,6 +111,7 @@ class _LDAContext(NamedTuple):
     starts: object  # _DocumentStarts ("fresh" mode)
     sstats: bool  # whether the expected counts are needed
     compiled: bool  # the compiled kernels, or (a small corpus) their numpy implementation
+    elbo: bool = True  # whether the documents' ELBOs are needed (an online mini-batch needs only its counts)
 
 
 class _DocumentStarts:
@@ -523,7 +525,8 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         max_updates = 0 if context.mode == "evaluate" else context.max_updates
         result = update_documents(
             block.indptr, block.indices, block.data, context.exp_beta_t, context.topic_word, context.alpha, start,
-            max_updates, context.tol, prune=context.prune, selected=selected, compiled=context.compiled,
+            max_updates, context.tol, prune=context.prune, elbo=context.elbo, selected=selected,
+            compiled=context.compiled,
         )
         sstats = None
         if context.sstats:
@@ -544,9 +547,10 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         (:func:`emkit._inference.lda.select_fresh`, a choice over all
         documents, so it does not depend on the blocks), and the chosen
         solutions give the statistics. Online: the ELBO of the topics after the
-        pass with each document at the ``gamma`` its mini-batch found.
+        pass with each document at the ``gamma`` its mini-batch found (the
+        engine adds the topic-word term; the state keeps no objective, which
+        only the batch floor reads).
         """
-        topic_term = self._log_prior(data, params)
         n_blocks = len(data.blocks)
 
         def run(context, states):
@@ -566,7 +570,8 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
                     for start, stop in zip(data.blocks.bounds[:-1], data.blocks.bounds[1:])
                 ]
             stats, documents, blocks = run(self._context(params, "evaluate", sstats=False), previous)
-            return stats, documents, state._replace(blocks=blocks, objective=documents + topic_term)
+            return stats, documents, state._replace(blocks=blocks)
+        topic_term = self._log_prior(data, params)
         starts = self._fresh_starts(state.seed, params["n_batch_iter_"])
         stats, documents, fresh = run(self._context(params, "fresh", starts), [None] * n_blocks)
         if state.blocks is not None:
@@ -629,26 +634,30 @@ class LatentDirichletAllocation(EMMixin, ClassNamePrefixFeaturesOutMixin, Transf
         document's ``gamma`` from its mini-batch.
         """
         components = params["components_"].copy()
-        current = dict(params)
+        current = params  # the topics the next mini-batch sees
         n_batch_iter = params["n_batch_iter_"]
         n_topics = components.shape[0]
         doc_topic = np.empty((data.n_units, n_topics))
         starts = self._fresh_starts(seed, n_batch_iter)  # one stream per pass, drawn mini-batch by mini-batch
         source = (np.asarray(data.X.indptr, dtype=np.int64), data.X.indices, data.X.data)
         for batch in gen_batches(data.n_units, self.batch_size):
+            if batch.start > 0:  # the topics the previous mini-batch left
+                # word-major, the layout the kernel reads (the K x V view costs no copy)
+                exp_beta_t = exp_dirichlet_expectation(
+                    components, word_major=True, compiled=data.compiled, vector_exp=True
+                )
+                current = {"components_": components, "exp_dirichlet_component_": exp_beta_t.T}
             documents = _document_rows(source, batch.start, batch.stop)
-            context = self._context(current, "fresh", starts, compiled=data.compiled)
+            # the documents' ELBOs are not needed: the pass's objective is taken after it (see _e_step)
+            context = self._context(current, "fresh", starts, compiled=data.compiled)._replace(elbo=False)
             result = self._e_step_block(documents, context, None)
             doc_topic[batch] = result.state.doc_topic
             weight = (self.learning_offset + n_batch_iter) ** (-self.learning_decay)
-            components *= 1.0 - weight
-            components += weight * data.topic_word_prior
-            components += (weight * total_samples / (batch.stop - batch.start)) * result.stats.sstats
+            online_update(
+                components, result.stats.sstats, weight, data.topic_word_prior, total_samples,
+                batch.stop - batch.start, compiled=data.compiled,
+            )
             n_batch_iter += 1
-            # word-major, the layout the kernel reads (the K x V view costs no copy)
-            current = {"components_": components, "n_batch_iter_": n_batch_iter,
-                       "exp_dirichlet_component_": exp_dirichlet_expectation(
-                           components, word_major=True, compiled=data.compiled).T}
         return _topic_word_params(components, n_batch_iter, data.compiled), doc_topic
 
     def _perp_tol_met(self, data, history):

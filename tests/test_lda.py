@@ -97,6 +97,37 @@ def test_exp_digamma_and_exp_dirichlet_expectation():
     )
 
 
+def test_vector_exp_agrees_with_the_scalar_kernel_to_the_last_bits():
+    """Online passes take exp(E[log beta])'s exponentials with numpy's exp: the same numbers up to a few ulps."""
+    rng = np.random.RandomState(0)
+    lam = rng.gamma(0.3, 20.0, (6, 400))
+    lam[0, :50] = 1e-6  # exp(E[log beta]) far below 1e-300: 0
+    lam[1, :5] = 0.0
+    lam[2] *= 1e6
+    lam[3] = np.logspace(-2, 8, 400)
+    for word_major in (False, True):
+        scalar = kernels.exp_dirichlet_expectation(lam, word_major=word_major)
+        vector = kernels.exp_dirichlet_expectation(lam, word_major=word_major, vector_exp=True)
+        assert vector.shape == scalar.shape and vector.flags.c_contiguous
+        np.testing.assert_array_equal(vector == 0, scalar == 0)
+        np.testing.assert_allclose(vector, scalar, rtol=4 * np.finfo(float).eps, atol=1e-300)
+    np.testing.assert_allclose(vector.T, np.exp(_dirichlet_expectation_rows(lam)), rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_online_update_in_place_is_the_formula_bit_for_bit(compiled):
+    rng = np.random.RandomState(0)
+    lam = rng.gamma(2.0, 1.0, (4, 30))
+    sstats = np.ascontiguousarray(rng.gamma(0.5, 3.0, (30, 4))).T  # a view of a word-major array, as expected_counts
+    weight, eta, total, n = 0.37, 0.05, 1000.0, 7
+    expected = lam * (1.0 - weight) + weight * eta + (weight * total / n) * sstats
+    updated = lam.copy()
+    kernels.online_update(updated, sstats, weight, eta, total, n, compiled=compiled)
+    np.testing.assert_array_equal(updated, expected)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        kernels.online_update(np.asfortranarray(lam), sstats, weight, eta, total, n, compiled=compiled)
+
+
 def _kernel_inputs(rng, n_docs=12, n_words=15, n_topics=3):
     X = sp.random(n_docs, n_words, density=0.4, random_state=rng, format="csr")
     X.data = np.ceil(5 * X.data)

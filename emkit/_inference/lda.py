@@ -34,8 +34,12 @@ Speed: the updates only need ``exp_theta``, never ``elog_theta``, so
 (``elog_theta`` is taken once per document, for the ELBO); its arithmetic is
 branch-free so a loop over topics (or words, for ``exp(E[log beta])``,
 :func:`exp_dirichlet_expectation`) vectorises and only the ``exp`` calls stay
-scalar. The two sums of an update sweep a topic-major copy of the document's
-``exp_beta`` columns four topics at a time.
+scalar (numba has no vectorised ``exp`` without Intel's SVML). Online passes,
+which need ``exp(E[log beta])`` after every mini-batch, take those
+exponentials with numpy's vectorised ``exp`` instead (``vector_exp=True``,
+about three times faster over a 20 x 5,000 matrix). The two sums of an update
+sweep a topic-major copy of the document's ``exp_beta`` columns four topics at
+a time.
 
 The per-document ELBO, with ``phi`` optimal for the final ``gamma``, is::
 
@@ -75,6 +79,7 @@ __all__ = [
     "digamma",
     "exp_digamma",
     "exp_dirichlet_expectation",
+    "online_update",
 ]
 
 _TINY = 1e-300  # floor of norm_w inside the fixed-point updates (only hit on underflow)
@@ -223,7 +228,37 @@ def _exp_dirichlet_expectation_rows(topic_word, out, word_major):
                 out[k, w] = row[w]
 
 
-def exp_dirichlet_expectation(topic_word, word_major=False, compiled=True):
+@jit(reassociate=True)
+def _exp_dirichlet_expectation_parts(topic_word, scale, exponent):
+    """``exp(psi(x) - psi(row total))`` of every entry as ``scale * exp(exponent)``, the exponentials left to numpy.
+
+    The same arithmetic as :func:`_exp_theta` (``scale`` is ``y / exp(psi(total))``
+    and ``exponent`` is ``-c`` of :func:`_psi_parts`), in one vectorised loop per row.
+    """
+    n_topics, n_words = topic_word.shape
+    for k in range(n_topics):
+        total = 0.0
+        for w in range(n_words):
+            total += topic_word[k, w]
+        inverse = exp_digamma(total)
+        inverse = np.divide(1.0, inverse) if inverse > 0.0 else 0.0
+        for w in range(n_words):
+            x = topic_word[k, w]
+            y, correction = _psi_parts(max(x, 1e-300))
+            scale[k, w] = (y if x > 0.0 else 0.0) * inverse
+            exponent[k, w] = -correction
+
+
+@jit
+def _multiply_word_major(scale, factor, out):
+    """``out[w, k] = scale[k, w] * factor[k, w]`` (topic-major inputs, word-major output)."""
+    n_topics, n_words = scale.shape
+    for w in range(n_words):
+        for k in range(n_topics):
+            out[w, k] = scale[k, w] * factor[k, w]
+
+
+def exp_dirichlet_expectation(topic_word, word_major=False, compiled=True, vector_exp=False):
     """``exp(E[log beta])`` row-wise for ``beta_k ~ Dirichlet(topic_word[k])``.
 
     Parameters
@@ -234,6 +269,15 @@ def exp_dirichlet_expectation(topic_word, word_major=False, compiled=True):
         Return the transpose, C-contiguous (the layout :func:`update_documents` reads).
     compiled : bool, default=True
         Use the compiled kernel; False takes scipy's ``digamma`` (the same to round-off).
+    vector_exp : bool, default=False
+        With ``compiled``: compute ``psi`` as the compiled kernel does, but take
+        the exponentials with numpy's vectorised ``exp`` (the one scikit-learn
+        uses for this matrix) instead of the C library's scalar ``exp``: about
+        three times faster over a 20 x 5,000 matrix. Both ``exp`` are within
+        one unit in the last place of the exact value (measured: at most 0.66
+        and 0.50 units), so the two results differ in the last bits only.
+        Online passes use it; batch fits keep the scalar ``exp``, so that their
+        results do not change.
 
     Returns
     -------
@@ -244,9 +288,75 @@ def exp_dirichlet_expectation(topic_word, word_major=False, compiled=True):
     if not compiled:
         out = lda_batched.exp_dirichlet_expectation(topic_word)
         return np.ascontiguousarray(out.T) if word_major else out
+    if vector_exp:
+        scale, factor = np.empty_like(topic_word), np.empty_like(topic_word)
+        _exp_dirichlet_expectation_parts(topic_word, scale, factor)
+        with np.errstate(under="ignore"):  # exp(E[log beta]) of a tiny lambda underflows to 0
+            np.exp(factor, out=factor)
+        if not word_major:
+            return np.multiply(scale, factor, out=scale)
+        out = np.empty(topic_word.shape[::-1])
+        _multiply_word_major(scale, factor, out)
+        return out
     out = np.empty(topic_word.shape[::-1] if word_major else topic_word.shape)
     _exp_dirichlet_expectation_rows(topic_word, out, word_major)
     return out
+
+
+@jit
+def _online_update(topic_word, counts_t, decay, prior_step, count_step):
+    """``topic_word[k, w] = topic_word[k, w] * decay + prior_step + count_step * counts_t[w, k]`` in place.
+
+    Three roundings per entry, in numpy's order for the same expression
+    written as three in-place operations (compiled without ``contract``, so no
+    fused multiply-add).
+    """
+    n_topics, n_words = topic_word.shape
+    for k in range(n_topics):
+        for w in range(n_words):
+            value = topic_word[k, w] * decay
+            value = value + prior_step
+            topic_word[k, w] = value + count_step * counts_t[w, k]
+
+
+def online_update(topic_word, sstats, weight, prior, total_samples, n_documents, compiled=True):
+    """One online step of the topic-word parameters, in place.
+
+    ``lambda <- (1 - rho) lambda + rho (eta + total_samples / n_documents * sstats)``,
+    computed per entry as ``lambda * (1 - rho) + rho * eta + (rho * total_samples /
+    n_documents) * sstats`` (left to right), without full-size temporaries.
+
+    Parameters
+    ----------
+    topic_word : ndarray of shape (n_components, n_features)
+        ``lambda``, C-contiguous float64; updated in place.
+    sstats : ndarray of shape (n_components, n_features)
+        The mini-batch's expected topic-word counts (as :func:`expected_counts`
+        returns them: a view of a word-major array, read without a copy).
+    weight : float
+        The step size ``rho``.
+    prior : float
+        The topic-word prior ``eta``.
+    total_samples : float
+        Size of the corpus the mini-batch stands for.
+    n_documents : int
+        Number of documents in the mini-batch.
+    compiled : bool, default=True
+        Use the compiled loop; False the same operations in numpy (the same
+        numbers bit for bit).
+    """
+    if topic_word.dtype != np.float64 or not topic_word.flags.c_contiguous:
+        raise ValueError("topic_word must be a C-contiguous float64 array (it is updated in place).")
+    if sstats.shape != topic_word.shape:
+        raise ValueError(f"sstats must have shape {topic_word.shape}, got {sstats.shape}.")
+    count_step = weight * total_samples / n_documents
+    if not compiled:
+        topic_word *= 1.0 - weight
+        topic_word += weight * prior
+        topic_word += count_step * sstats
+        return
+    counts_t = np.ascontiguousarray(np.asarray(sstats, dtype=np.float64).T)
+    _online_update(topic_word, counts_t, 1.0 - weight, weight * prior, count_step)
 
 
 @jit(inline=True, reassociate=True)
