@@ -242,6 +242,30 @@ def test_kept_completion_gives_the_same_densities_and_statistics(covariance_type
 
 
 @pytest.mark.parametrize("covariance_type", TYPES)
+@pytest.mark.parametrize("n_rows", [300, 3000])  # the numpy and the compiled path
+def test_a_layout_made_once_gives_every_call_the_same_numbers(covariance_type, n_rows):
+    # where the entries are missing does not depend on the parameters: a fit makes the layout once per block
+    rng = np.random.RandomState(21)
+    X = with_holes(rng, rng.normal(scale=2.0, size=(n_rows, 5)), 0.3)
+    X[:2] = np.nan
+    layout = gm.layout(X, 3, covariance_type)
+    assert (layout.chunks is not None) == (n_rows > gm.kernels.NUMPY_MAX_ROWS)
+    for _ in range(2):  # two E-steps' parameters
+        means, covariances = random_parameters(rng, covariance_type, 3, 5)
+        prec_chol = gaussian.precisions_cholesky(covariances, covariance_type)
+        resp = random_posteriors(rng, n_rows, 3)
+        for keep in (False, True):
+            fresh = gm.log_likelihood(X, means, prec_chol, covariance_type, keep=keep)
+            reused = gm.log_likelihood(X, means, prec_chol, covariance_type, keep=keep, layout=layout)
+            np.testing.assert_array_equal(reused[0] if keep else reused, fresh[0] if keep else fresh)
+        again = gm.accumulate(X, resp, means, prec_chol, covariance_type)
+        for a, b in zip(gm.accumulate(X, resp, means, prec_chol, covariance_type, layout=layout), again):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="layout was made for other rows"):
+        gm.log_likelihood(X[1:], means, prec_chol, covariance_type, layout=layout)
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
 @pytest.mark.parametrize("offset", [0.0, 1e6])
 def test_numpy_path_for_few_incomplete_rows_agrees_with_the_kernels(covariance_type, offset, monkeypatch):
     # up to NUMPY_MAX_ROWS incomplete rows are completed with numpy (no compilation on a first small fit)

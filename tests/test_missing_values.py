@@ -124,6 +124,32 @@ def test_hmm_with_missing_entries_recovers_the_regimes_and_a_missing_step_emits_
     assert np.all(np.diff(history) >= -8 * np.finfo(float).eps * np.abs(history[1:]))
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_hmm_makes_each_blocks_layout_of_missing_entries_once_per_restart(covariance_type, monkeypatch):
+    # where the entries are missing does not change between E-steps: each block's layout is made at its
+    # first E-step and carried as the restart's state; the fit is bit for bit the one that makes it every time
+    from emkit._densities import gaussian_missing
+    from emkit.hmm import _base
+
+    rng = np.random.RandomState(3)
+    states = np.repeat(rng.randint(0, 3, 100), 30)
+    X = _with_missing(rng.normal(np.array([[0.0, 0.0, 1.0], [3.0, 3.0, 0.0], [6.0, -2.0, 2.0]])[states], 0.5), rng)
+    lengths = [1000, 2000]  # the compiled completion (more than NUMPY_MAX_ROWS incomplete rows)
+    made = []
+    real = gaussian_missing.layout
+    monkeypatch.setattr(gaussian_missing, "layout", lambda *a, **k: made.append(1) or real(*a, **k))
+    model = GaussianHMM(3, covariance_type=covariance_type, n_init=2, max_iter=5, tol=0.0, random_state=0)
+    fitted = _quiet(model.fit, X, lengths=lengths)
+    n_blocks = len(model._validate_fit_data(X, lengths=lengths).blocks)
+    assert len(made) == 2 * n_blocks  # once per block and restart, not per E-step
+    monkeypatch.setattr(_base._BaseHMM, "_initial_state", lambda self, data, params, rs: None)
+    again = _quiet(GaussianHMM(3, covariance_type=covariance_type, n_init=2, max_iter=5, tol=0.0,
+                               random_state=0).fit, X, lengths=lengths)
+    assert len(made) == 2 * n_blocks
+    for name in ("means_", "covars_", "transmat_", "lower_bound_history_"):
+        np.testing.assert_array_equal(getattr(fitted, name), getattr(again, name))
+
+
 def test_missing_values_on_dask_equal_the_fit_in_memory():
     da = pytest.importorskip("dask.array")
     X, _, _, _, rng = _two_components(3000)

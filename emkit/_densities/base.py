@@ -86,6 +86,11 @@ class Density:
         """``p(x_n | z_n = k)`` when cheap and exact to give directly (saves exponentials), else None."""
         return None
 
+    def layout(self, X):
+        """What :meth:`frames` and :meth:`accumulate` can reuse on these rows at every E-step (it does not
+        depend on the parameters; passed back as ``layout=``), or None (the default: nothing)."""
+        return None
+
     def frames(self, X, params, context):
         """What the HMM kernels take: ``({"frameprob": ...} or {"log_frameprob": ...}, cache)``.
 

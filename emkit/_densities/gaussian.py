@@ -1031,25 +1031,33 @@ class Gaussian(Density):
             return gaussian_missing.log_likelihood(X, params[self.names["means"]], context, self.covariance_type)
         return log_likelihood(X, params[self.names["means"]], context, self.covariance_type)
 
-    def frames(self, X, params, context):
+    def layout(self, X):
+        """With missing values, where they are and the incomplete rows gathered (gaussian_missing.layout)."""
+        if not _has_missing(X):
+            return None
+        from . import gaussian_missing
+
+        return gaussian_missing.layout(X, self.n_components, self.covariance_type)
+
+    def frames(self, X, params, context, layout=None):
         """Log densities for the HMM kernels; with missing values the cache keeps the completed rows."""
-        if _has_missing(X):
+        if layout is not None or _has_missing(X):
             from . import gaussian_missing
 
             log_frameprob, completion = gaussian_missing.log_likelihood(
-                X, params[self.names["means"]], context, self.covariance_type, keep=True
+                X, params[self.names["means"]], context, self.covariance_type, keep=True, layout=layout
             )
             return {"log_frameprob": log_frameprob}, completion
         return {"log_frameprob": log_likelihood(X, params[self.names["means"]], context, self.covariance_type)}, None
 
-    def accumulate(self, X, resp, params, context, cache=None):
-        if _has_missing(X):
+    def accumulate(self, X, resp, params, context, cache=None, layout=None):
+        if layout is not None or _has_missing(X):
             from . import gaussian_missing
 
             if context is None:  # a start's statistics need the current parameters: not for missing values
                 raise ValueError("the starting statistics take complete rows (impute them for the start)")
             return gaussian_missing.accumulate(X, resp, params[self.names["means"]], context, self.covariance_type,
-                                               completion=cache)
+                                               completion=cache, layout=layout)
         return accumulate(X, resp, params[self.names["means"]], self.covariance_type)
 
     def mixture_block(self, X, sample_weight, log_weights, params, context):

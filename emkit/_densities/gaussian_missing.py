@@ -83,10 +83,12 @@ from . import gaussian
 
 __all__ = [
     "Completion",
+    "Layout",
     "MissingPatterns",
     "accumulate",
     "conditional_mean",
     "group_by_pattern",
+    "layout",
     "log_likelihood",
     "missing_patterns",
     "mixture_block",
@@ -270,11 +272,14 @@ def _prepare(means, prec_chol, covariance_type, group=None):
         factor = np.ascontiguousarray(scales)
         log_scales = np.log(factor) - 0.5 * _LOG_2PI
         variances = 1.0 / factor**2
+    return _Prepared(full, means64, factor, precision, const, log_scales, variances, lanes,
+                     _grouped(covariance_type, group), _chunk_rows(n_components, n_features))
+
+
+def _chunk_rows(n_components, n_features):
+    """Incomplete rows per chunk: its K completed copies take about ``_CHUNK_ELEMENTS`` floats."""
     rows = _CHUNK_ELEMENTS // (n_components * (n_features + 2))
-    rows = int(min(_MAX_CHUNK_ROWS, max(_MIN_CHUNK_ROWS, rows)))
-    return _Prepared(
-        full, means64, factor, precision, const, log_scales, variances, lanes, _grouped(covariance_type, group), rows
-    )
+    return int(min(_MAX_CHUNK_ROWS, max(_MIN_CHUNK_ROWS, rows)))
 
 
 class _Rows(NamedTuple):
@@ -500,6 +505,63 @@ class Completion(NamedTuple):
     chunks: list  # of (row indices, _Completed), in processing order
 
 
+class Layout(NamedTuple):
+    """Where a block's entries are missing, and its incomplete rows gathered (see :func:`layout`)."""
+
+    n_samples: int
+    grouped: bool
+    split: _Rows
+    rows: int  # the chunk size of ``chunks``
+    chunks: tuple  # of _Chunk: the incomplete rows gathered chunk by chunk; None on the numpy path or beyond
+    # _KEEP_BYTES (they are then gathered at every call)
+
+
+def layout(X, n_components, covariance_type, *, group=None):
+    """What :func:`log_likelihood` and :func:`accumulate` find out about a block before any arithmetic.
+
+    Which rows are complete, which incomplete (sorted by pattern where that is
+    the rule) and those rows gathered: none of it depends on the parameters, so
+    a fit makes it once per block and hands it to every E-step (``layout=``)
+    instead of finding it again (a fifth to a third of an HMM E-step on data
+    with gaps at 8 to 16 features).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    n_components : int
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    group : bool, optional
+        As for :func:`log_likelihood` (the calls that take the layout must
+        pass the same).
+
+    Returns
+    -------
+    Layout
+    """
+    X = np.asarray(X)
+    grouped = _grouped(covariance_type, group)
+    split = _split(X, grouped)
+    rows = _chunk_rows(n_components, X.shape[1])
+    chunks = None
+    gathered_bytes = 2 * 8 * split.partial.size * X.shape[1]  # the rows and their lanes
+    if split.partial.size and not _numpy_path(split) and gathered_bytes <= _KEEP_BYTES:
+        chunks = tuple(_chunks(X, split, rows))
+    return Layout(X.shape[0], grouped, split, rows, chunks)
+
+
+def _split_and_chunks(X, covariance_type, group, prep_rows, layout):
+    """The block's split and a function giving its chunks of ``prep_rows`` rows: from ``layout`` if given."""
+    grouped = _grouped(covariance_type, group)
+    if layout is None:
+        split = _split(X, grouped)
+        return split, lambda: _chunks(X, split, prep_rows)
+    if layout.n_samples != X.shape[0] or layout.grouped != grouped:
+        raise ValueError("layout was made for other rows or another grouping of them")
+    if layout.chunks is not None and layout.rows == prep_rows:
+        return layout.split, lambda: layout.chunks
+    return layout.split, lambda: _chunks(X, layout.split, prep_rows)
+
+
 def _kept_bytes(prep, split):
     """Memory a Completion of ``split``'s incomplete rows holds (mostly the K completed rows)."""
     n_components, n_features = prep.means.shape
@@ -507,7 +569,7 @@ def _kept_bytes(prep, split):
 
 
 # --------------------------------------------------------------------------- public functions
-def log_likelihood(X, means, prec_chol, covariance_type, out=None, *, group=None, keep=False):
+def log_likelihood(X, means, prec_chol, covariance_type, out=None, *, group=None, keep=False, layout=None):
     """Log-density of the observed coordinates of every row under every component.
 
     Parameters
@@ -530,6 +592,8 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None, *, group=None
     keep : bool, default=False
         Also return the completed rows, for :func:`accumulate` on the same
         rows and parameters.
+    layout : Layout, optional
+        :func:`layout` of these rows (made once, reused by every call).
 
     Returns
     -------
@@ -547,11 +611,11 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None, *, group=None
     n_samples, n_components = X.shape[0], means.shape[0]
     if out is None:
         out = np.empty((n_samples, n_components), dtype=np.result_type(X.dtype, means.dtype))
-    split = _split(X, _grouped(covariance_type, group))
+    prep = _prepare(means, prec_chol, covariance_type, group)
+    split, chunks = _split_and_chunks(X, covariance_type, group, prep.rows, layout)
     if split.complete.all():
         out = gaussian.log_likelihood(X, means, prec_chol, covariance_type, out=out)
         return (out, None) if keep else out
-    prep = _prepare(means, prec_chol, covariance_type, group)
     out[split.empty] = 0.0
     if split.complete.any():
         out[split.complete] = gaussian.log_likelihood(X[split.complete], means, prec_chol, covariance_type)
@@ -559,7 +623,7 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None, *, group=None
         out[split.partial] = _numpy_log_density(prep, _numpy_complete(prep, _gather(X, split))).T
         return (out, None) if keep else out
     kept = [] if keep and _kept_bytes(prep, split) <= _KEEP_BYTES else None
-    for chunk in _chunks(X, split, prep.rows):
+    for chunk in chunks():
         dens = np.empty((n_components, chunk.index.size))
         completed = _chunk_log_density(prep, chunk, dens)
         out[chunk.index] = dens.T
@@ -570,7 +634,8 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None, *, group=None
     return out, (None if kept is None else Completion(split, prep, kept))
 
 
-def accumulate(X, posteriors, means, prec_chol, covariance_type, center=None, *, group=None, completion=None):
+def accumulate(X, posteriors, means, prec_chol, covariance_type, center=None, *, group=None, completion=None,
+               layout=None):
     """Expected sufficient statistics of the complete data given the observed part, exact at any scale.
 
     Parameters
@@ -597,6 +662,8 @@ def accumulate(X, posteriors, means, prec_chol, covariance_type, center=None, *,
         What ``log_likelihood(X, means, prec_chol, covariance_type,
         keep=True)`` returned for these rows and parameters: the rows are not
         completed again (same numbers). None completes them here.
+    layout : Layout, optional
+        :func:`layout` of these rows (made once, reused by every call).
 
     Returns
     -------
@@ -614,10 +681,10 @@ def accumulate(X, posteriors, means, prec_chol, covariance_type, center=None, *,
         raise ValueError(f"posteriors must have shape {(X.shape[0], means.shape[0])}, got {posteriors.shape}.")
     center = means if center is None else center
     if completion is None:
-        split = _split(X, _grouped(covariance_type, group))
+        prep = _prepare(means, prec_chol, covariance_type, group)
+        split, chunks = _split_and_chunks(X, covariance_type, group, prep.rows, layout)
         if split.complete.all():
             return gaussian.accumulate(X, posteriors, center, covariance_type)
-        prep = _prepare(means, prec_chol, covariance_type, group)
     else:  # kept by log_likelihood, which keeps none on the numpy path
         split, prep, kept = completion
     shift = np.asarray(center, dtype=np.float64) - prep.means
@@ -626,7 +693,7 @@ def accumulate(X, posteriors, means, prec_chol, covariance_type, center=None, *,
         stats = _numpy_moments(prep, _numpy_complete(prep, _gather(X, split)), resp, shift)
     else:
         if completion is None:
-            kept = ((chunk.index, _complete_chunk(prep, chunk)) for chunk in _chunks(X, split, prep.rows))
+            kept = ((chunk.index, _complete_chunk(prep, chunk)) for chunk in chunks())
         running = _empty_running(prep)
         for index, completed in kept:
             resp = np.ascontiguousarray(posteriors[index].T, dtype=np.float64)

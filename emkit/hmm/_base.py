@@ -88,6 +88,16 @@ def _emission_input_of_chunk(chunk, estimator):
     return estimator._emission_input(np.asarray(chunk, dtype=estimator._emission_dtype))
 
 
+class _Pending:
+    """A block's state before its first E-step: the emission density's layout is still to be made."""
+
+    def __reduce__(self):  # one object, also in worker processes
+        return "_PENDING"
+
+
+_PENDING = _Pending()
+
+
 class _HMMContext(NamedTuple):
     """What every block of an E-step needs."""
 
@@ -452,12 +462,22 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
     def _objective_context(self, data, params):
         return self._e_step_context(data, params)._replace(objective_only=True)
 
+    def _initial_state(self, data, params, random_state):
+        """Per block, what the emission density reuses at every E-step of the restart (``density.layout``: where
+        the entries are missing), made at the block's first E-step; None (no state) for data without NaN and
+        for dask arrays (their blocks make it again at every E-step)."""
+        if not self._allow_nan or is_dask_array(data.X) or not np.isnan(data.emission_input).any():
+            return None
+        return [_PENDING] * len(data.blocks)
+
     @staticmethod
     def _e_step_block(block, context, state):
         params, density = context.params, context.density
+        layout = density.layout(block.emission_input) if state is _PENDING else state
+        reuse = {} if layout is None else {"layout": layout}
         # ``frameprob`` when the emission gives probabilities directly (no exponentials), else
         # ``log_frameprob``; ``cache`` keeps what the statistics reuse (a GMM's mixture responsibilities)
-        frames, cache = density.frames(block.emission_input, params, context.emission)
+        frames, cache = density.frames(block.emission_input, params, context.emission, **reuse)
         result = forward_backward(
             params["startprob_"],
             params["transmat_"],
@@ -473,12 +493,13 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
                 "(increase the emission priors or regularisation)"
             )
         if context.objective_only:
-            return BlockResult(None, loglik)
+            return BlockResult(None, loglik, layout)
         emission = None
         if context.learn_emission:
-            emission = density.accumulate(block.emission_input, result.posteriors, params, context.emission, cache)
+            emission = density.accumulate(block.emission_input, result.posteriors, params, context.emission, cache,
+                                          **reuse)
         trans = result.xi_sum if "t" in context.learn else None
-        return BlockResult(_HMMStats(result.start_sum, trans, emission), loglik)
+        return BlockResult(_HMMStats(result.start_sum, trans, emission), loglik, layout)
 
     def _m_step(self, data, stats, params):
         learn = data.learn
