@@ -19,6 +19,7 @@ from sklearn.utils import check_random_state
 from ._blocks import Blocks, row_bounds
 from ._dask import DaskBlocks, check_dask_array, is_dask_array, rowwise, sample_rows
 from ._densities import bernoulli, dirichlet, gaussian, gaussian_missing, poisson
+from ._densities.base import PENDING_LAYOUT
 from ._densities.base import Density
 from ._inference.mixture import normalize_log_rows
 from ._math import fill_missing, safe_log
@@ -385,12 +386,23 @@ class _BaseMixture(EMMixin, DensityMixin, BaseEstimator):
         density = data.density
         return _MixtureContext(density, safe_log(params["weights_"]), params, density.context(params))
 
+    def _initial_state(self, data, params, random_state):
+        """Per block, what the component density reuses at every E-step of the restart (``density.layout``:
+        where the entries are missing), made at the block's first E-step; None (no state) for data without NaN
+        and for dask arrays."""
+        if not self._allow_nan or is_dask_array(data.X) or not np.isnan(data.X).any():
+            return None
+        return [PENDING_LAYOUT] * len(data.blocks)
+
     @staticmethod
     def _e_step_block(block, context, state):
-        stats, log_likelihood = context.density.mixture_block(
-            block.X, block.sample_weight, context.log_weights, context.params, context.component
+        density = context.density
+        layout = density.layout(block.X) if state is PENDING_LAYOUT else state
+        stats, log_likelihood = density.mixture_block(
+            block.X, block.sample_weight, context.log_weights, context.params, context.component,
+            **({} if layout is None else {"layout": layout})
         )
-        return BlockResult(stats, log_likelihood)
+        return BlockResult(stats, log_likelihood, layout)
 
     def _m_step(self, data, stats, params):
         density = data.density

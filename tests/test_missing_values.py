@@ -150,6 +150,27 @@ def test_hmm_makes_each_blocks_layout_of_missing_entries_once_per_restart(covari
         np.testing.assert_array_equal(getattr(fitted, name), getattr(again, name))
 
 
+@pytest.mark.parametrize("covariance_type", ["tied", "spherical"])
+def test_mixture_makes_each_blocks_layout_of_missing_entries_once_per_restart(covariance_type, monkeypatch):
+    from emkit import mixture
+    from emkit._densities import gaussian_missing
+
+    X = _with_missing(_two_components(n=6000)[0], np.random.RandomState(4))
+    made = []
+    real = gaussian_missing.layout
+    monkeypatch.setattr(gaussian_missing, "layout", lambda *a, **k: made.append(1) or real(*a, **k))
+    model = GaussianMixture(2, covariance_type=covariance_type, n_init=2, max_iter=4, tol=0.0, random_state=0)
+    fitted = _quiet(model.fit, X)
+    n_blocks = len(model._validate_fit_data(X).blocks)
+    assert len(made) == 2 * n_blocks  # once per block and restart, not per E-step
+    monkeypatch.setattr(mixture._BaseMixture, "_initial_state", lambda self, data, params, rs: None)
+    again = _quiet(GaussianMixture(2, covariance_type=covariance_type, n_init=2, max_iter=4, tol=0.0,
+                                   random_state=0).fit, X)
+    assert len(made) == 2 * n_blocks
+    for name in ("means_", "covariances_", "weights_", "lower_bound_history_"):
+        np.testing.assert_array_equal(getattr(fitted, name), getattr(again, name))
+
+
 def test_missing_values_on_dask_equal_the_fit_in_memory():
     da = pytest.importorskip("dask.array")
     X, _, _, _, rng = _two_components(3000)

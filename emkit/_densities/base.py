@@ -53,6 +53,17 @@ class Broadcast(NamedTuple):
     shape: tuple
 
 
+class _PendingLayout:
+    """A block's state before its first E-step: the density's layout of it (``Density.layout``) is still to be
+    made. One object, also in worker processes."""
+
+    def __reduce__(self):
+        return "PENDING_LAYOUT"
+
+
+PENDING_LAYOUT = _PendingLayout()
+
+
 class Density:
     """Base of the component densities: the shared E-step plumbing and the one validation of user values.
 

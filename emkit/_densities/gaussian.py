@@ -1060,14 +1060,14 @@ class Gaussian(Density):
                                                completion=cache, layout=layout)
         return accumulate(X, resp, params[self.names["means"]], self.covariance_type)
 
-    def mixture_block(self, X, sample_weight, log_weights, params, context):
+    def mixture_block(self, X, sample_weight, log_weights, params, context, layout=None):
         # densities, responsibilities and statistics of the block's rows in one pass (chunked inside, so a
         # large block -- a Dask chunk -- keeps its temporaries small)
-        if _has_missing(X):
+        if layout is not None or _has_missing(X):
             from . import gaussian_missing
 
             return gaussian_missing.mixture_block(X, sample_weight, log_weights, params[self.names["means"]],
-                                                  context, self.covariance_type)
+                                                  context, self.covariance_type, layout=layout)
         return mixture_block(X, sample_weight, log_weights, params[self.names["means"]], context,
                              self.covariance_type)
 

@@ -724,7 +724,7 @@ def _with_complete_rows(X, posteriors, center, covariance_type, split, stats):
     return stats
 
 
-def mixture_block(X, sample_weight, log_weights, means, prec_chol, covariance_type, *, group=None):
+def mixture_block(X, sample_weight, log_weights, means, prec_chol, covariance_type, *, group=None, layout=None):
     """One block of a Gaussian mixture's E-step with missing values: statistics and log-likelihood.
 
     The drop-in for :func:`emkit._densities.gaussian.mixture_block` (same
@@ -747,6 +747,8 @@ def mixture_block(X, sample_weight, log_weights, means, prec_chol, covariance_ty
         rows); None chooses by shape (:func:`group_by_pattern`). The results
         agree to round-off either way. Full and tied only (diag and
         spherical factorise nothing and never sort).
+    layout : Layout, optional
+        :func:`layout` of these rows (made once, reused by every call).
 
     Returns
     -------
@@ -761,10 +763,10 @@ def mixture_block(X, sample_weight, log_weights, means, prec_chol, covariance_ty
     X, means = _check_block(X, means, prec_chol, covariance_type)
     n_components = means.shape[0]
     log_weights = np.asarray(log_weights, dtype=np.float64)
-    split = _split(X, _grouped(covariance_type, group))
+    prep = _prepare(means, prec_chol, covariance_type, group)
+    split, chunks = _split_and_chunks(X, covariance_type, group, prep.rows, layout)
     if split.complete.all():
         return gaussian.mixture_block(X, sample_weight, log_weights, means, prec_chol, covariance_type)
-    prep = _prepare(means, prec_chol, covariance_type, group)
     peak = np.max(log_weights)
     with np.errstate(divide="ignore"):  # all weights 0 gives -inf, as a complete row would
         log_total = peak + np.log(np.sum(np.exp(log_weights - peak))) if np.isfinite(peak) else peak
@@ -778,7 +780,7 @@ def mixture_block(X, sample_weight, log_weights, means, prec_chol, covariance_ty
         stats = _numpy_moments(prep, completed, resp.T, no_shift)
     else:
         running = _empty_running(prep)
-        for chunk in _chunks(X, split, prep.rows):
+        for chunk in chunks():
             resp = np.empty((n_components, chunk.index.size))
             completed = _chunk_log_density(prep, chunk, resp)
             total += _responsibilities(resp, log_weights, sample_weight, chunk.index, numpy=False)

@@ -34,6 +34,7 @@ from .._dask import (
     sequencewise,
 )
 from .._densities import dirichlet
+from .._densities.base import PENDING_LAYOUT
 from .._inference.hmm import forward, forward_backward, viterbi
 from .._math import fill_missing, safe_log
 from .._stats import add_fields, scale_fields
@@ -86,16 +87,6 @@ def _hmm_chunk(emission_input, offsets):
 def _emission_input_of_chunk(chunk, estimator):
     """The emission's own checks and conversion on one chunk, on its worker."""
     return estimator._emission_input(np.asarray(chunk, dtype=estimator._emission_dtype))
-
-
-class _Pending:
-    """A block's state before its first E-step: the emission density's layout is still to be made."""
-
-    def __reduce__(self):  # one object, also in worker processes
-        return "_PENDING"
-
-
-_PENDING = _Pending()
 
 
 class _HMMContext(NamedTuple):
@@ -468,12 +459,12 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         for dask arrays (their blocks make it again at every E-step)."""
         if not self._allow_nan or is_dask_array(data.X) or not np.isnan(data.emission_input).any():
             return None
-        return [_PENDING] * len(data.blocks)
+        return [PENDING_LAYOUT] * len(data.blocks)
 
     @staticmethod
     def _e_step_block(block, context, state):
         params, density = context.params, context.density
-        layout = density.layout(block.emission_input) if state is _PENDING else state
+        layout = density.layout(block.emission_input) if state is PENDING_LAYOUT else state
         reuse = {} if layout is None else {"layout": layout}
         # ``frameprob`` when the emission gives probabilities directly (no exponentials), else
         # ``log_frameprob``; ``cache`` keeps what the statistics reuse (a GMM's mixture responsibilities)
