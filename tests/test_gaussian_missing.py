@@ -241,6 +241,24 @@ def test_kept_completion_gives_the_same_densities_and_statistics(covariance_type
     assert gm.log_likelihood(X, means, prec_chol, covariance_type, keep=True)[1] is None
 
 
+@pytest.mark.parametrize("n_components", [1, 3, 9])
+def test_tied_factorises_each_pattern_once_with_the_numbers_of_full(n_components, monkeypatch):
+    # a tied covariance is one matrix for every component: its P_mm^-1 are computed once per run, not K times,
+    # with the same arithmetic as full covariances that repeat it
+    rng = np.random.RandomState(22)
+    X = with_holes(rng, rng.normal(size=(3000, 6)), 0.3)
+    means = rng.normal(size=(n_components, 6))
+    a = rng.normal(size=(6, 6))
+    covariance = a @ a.T + np.eye(6)
+    tied = gaussian.precisions_cholesky(covariance, "tied")
+    full = gaussian.precisions_cholesky(np.tile(covariance, (n_components, 1, 1)), "full")
+    resp = random_posteriors(rng, 3000, n_components)
+    monkeypatch.setattr(gm.kernels, "NUMPY_MAX_ROWS", -1)
+    np.testing.assert_array_equal(gm.log_likelihood(X, means, tied, "tied"), gm.log_likelihood(X, means, full, "full"))
+    for a, b in zip(gm.accumulate(X, resp, means, tied, "tied"), gm.accumulate(X, resp, means, full, "full")):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("covariance_type", TYPES)
 @pytest.mark.parametrize("n_rows", [300, 3000])  # the numpy and the compiled path
 def test_a_layout_made_once_gives_every_call_the_same_numbers(covariance_type, n_rows):

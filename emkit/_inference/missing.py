@@ -352,6 +352,7 @@ class ComponentLanes(NamedTuple):
 
     means: np.ndarray  # (n_features, n_components)
     precision: np.ndarray  # (n_features, n_features, n_components)
+    shared: bool = False  # one precision for every component (tied): each run is factorised once, not K times
 
 
 def component_lanes(means, precision):
@@ -372,6 +373,7 @@ def component_lanes(means, precision):
     return ComponentLanes(
         np.ascontiguousarray(np.asarray(means, dtype=np.float64).T),
         np.ascontiguousarray(np.broadcast_to(lanes, lanes.shape[:2] + (n_components,))),
+        lanes.shape[2] == 1 and n_components > 1,
     )
 
 
@@ -415,7 +417,13 @@ def complete_full(data, lanes, runs, components, centred, extra, inverses):
     run_missing = np.empty((n_runs, n_features), dtype=np.intp)
     run_count = np.empty(n_runs, dtype=np.intp)
     _run_missing(data, runs.starts, run_missing, run_count)
-    half_log_det = factor_runs(runs, components.precision, run_missing, run_count, inverses)
+    if components.shared:  # tied: the same P_mm^-1 for every component, factorised once (the same arithmetic)
+        single = np.empty((inverses.shape[0], 1))
+        precision = np.ascontiguousarray(components.precision[:, :, :1])
+        half_log_det = np.repeat(factor_runs(runs, precision, run_missing, run_count, single), n_components, axis=1)
+        inverses[...] = single
+    else:
+        half_log_det = factor_runs(runs, components.precision, run_missing, run_count, inverses)
     args = (
         data, lanes, runs.starts, runs.offsets, components.means, components.precision, centred, extra, inverses,
         half_log_det, run_missing, run_count, np.empty((n_features, n_components)),
