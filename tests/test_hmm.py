@@ -222,6 +222,20 @@ def test_last_e_step_of_a_run_to_max_iter_computes_the_objective_alone(kind, mon
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("kind", KINDS)
+def test_blocks_reuse_their_work_arrays_across_e_steps_with_the_same_fit(kind, monkeypatch):
+    # each block keeps forward-backward's work arrays as the restart's state (no fresh pages at every E-step)
+    from emkit.hmm import _base
+
+    X, lengths = _data(kind)
+    kept = _make(kind, max_iter=6, tol=0.0, n_init=2, random_state=0).fit(X, lengths=lengths)
+    monkeypatch.setattr(_base._BaseHMM, "_initial_state", lambda self, data, params, rs: None)
+    fresh = _make(kind, max_iter=6, tol=0.0, n_init=2, random_state=0).fit(X, lengths=lengths)
+    for name in ("startprob_", "transmat_", "lower_bound_history_"):
+        np.testing.assert_array_equal(getattr(kept, name), getattr(fresh, name))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("kind", KINDS)
 def test_best_restart_wins_and_n_jobs_does_not_matter(kind):
     X, lengths = _data(kind)
     one = _make(kind, n_init=4, random_state=3, max_iter=15, n_jobs=1).fit(X, lengths=lengths)

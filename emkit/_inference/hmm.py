@@ -305,7 +305,18 @@ def _shift_rows(a, shifted, shifts):
             shifted[t, k] = a[t, k] - m
 
 
-def _frames(log_frameprob, frameprob, overwrite):
+def _buffer(work, name, shape):
+    """An uninitialised float64 array: ``work[name]`` when the caller keeps one of that shape across calls (a fresh
+    array of tens of megabytes costs its page faults at every call), else a new one (kept there for the next)."""
+    if work is None:
+        return np.empty(shape)
+    array = work.get(name)
+    if array is None or array.shape != shape:
+        array = work[name] = np.empty(shape)
+    return array
+
+
+def _frames(log_frameprob, frameprob, overwrite, work=None):
     """(log_frameprob, frame, shifts, from_log) for the kernels; exactly one input is given.
 
     From log-likelihoods, ``frame = exp(log_frameprob - row max)`` is computed
@@ -331,8 +342,8 @@ def _frames(log_frameprob, frameprob, overwrite):
         shifts[~(shifts > -np.inf)] = 0.0  # an all -inf row gives zero frames (impossible step)
         frame = np.subtract(log_frameprob, shifts[:, np.newaxis])
     else:
-        frame = np.empty(log_frameprob.shape)
-        shifts = np.empty(log_frameprob.shape[0])
+        frame = _buffer(work, "frame", log_frameprob.shape)
+        shifts = _buffer(work, "shifts", log_frameprob.shape[:1])
         _shift_rows(log_frameprob, frame, shifts)
     np.exp(frame, out=frame)
     return log_frameprob, frame, shifts, True
@@ -736,7 +747,7 @@ def _forward_backward_kernel_many(startprob, transmat, transmat_t, log_frameprob
 
 def forward_backward(
     startprob, transmat, log_frameprob=None, offsets=None, compute_xi=True, *, frameprob=None, overwrite_frameprob=False,
-    objective_only=False,
+    objective_only=False, work=None,
 ):
     """Smoothed state posteriors and expected transition counts.
 
@@ -762,6 +773,12 @@ def forward_backward(
         (the other fields are None). Unlike :func:`forward`, it runs the
         same compiled code as the full pass (no other kernel to compile) and
         gives the same log-likelihoods to the last bit.
+    work : dict, optional
+        Work arrays kept by the caller from one call to the next (an EM
+        restart's per-block state): the frames, posteriors and per-step
+        normalisers are written into them when their shapes fit, instead of
+        into fresh arrays. The result's ``posteriors`` and ``log_step`` are
+        then views of those buffers, valid until the next call with them.
 
     Returns
     -------
@@ -769,7 +786,7 @@ def forward_backward(
         A sequence with zero likelihood gets ``log_likelihood = -inf`` and
         all-zero posteriors.
     """
-    log_frameprob, frame, shifts, from_log = _frames(log_frameprob, frameprob, overwrite_frameprob)
+    log_frameprob, frame, shifts, from_log = _frames(log_frameprob, frameprob, overwrite_frameprob, work)
     startprob, transmat, _, offsets = _check_inputs(startprob, transmat, frame, offsets)
     n_samples, n_components = frame.shape
     if _numpy_path(n_samples, n_components):
@@ -782,8 +799,8 @@ def forward_backward(
             return ForwardBackwardResult(log_likelihood, None, None, None, log_step)
         start_sum = posteriors[offsets[:-1]].sum(axis=0)
         return ForwardBackwardResult(log_likelihood, posteriors, start_sum, transmat * outer, log_step)
-    posteriors = np.empty((n_samples, n_components))  # holds alpha, then smoothed posteriors
-    ratio = np.empty(n_samples)
+    posteriors = _buffer(work, "posteriors", (n_samples, n_components))  # holds alpha, then smoothed posteriors
+    ratio = _buffer(work, "ratio", (n_samples,))
     start_sum = np.zeros(n_components)
     outer = np.zeros((n_components, n_components))
     # Many states: the K x K outer product of every step leaves the sequential loop for one matrix product

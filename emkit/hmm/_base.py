@@ -89,6 +89,13 @@ def _emission_input_of_chunk(chunk, estimator):
     return estimator._emission_input(np.asarray(chunk, dtype=estimator._emission_dtype))
 
 
+class _BlockWork(NamedTuple):
+    """What a block's E-steps reuse during one restart (its per-block state)."""
+
+    layout: object  # the emission density's layout of the block (``Density.layout``: where entries are missing)
+    work: dict  # forward-backward's work arrays (frames, posteriors, normalisers), written anew at every E-step
+
+
 class _HMMContext(NamedTuple):
     """What every block of an E-step needs."""
 
@@ -454,17 +461,18 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         return self._e_step_context(data, params)._replace(objective_only=True)
 
     def _initial_state(self, data, params, random_state):
-        """Per block, what the emission density reuses at every E-step of the restart (``density.layout``: where
-        the entries are missing), made at the block's first E-step; None (no state) for data without NaN and
-        for dask arrays (their blocks make it again at every E-step)."""
-        if not self._allow_nan or is_dask_array(data.X) or not np.isnan(data.emission_input).any():
+        """Per block, what its E-steps reuse during the restart (:class:`_BlockWork`), made at the block's first
+        E-step; None (no state) for dask arrays (their blocks live on the workers)."""
+        if is_dask_array(data.X):
             return None
         return [PENDING_LAYOUT] * len(data.blocks)
 
     @staticmethod
     def _e_step_block(block, context, state):
         params, density = context.params, context.density
-        layout = density.layout(block.emission_input) if state is PENDING_LAYOUT else state
+        if state is PENDING_LAYOUT:
+            state = _BlockWork(density.layout(block.emission_input), {})
+        layout, work = (None, None) if state is None else state
         reuse = {} if layout is None else {"layout": layout}
         # ``frameprob`` when the emission gives probabilities directly (no exponentials), else
         # ``log_frameprob``; ``cache`` keeps what the statistics reuse (a GMM's mixture responsibilities)
@@ -475,6 +483,7 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
             offsets=block.offsets,
             compute_xi="t" in context.learn,
             objective_only=context.objective_only,
+            work=work,
             **frames,
         )
         loglik = float(result.log_likelihood.sum())
@@ -484,13 +493,13 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
                 "(increase the emission priors or regularisation)"
             )
         if context.objective_only:
-            return BlockResult(None, loglik, layout)
+            return BlockResult(None, loglik, state)
         emission = None
         if context.learn_emission:
             emission = density.accumulate(block.emission_input, result.posteriors, params, context.emission, cache,
                                           **reuse)
         trans = result.xi_sum if "t" in context.learn else None
-        return BlockResult(_HMMStats(result.start_sum, trans, emission), loglik, layout)
+        return BlockResult(_HMMStats(result.start_sum, trans, emission), loglik, state)
 
     def _m_step(self, data, stats, params):
         learn = data.learn

@@ -327,6 +327,21 @@ def test_objective_only_gives_the_full_pass_log_likelihoods_bit_for_bit(K, imple
     assert alone.posteriors is None and alone.xi_sum is None
 
 
+@pytest.mark.parametrize("K", [3, 10])
+def test_work_buffers_kept_by_the_caller_are_reused_with_the_same_numbers(K, implementation):
+    _compiled_only(implementation)
+    rng = np.random.RandomState(50 + K)
+    offsets = np.array([0, 1, 2500, 6000], dtype=np.int64)
+    work = {}
+    for scale in (5.0, 40.0):  # two calls with other numbers write over the same buffers
+        startprob, transmat, log_frameprob = _random_model(K, 6000, rng, scale=scale)
+        fresh = kernels.forward_backward(startprob, transmat, log_frameprob, offsets)
+        kept = kernels.forward_backward(startprob, transmat, log_frameprob, offsets, work=work)
+        for a, b in zip(kept, fresh):
+            np.testing.assert_array_equal(a, b)
+        assert kept.posteriors is work["posteriors"] and set(work) == {"frame", "shifts", "posteriors", "ratio"}
+
+
 def test_wrapper_checks_shapes():
     startprob, transmat, log_frameprob = _random_model(3, 5, np.random.RandomState(9))
     with pytest.raises(ValueError, match="transmat must have shape"):
