@@ -654,7 +654,8 @@ class EMMixin:
             new_params, moved_state = self._m_step_state(data, stats, params, state)
             slack = self._m_step_slack(data, stats, new_params)
             # the statistics of the last E-step of a run that reaches max_iter are never used: a model may
-            # compute the objective alone then
+            # compute the objective alone then (the context is passed only then, so models that override
+            # _e_step, as LDA does, need not take it)
             shortcut = self._objective_context(data, new_params) if iteration == options.max_iter else None
             extra = {} if shortcut is None else {"context": shortcut}
             new_stats, objective, new_state = self._e_step(data, new_params, moved_state, executor, **extra)

@@ -19,8 +19,7 @@ from sklearn.utils import check_random_state
 from ._blocks import Blocks, row_bounds
 from ._dask import DaskBlocks, check_dask_array, is_dask_array, rowwise, sample_rows
 from ._densities import bernoulli, dirichlet, gaussian, gaussian_missing, poisson
-from ._densities.base import PENDING_LAYOUT
-from ._densities.base import Density
+from ._densities.base import PENDING_LAYOUT, Density
 from ._inference.mixture import normalize_log_rows
 from ._math import fill_missing, safe_log
 from ._validation import (

@@ -549,17 +549,22 @@ def layout(X, n_components, covariance_type, *, group=None):
     return Layout(X.shape[0], grouped, split, rows, chunks)
 
 
-def _split_and_chunks(X, covariance_type, group, prep_rows, layout):
-    """The block's split and a function giving its chunks of ``prep_rows`` rows: from ``layout`` if given."""
+def _split_and_chunks(X, n_components, covariance_type, group, layout):
+    """The block's split and a function giving its chunks of incomplete rows: from ``layout`` if given.
+
+    Needs no parameters (the chunk size depends on the shapes alone), so a complete block returns before
+    anything is prepared.
+    """
     grouped = _grouped(covariance_type, group)
+    rows = _chunk_rows(n_components, X.shape[1])
     if layout is None:
         split = _split(X, grouped)
-        return split, lambda: _chunks(X, split, prep_rows)
+        return split, lambda: _chunks(X, split, rows)
     if layout.n_samples != X.shape[0] or layout.grouped != grouped:
         raise ValueError("layout was made for other rows or another grouping of them")
-    if layout.chunks is not None and layout.rows == prep_rows:
+    if layout.chunks is not None and layout.rows == rows:
         return layout.split, lambda: layout.chunks
-    return layout.split, lambda: _chunks(X, layout.split, prep_rows)
+    return layout.split, lambda: _chunks(X, layout.split, rows)
 
 
 def _kept_bytes(prep, split):
@@ -611,11 +616,11 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None, *, group=None
     n_samples, n_components = X.shape[0], means.shape[0]
     if out is None:
         out = np.empty((n_samples, n_components), dtype=np.result_type(X.dtype, means.dtype))
-    prep = _prepare(means, prec_chol, covariance_type, group)
-    split, chunks = _split_and_chunks(X, covariance_type, group, prep.rows, layout)
+    split, chunks = _split_and_chunks(X, n_components, covariance_type, group, layout)
     if split.complete.all():
         out = gaussian.log_likelihood(X, means, prec_chol, covariance_type, out=out)
         return (out, None) if keep else out
+    prep = _prepare(means, prec_chol, covariance_type, group)
     out[split.empty] = 0.0
     if split.complete.any():
         out[split.complete] = gaussian.log_likelihood(X[split.complete], means, prec_chol, covariance_type)
@@ -681,10 +686,10 @@ def accumulate(X, posteriors, means, prec_chol, covariance_type, center=None, *,
         raise ValueError(f"posteriors must have shape {(X.shape[0], means.shape[0])}, got {posteriors.shape}.")
     center = means if center is None else center
     if completion is None:
-        prep = _prepare(means, prec_chol, covariance_type, group)
-        split, chunks = _split_and_chunks(X, covariance_type, group, prep.rows, layout)
+        split, chunks = _split_and_chunks(X, means.shape[0], covariance_type, group, layout)
         if split.complete.all():
             return gaussian.accumulate(X, posteriors, center, covariance_type)
+        prep = _prepare(means, prec_chol, covariance_type, group)
     else:  # kept by log_likelihood, which keeps none on the numpy path
         split, prep, kept = completion
     shift = np.asarray(center, dtype=np.float64) - prep.means
@@ -763,10 +768,10 @@ def mixture_block(X, sample_weight, log_weights, means, prec_chol, covariance_ty
     X, means = _check_block(X, means, prec_chol, covariance_type)
     n_components = means.shape[0]
     log_weights = np.asarray(log_weights, dtype=np.float64)
-    prep = _prepare(means, prec_chol, covariance_type, group)
-    split, chunks = _split_and_chunks(X, covariance_type, group, prep.rows, layout)
+    split, chunks = _split_and_chunks(X, n_components, covariance_type, group, layout)
     if split.complete.all():
         return gaussian.mixture_block(X, sample_weight, log_weights, means, prec_chol, covariance_type)
+    prep = _prepare(means, prec_chol, covariance_type, group)
     peak = np.max(log_weights)
     with np.errstate(divide="ignore"):  # all weights 0 gives -inf, as a complete row would
         log_total = peak + np.log(np.sum(np.exp(log_weights - peak))) if np.isfinite(peak) else peak
