@@ -114,13 +114,25 @@ def test_small_fits_equal_on_both_paths(monkeypatch, covariance_type):
         np.testing.assert_allclose(a, b, rtol=1e-9)
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (3, 1), (1000, 1), (1000, 3), (1000, 4), (1000, 5), (1000, 64), (1, 1000),
+                                   (3, 1000), (4, 1000), (5, 1000), (64, 1000), (6, 5), (5, 6)])
+def test_transpose_in_either_loop_order_is_the_transpose(shape):
+    # the copy loop runs along the short side or the long one by shape: every order is the plain transpose
+    source = np.random.RandomState(sum(shape)).normal(size=shape)
+    for kernel in (kernels._transpose_into, kernels._transpose_into.py_func):
+        target = np.full(shape[::-1], np.nan)
+        kernel(source, target)
+        np.testing.assert_array_equal(target, source.T)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("full", [True, False])
-def test_compiled_chunk_loops_equal_the_kernels_chunk_by_chunk(full, dtype):
+@pytest.mark.parametrize(("K", "D"), [(3, 6), (9, 2)])  # both loop orders of the transposes in and out
+def test_compiled_chunk_loops_equal_the_kernels_chunk_by_chunk(full, dtype, K, D):
     # log_density_rows and moments_rows run the chunk loop inside one compiled call: bit for bit the
     # kernels on each chunk's lanes (a short last chunk included)
     rng = np.random.RandomState(5)
-    K, D, chunk, n = 3, 6, 128, 128 * 3 + 37
+    chunk, n = 128, 128 * 3 + 37
     X = (1e4 + rng.normal(size=(n, D))).astype(dtype)
     means = 1e4 + rng.normal(size=(K, D))
     const = rng.normal(size=K)
