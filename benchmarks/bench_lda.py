@@ -261,7 +261,7 @@ def run_ablation(X_train, X_test, topics, args):
         variants = ablation_variants(mode, X_train.shape[0])
         results = {name: {"perplexity": [], "recovered": [], "cpu": []} for name in ["scikit-learn"] + [
             v[0] for v in variants]}
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             components, cpu, _ = timed(fit_sklearn, X_train, mode, seed, args)
             runs = [("scikit-learn", components, cpu)]
             for name, overrides, patches in variants:
@@ -386,7 +386,8 @@ def summarize(mode, results, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=24, help="number of seeds (0, 1, ...)")
+    parser.add_argument("--seeds", type=int, default=24, help="number of seeds (first-seed, first-seed + 1, ...)")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first seed (to extend an earlier run)")
     parser.add_argument("--modes", nargs="+", default=["batch", "online"], choices=["batch", "online"])
     parser.add_argument("--n-docs", type=int, default=5000, help="documents in all (the last --n-heldout held out)")
     parser.add_argument("--n-heldout", type=int, default=1000)
@@ -409,7 +410,8 @@ def main():
     print(
         f"LDA benchmark: {X_train.shape[0]} training and {X_test.shape[0]} held-out documents, "
         f"{args.n_words}-word vocabulary, {args.n_topics} planted topics, {X.sum() / X.shape[0]:.1f} words/document "
-        f"({X.nnz / X.shape[0]:.1f} distinct); {args.n_iter} passes; seeds 0..{args.seeds - 1}; "
+        f"({X.nnz / X.shape[0]:.1f} distinct); {args.n_iter} passes; "
+        f"seeds {args.first_seed}..{args.first_seed + args.seeds - 1}; "
         f"n_jobs={args.n_jobs}; {platform.processor() or platform.machine()}"
     )
     from sklearn.decomposition import LatentDirichletAllocation as SklearnLDA
@@ -445,7 +447,7 @@ def main():
             if mode == "online" and corpus is not None:
                 runners["gensim"] = lambda seed, mode=mode: fit_gensim(corpus, args.n_words, mode, seed, args)
             results = {name: {"perplexity": [], "recovered": [], "cpu": [], "wall": []} for name in runners}
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 line = []
                 for name, run in runners.items():
                     components, cpu, wall = timed(run, seed)
