@@ -290,3 +290,23 @@ def test_mixture_block_equals_its_pieces(covariance_type, dtype, rng):
     second = gaussian.mixture_block(X[half:], weight[half:], log_weights, means, prec_chol, covariance_type)
     for a, b in zip(stats, gaussian.add_stats(first[0], second[0])):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-10)
+
+
+def test_a_complete_block_is_checked_for_missing_values_once(rng, monkeypatch):
+    # layout() finds no NaN: its COMPLETE marker lets each E-step skip the pass over the block that looks for one
+    import pickle
+
+    X = rng.normal(size=(50, 2))
+    density = gaussian.Gaussian("diag", 3, 2)
+    params = density.pack({"means_": rng.normal(size=(3, 2)), "covariances_": np.ones((3, 2))})
+    context = density.context(params)
+    layout = density.layout(X)
+    assert layout is gaussian.COMPLETE
+    assert pickle.loads(pickle.dumps(layout)) is gaussian.COMPLETE  # also in worker processes
+    expected = density.frames(X, params, context)[0]["log_frameprob"]
+    resp = np.full((50, 3), 1.0 / 3.0)
+    expected_stats = density.accumulate(X, resp, params, context)
+    monkeypatch.setattr(gaussian, "_has_missing", lambda X: pytest.fail("checked again"))
+    np.testing.assert_array_equal(density.frames(X, params, context, layout=layout)[0]["log_frameprob"], expected)
+    for got, want in zip(density.accumulate(X, resp, params, context, layout=layout), expected_stats):
+        np.testing.assert_array_equal(got, want)

@@ -955,6 +955,27 @@ def _has_missing(X):
     return X.dtype.kind == "f" and bool(np.isnan(np.add.reduce(X, axis=None)))
 
 
+class _Complete:
+    """The layout (:meth:`Gaussian.layout`) of a block without missing entries: its E-steps skip the NaN check.
+    One object, also in worker processes."""
+
+    def __reduce__(self):
+        return "COMPLETE"
+
+    def __repr__(self):
+        return "COMPLETE"
+
+
+COMPLETE = _Complete()
+
+
+def _missing(X, layout):
+    """Whether rows go to ``gaussian_missing``: a layout of missing entries, or, with none given, a NaN in X."""
+    if layout is COMPLETE:
+        return False
+    return layout is not None or _has_missing(X)
+
+
 class Gaussian(Density):
     """Gaussian components as an object: the functions of this module with their hyperparameters bound.
 
@@ -1032,16 +1053,17 @@ class Gaussian(Density):
         return log_likelihood(X, params[self.names["means"]], context, self.covariance_type)
 
     def layout(self, X):
-        """With missing values, where they are and the incomplete rows gathered (gaussian_missing.layout)."""
+        """With missing values, where they are and the incomplete rows gathered (gaussian_missing.layout);
+        :data:`COMPLETE` without (later E-steps then skip their check for NaN)."""
         if not _has_missing(X):
-            return None
+            return COMPLETE
         from . import gaussian_missing
 
         return gaussian_missing.layout(X, self.n_components, self.covariance_type)
 
     def frames(self, X, params, context, layout=None):
         """Log densities for the HMM kernels; with missing values the cache keeps the completed rows."""
-        if layout is not None or _has_missing(X):
+        if _missing(X, layout):
             from . import gaussian_missing
 
             log_frameprob, completion = gaussian_missing.log_likelihood(
@@ -1051,7 +1073,7 @@ class Gaussian(Density):
         return {"log_frameprob": log_likelihood(X, params[self.names["means"]], context, self.covariance_type)}, None
 
     def accumulate(self, X, resp, params, context, cache=None, layout=None):
-        if layout is not None or _has_missing(X):
+        if _missing(X, layout):
             from . import gaussian_missing
 
             if context is None:  # a start's statistics need the current parameters: not for missing values
@@ -1063,7 +1085,7 @@ class Gaussian(Density):
     def mixture_block(self, X, sample_weight, log_weights, params, context, layout=None):
         # densities, responsibilities and statistics of the block's rows in one pass (chunked inside, so a
         # large block -- a Dask chunk -- keeps its temporaries small)
-        if layout is not None or _has_missing(X):
+        if _missing(X, layout):
             from . import gaussian_missing
 
             return gaussian_missing.mixture_block(X, sample_weight, log_weights, params[self.names["means"]],
