@@ -118,6 +118,12 @@ def jit(function=None, *, inline=False, reassociate=False):
     last lets LLVM reorder floating-point sums and fuse multiply-adds
     (``fastmath`` flags ``reassoc`` and ``contract`` only: NaN and inf keep
     their meaning), so reductions vectorise; results change in the last bits.
+    Whatever such a kernel calls must itself be ``reassociate=True`` or
+    ``inline=True``: numba compiles a plain callee with the flags of the first
+    caller that compiles it and then keeps (and caches) that machine code for
+    every caller (numba issue #7168), so a plain helper shared with a
+    reassociating kernel would give results that depend on what the process,
+    or the cache, compiled before (``tests/inference/test_jit_flags.py``).
     Where no cache folder is writable the function is compiled in memory (see
     the module docstring).
     """

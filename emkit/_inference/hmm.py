@@ -154,12 +154,14 @@ def _check_inputs(startprob, transmat, log_frameprob, offsets):
 
 
 # ---------------------------------------------------------------- forward pass
-@jit
+@jit(reassociate=True)
 def _log_space_step(startprob, transmat_t, log_frameprob, from_log, begin, t, alpha, frame, shift):
     """Redo forward step ``t`` whose sum underflowed, shifting by the best reachable state.
 
     Rewrites ``alpha[t]`` and ``frame[t]``; returns ``(total, new_shift)``
-    (``total`` 0 if ``x_t`` is impossible). Kept out of the hot loop.
+    (``total`` 0 if ``x_t`` is impossible). Kept out of the hot loop, and
+    compiled with reassociated sums for every caller, the many-state kernel
+    among them (see :func:`._jit.jit`).
     """
     n_components = transmat_t.shape[0]
     best = -np.inf
@@ -642,7 +644,14 @@ def _forward_backward_sequence(startprob, transmat, transmat_t, log_frameprob, f
     )
     if not possible or not backward:
         return  # posteriors of an impossible sequence are left at zero
-    _normalize_rows(posteriors, end - 1, end)  # last step: smoothed = filtered
+    # last step: smoothed = filtered (written out, not a call to _normalize_rows: a plain compiled function called
+    # from the reassociating kernel would be compiled with its flags, for every caller -- numba issue #7168)
+    total = 0.0
+    for k in range(n_components):
+        total += posteriors[end - 1, k]
+    inv = 1.0 / total
+    for k in range(n_components):
+        posteriors[end - 1, k] *= inv
     beta, new_beta = local_array(n_components), local_array(n_components)
     weighted, alpha_t = local_array(n_components), local_array(n_components)
     for k in range(n_components):

@@ -161,21 +161,27 @@ def _psi_parts(x):
     return y, 0.5 * inv + series + shift
 
 
-@jit
+@jit(inline=True)
 def digamma(x):
-    """``psi(x)`` for ``x >= 0`` (``-inf`` at 0), accurate to about 1e-14 (see :func:`_psi_parts`)."""
+    """``psi(x)`` for ``x >= 0`` (``-inf`` at 0), accurate to about 1e-14 (see :func:`_psi_parts`).
+
+    Inlined into its callers, the reassociating document solver among them
+    (see :func:`._jit.jit`).
+    """
     if x <= 0.0:
         return -np.inf
     y, correction = _psi_parts(x)
     return math.log(y) - correction
 
 
-@jit
+@jit(reassociate=True)
 def exp_digamma(x):
     """``exp(psi(x))`` for ``x >= 0`` (0 at 0), with one ``exp`` and no ``log``.
 
     The fixed-point updates only need ``exp(E[log theta])``, so this halves
-    their transcendental calls.
+    their transcendental calls. Compiled with reassociated sums for every
+    caller, as the reassociating kernels that call it need (see
+    :func:`._jit.jit`).
     """
     if x <= 0.0:
         return 0.0

@@ -220,10 +220,14 @@ def test_compiled_equals_py_func(K, implementation):
             np.testing.assert_allclose(c, p, rtol=1e-13, atol=1e-15)
     shifted, shifts = np.empty_like(log_frameprob), np.empty(log_frameprob.shape[0])
     again, shifts_again = np.empty_like(log_frameprob), np.empty(log_frameprob.shape[0])
+    log_frameprob[2] = -np.inf  # an impossible step: shift 0
     kernels._shift_rows(log_frameprob, shifted, shifts)
     kernels._shift_rows.py_func(log_frameprob, again, shifts_again)
     np.testing.assert_array_equal(shifts, shifts_again)
     np.testing.assert_array_equal(shifted, again)
+    expected = np.where(np.isfinite(log_frameprob.max(axis=1)), log_frameprob.max(axis=1), 0.0)
+    np.testing.assert_array_equal(shifts, expected)
+    np.testing.assert_array_equal(shifted, log_frameprob - expected[:, None])
 
 
 def test_fixed_size_path_equals_general_path(implementation):
