@@ -187,13 +187,17 @@ def _hmm_cases(states, lengths, rng):
 def test_hmm_on_dask_equals_the_fit_in_memory_whatever_the_chunks(client, case):
     states, lengths, rng = _sequences()
     estimator, X = _hmm_cases(states, lengths, rng)[case]
-    estimator.set_params(tol=0, max_iter=10)
+    estimator.set_params(tol=0, max_iter=10, keep_params_history=True)
     reference = _quiet(estimator.fit, X, lengths=lengths)
     for chunks in (977, 2500):  # neither falls on sequence boundaries: rechunked so none is cut
         model = _quiet(type(estimator)(**estimator.get_params()).fit, da.from_array(X, chunks=(chunks, X.shape[1])),
                        lengths=lengths)
-        for name, value in reference._fitted_params().items():
-            assert _relative(model._fitted_params()[name], value) <= 1e-10, name
+        # with tol=0 a fit stops at its first decrease within round-off; the blocks' sums differ in the last bits
+        # from the fit in memory, so one may stop an iteration earlier: compare after the same iterations
+        n_iter = min(model.n_iter_, reference.n_iter_)
+        assert n_iter >= 8
+        for name, value in reference.params_history_[n_iter].items():
+            assert _relative(model.params_history_[n_iter][name], value) <= 1e-10, name
         _assert_no_dask_inside(model)
     assert _cluster_holds_nothing(client)
 

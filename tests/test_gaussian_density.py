@@ -310,3 +310,32 @@ def test_a_complete_block_is_checked_for_missing_values_once(rng, monkeypatch):
     np.testing.assert_array_equal(density.frames(X, params, context, layout=layout)[0]["log_frameprob"], expected)
     for got, want in zip(density.accumulate(X, resp, params, context, layout=layout), expected_stats):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+@pytest.mark.parametrize("n_features, n_components", [(1, 2), (1, 3), (2, 4), (2, 8), (3, 3), (2, 9)])
+def test_log_likelihood_shifted_is_log_likelihood_with_row_maxima(covariance_type, n_features, n_components, rng):
+    # the HMMs' one-pass densities and row maxima: the same log-densities bit for bit, where the pass applies
+    from emkit._inference import hmm
+
+    X = rng.normal(scale=50.0, size=(3000, n_features)) + 1e4
+    means = rng.normal(scale=50.0, size=(n_components, n_features)) + 1e4
+    shape = (n_components, n_features) if covariance_type == "diag" else (n_components,)
+    prec_chol = gaussian.precisions_cholesky(rng.uniform(0.1, 20.0, size=shape), covariance_type)
+    expected = gaussian.log_likelihood(X, means, prec_chol, covariance_type)
+    scratch = kernels.Scratch()
+    log_prob, shifted = gaussian.log_likelihood_shifted(X, means, prec_chol, covariance_type, scratch)
+    np.testing.assert_array_equal(log_prob, expected)
+    if n_features > kernels.SHIFTED_MAX_FEATURES or n_components > kernels.SHIFTED_MAX_COMPONENTS:
+        assert shifted is None
+        return
+    frame, shifts = shifted
+    want_frame, want_shifts = np.empty_like(expected), np.empty(len(X))
+    hmm._shift_rows(expected, want_frame, want_shifts)
+    np.testing.assert_array_equal(shifts, want_shifts)
+    np.testing.assert_array_equal(frame, want_frame)
+    again, _ = gaussian.log_likelihood_shifted(X, means, prec_chol, covariance_type, scratch)
+    assert again is log_prob or np.shares_memory(again, log_prob)  # the caller's buffers, kept
+    small, small_shifted = gaussian.log_likelihood_shifted(X[:500], means, prec_chol, covariance_type)
+    assert small_shifted is None  # the numpy path: nothing compiled for small inputs
+    np.testing.assert_array_equal(small, gaussian.log_likelihood(X[:500], means, prec_chol, covariance_type))

@@ -14,7 +14,7 @@ The mixture core (:class:`emkit.mixture._BaseMixture`) and the HMM core
 ``check_input(X)``                        value checks and conversion of validated rows
 ``context(params)``                       values derived once per E-step (precision factors)
 ``log_likelihood(X, params, context)``    ``log p(x_n | z_n = k)``, shape (n_samples, K)
-``frames(X, params, context)``            the same for the HMM kernels, plus a cache for ``accumulate``
+``frames(X, params, context, work)``      the same for the HMM kernels, plus a cache for ``accumulate``
 ``accumulate(X, resp, params, context)``  additive statistics (:mod:`emkit._stats`)
 ``mixture_block(...)``                    a mixture's whole block: responsibilities kept inside
 ``post(stats)``                           each component's mass ``N_k`` (the mixture weights' counts)
@@ -102,11 +102,16 @@ class Density:
         depend on the parameters; passed back as ``layout=``), or None (the default: nothing)."""
         return None
 
-    def frames(self, X, params, context):
+    def frames(self, X, params, context, work=None):
         """What the HMM kernels take: ``({"frameprob": ...} or {"log_frameprob": ...}, cache)``.
 
         ``cache`` is handed back to :meth:`accumulate` for the same rows
         (a per-state mixture keeps its within-state responsibilities there).
+        ``work`` is a dict the caller keeps from one E-step to the next for
+        these rows (None: nothing kept); a density may keep its output
+        arrays there. The Gaussian density also gives ``"shifted"``, each
+        row minus its maximum and the maxima (see
+        :func:`emkit._inference.hmm.forward_backward`).
         """
         frameprob = self.likelihood(X, params, context)
         if frameprob is not None:

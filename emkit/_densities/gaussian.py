@@ -418,6 +418,52 @@ def log_likelihood(X, means, prec_chol, covariance_type, out=None):
     return out
 
 
+def log_likelihood_shifted(X, means, prec_chol, covariance_type, scratch=None):
+    """:func:`log_likelihood`, and where one compiled pass gives them too, each row's maximum and the row minus it.
+
+    That pass (:func:`emkit._inference.mixture.log_density_shifted_rows`)
+    serves diagonal and spherical covariances of few features and components
+    on inputs that take the compiled kernels (more than
+    ``kernels.NUMPY_MAX_ROWS`` rows); it gives the same log-densities as
+    :func:`log_likelihood`, bit for bit.
+
+    Parameters
+    ----------
+    X, means, prec_chol, covariance_type : see :func:`log_likelihood`
+    scratch : emkit._inference.mixture.Scratch, optional
+        Where the outputs are written (kept by the caller from one call to
+        the next: fresh arrays of tens of megabytes cost their page faults at
+        every call); None for fresh arrays.
+
+    Returns
+    -------
+    log_prob : ndarray of shape (n_samples, n_components)
+    shifted : tuple of (ndarray of shape (n_samples, n_components), ndarray of shape (n_samples,)) or None
+        ``(log_prob - shifts[:, None], shifts)`` with ``shifts`` the row
+        maxima (0 for a row of ``-inf``); None where this function did not
+        compute them.
+    """
+    X = np.asarray(X)
+    if X.dtype != np.float64 or np.asarray(means).dtype != np.float64:
+        return log_likelihood(X, means, prec_chol, covariance_type), None
+    n_samples, n_features = X.shape
+    n_components = np.shape(means)[0]
+    scratch = kernels.Scratch() if scratch is None else scratch
+    out = scratch.empty("log_prob", (n_samples, n_components))
+    prep = _prepare(means, prec_chol, covariance_type, X.dtype)
+    fused = (
+        prep.kind == "diag"
+        and n_features <= kernels.SHIFTED_MAX_FEATURES
+        and n_components <= kernels.SHIFTED_MAX_COMPONENTS
+        and not _numpy_path(n_samples)
+    )
+    if not fused:
+        return log_likelihood(X, means, prec_chol, covariance_type, out=out), None
+    shifted, shifts = scratch.empty("shifted", (n_samples, n_components)), scratch.empty("shifts", (n_samples,))
+    kernels.log_density_shifted_rows(X, prep.means, prep.scales, prep.const, out, shifted, shifts)
+    return out, (shifted, shifts)
+
+
 def accumulate(X, posteriors, center, covariance_type):
     """Weighted sufficient statistics for all components, exact at any scale.
 
@@ -1061,8 +1107,9 @@ class Gaussian(Density):
 
         return gaussian_missing.layout(X, self.n_components, self.covariance_type)
 
-    def frames(self, X, params, context, layout=None):
-        """Log densities for the HMM kernels; with missing values the cache keeps the completed rows."""
+    def frames(self, X, params, context, layout=None, work=None):
+        """Log densities for the HMM kernels (with the rows' maxima where one pass gives them,
+        :func:`log_likelihood_shifted`); with missing values the cache keeps the completed rows."""
         if _missing(X, layout):
             from . import gaussian_missing
 
@@ -1070,7 +1117,10 @@ class Gaussian(Density):
                 X, params[self.names["means"]], context, self.covariance_type, keep=True, layout=layout
             )
             return {"log_frameprob": log_frameprob}, completion
-        return {"log_frameprob": log_likelihood(X, params[self.names["means"]], context, self.covariance_type)}, None
+        scratch = None if work is None else work.setdefault("densities", kernels.Scratch())
+        log_prob, shifted = log_likelihood_shifted(X, params[self.names["means"]], context, self.covariance_type,
+                                                   scratch)
+        return {"log_frameprob": log_prob, "shifted": shifted}, None
 
     def accumulate(self, X, resp, params, context, cache=None, layout=None):
         if _missing(X, layout):

@@ -127,7 +127,7 @@ class GaussianMixtures(Density):
         log_prob += log_weights
         return np.ascontiguousarray(log_prob, dtype=np.float64)
 
-    def frames(self, X, params, context):
+    def frames(self, X, params, context, work=None):
         """Log emission densities (n_samples, K) and, as the cache, each state's mixture responsibilities."""
         joint = self._joint(X, context)
         log_frameprob = normalize_log_groups(joint)  # joint now holds p(m_t = m | x_t, z_t = k)

@@ -9,7 +9,9 @@ log-likelihoods are shifted by their maximum before exponentiating
 (``frame[t] = exp(log_frameprob[t] - shift[t])``); the forward and backward
 messages are normalised lazily (only when their scale falls below 1e-150),
 which keeps divisions out of the sequential loop, while the per-step ratios of
-their sums give the log normalisers. A sequence of any length therefore
+their sums give the log normalisers. A sequence's log-likelihood takes no
+per-step logarithm: it is the sum of the shifts plus the logarithms of the
+few sums divided out (see :func:`_forward_pass`). A sequence of any length therefore
 neither underflows nor overflows. If a step's sum still underflows (the
 observation is ~exp(-660) times less likely under every reachable state than
 under an unreachable one), that step is redone in log space from the
@@ -62,6 +64,7 @@ _FIXED_SIZES = range(2, 9)  # state counts compiled with constant loop bounds (u
 # pass (two extra (T, K) arrays, so only up to this many elements each: 32 MB).
 _DEFERRED_MAX_ELEMENTS = 1 << 22
 _NO_ROWS = np.zeros((0, 0))
+_NO_STEPS = np.zeros(0)  # ``ratio`` when the per-step normalisers are not wanted
 _NUMPY_MAX_CELLS = 4000  # calls of at most this many rows x max(states, 4) run in numpy ("Small inputs")
 _RESCALE_UP = 1.0  # backward messages never exceed 1 except after a log-space step (frames up to e^700)
 
@@ -188,25 +191,33 @@ def _log_space_step(startprob, transmat_t, log_frameprob, from_log, begin, t, al
 
 @jit(inline=True)
 def _forward_pass(startprob, transmat_t, log_frameprob, from_log, begin, end, alpha, frame, ratio, shifts, n_components):
-    """Forward recursion over rows begin:end, lazily normalised.
+    """Forward recursion over rows begin:end, lazily normalised; returns ``log p(x_begin..end-1) - sum(shifts)``.
 
     ``frame[t] = exp(log p(x_t | z_t) - shifts[t])`` comes precomputed.
     Writes ``alpha[t]`` proportional to ``p(z_t | x_<=t)`` (rescaled to sum
     to one only when its sum falls below ``_RESCALE``, so the sequential
-    loop carries no division) and ``ratio[t] = sum(alpha[t]) / sum(fed)``
-    where ``fed`` is the vector propagated from step ``t - 1``, so that
-    ``log p(x_t | x_<t) = shifts[t] + log(ratio[t])``. A step whose sum
+    loop carries no division). When ``ratio`` has rows, also writes
+    ``ratio[t] = sum(alpha[t]) / sum(fed)`` where ``fed`` is the vector
+    propagated from step ``t - 1``, so that ``log p(x_t | x_<t) = shifts[t] +
+    log(ratio[t])``. The sequence's log-likelihood needs no per-step
+    logarithm: the ratios' product telescopes to the product of the sums at
+    the rescaled steps and at the last one, so it is the sum of the shifts
+    plus the logarithms of those few sums, which this returns (the caller
+    adds the shifts by numpy's pairwise sum, which keeps a long sequence's
+    log-likelihood exact to about 1e-16 where a running sum loses digits). A step whose sum
     underflows is redone in log space (from ``log_frameprob`` when
     ``from_log``, else from ``log(frame)``), updating ``frame[t]`` and
-    ``shifts[t]``. Returns False if the sequence is impossible; its rows
-    ``alpha[begin:end]`` are then zero.
+    ``shifts[t]``. An impossible sequence gets ``-inf``, and its rows
+    ``alpha[begin:end]`` are zero.
     Inlined into its callers, so that ``n_components`` can be a compile-time
     constant there; the message of the previous step is then carried in
     registers (:func:`._jit.local_array`), not reloaded from ``alpha``.
     """
     prev = local_array(n_components)  # alpha[t - 1]
     cur = local_array(n_components)  # alpha[t]
+    per_step = ratio.shape[0] > 0
     fed = 1.0
+    log_scale = 0.0  # the logarithms of the sums divided out at rescaled steps
     for t in range(begin, end):
         shift = shifts[t]
         total = 0.0
@@ -229,18 +240,21 @@ def _forward_pass(startprob, transmat_t, log_frameprob, from_log, begin, end, al
                 # x_t is impossible under the model
                 for r in range(t, end):
                     shifts[r] = -np.inf
-                    ratio[r] = 1.0
+                    if per_step:
+                        ratio[r] = 1.0
                     for k in range(n_components):
                         frame[r, k] = 0.0
                 for r in range(begin, end):
                     for k in range(n_components):
                         alpha[r, k] = 0.0
-                return False
+                return -np.inf
             for k in range(n_components):
                 cur[k] = alpha[t, k]
-        ratio[t] = total / fed
+        if per_step:
+            ratio[t] = total / fed
         shifts[t] = shift
         if total < _RESCALE:
+            log_scale += np.log(total)
             inv = 1.0 / total
             for k in range(n_components):
                 cur[k] *= inv
@@ -250,7 +264,7 @@ def _forward_pass(startprob, transmat_t, log_frameprob, from_log, begin, end, al
         for k in range(n_components):
             alpha[t, k] = cur[k]
             prev[k] = cur[k]
-    return True
+    return log_scale + np.log(fed)
 
 
 @jit
@@ -267,11 +281,12 @@ def _normalize_rows(a, begin, end):
 
 @jit
 def _forward_kernel(startprob, transmat_t, log_frameprob, frame, shifts, from_log, offsets, normalize, filtered, ratio,
-                    n_components):
-    """Forward pass over every sequence; writes ``filtered``, ``ratio`` and ``shifts`` (see :func:`_forward_pass`)."""
+                    log_likelihood, n_components):
+    """Forward pass over every sequence; writes ``filtered``, ``ratio``, ``shifts`` and, in ``log_likelihood``,
+    each sequence's log-likelihood but the sum of its shifts (see :func:`_forward_pass`)."""
     for s in range(offsets.shape[0] - 1):
         begin, end = offsets[s], offsets[s + 1]
-        _forward_pass(
+        log_likelihood[s] = _forward_pass(
             startprob, transmat_t, log_frameprob, from_log, begin, end, filtered, frame, ratio, shifts, n_components
         )
         if normalize:
@@ -283,11 +298,11 @@ def _run(kernel, *args):
     specialized(kernel, args, constant=args[-1] in _FIXED_SIZES)(*args)
 
 
-def _log_steps(ratio, shifts, offsets):
-    """Per-step log normalisers ``shift + log(ratio)`` (in ``ratio``'s memory) and their per-sequence sums."""
+def _log_steps(ratio, shifts):
+    """Per-step log normalisers ``shift + log(ratio)``, in ``ratio``'s memory."""
     log_step = np.log(ratio, out=ratio)  # no fresh array of n_samples (a page-faulted one costs more than the log)
     log_step += shifts
-    return log_step, np.add.reduceat(log_step, offsets[:-1])
+    return log_step
 
 
 @jit
@@ -318,12 +333,14 @@ def _buffer(work, name, shape):
     return array
 
 
-def _frames(log_frameprob, frameprob, overwrite, work=None):
+def _frames(log_frameprob, frameprob, overwrite, work=None, shifted=None):
     """(log_frameprob, frame, shifts, from_log) for the kernels; exactly one input is given.
 
     From log-likelihoods, ``frame = exp(log_frameprob - row max)`` is computed
     here in one vectorised pass (numpy's SIMD exponential), and ``shifts``
-    holds the row maxima; from probabilities the shifts are zero.
+    holds the row maxima; from probabilities the shifts are zero. ``shifted``
+    = ``(log_frameprob - row max, row max)`` when the caller computed them
+    with ``log_frameprob``; the first is then exponentiated in place.
     """
     if (log_frameprob is None) == (frameprob is None):
         raise ValueError("Give exactly one of log_frameprob and frameprob.")
@@ -339,6 +356,12 @@ def _frames(log_frameprob, frameprob, overwrite, work=None):
     log_frameprob = np.ascontiguousarray(log_frameprob, dtype=np.float64)
     if log_frameprob.ndim != 2:
         raise ValueError(f"log_frameprob must be 2-D, got shape {log_frameprob.shape}.")
+    if shifted is not None:
+        frame, shifts = shifted
+        if frame.shape != log_frameprob.shape or shifts.shape != log_frameprob.shape[:1]:
+            raise ValueError("shifted must be (log_frameprob minus each row's maximum, the maxima).")
+        np.exp(frame, out=frame)
+        return log_frameprob, frame, shifts, True
     if _numpy_path(*log_frameprob.shape):
         shifts = np.max(log_frameprob, axis=1) if log_frameprob.size else np.zeros(log_frameprob.shape[0])
         shifts[~(shifts > -np.inf)] = 0.0  # an all -inf row gives zero frames (impossible step)
@@ -554,6 +577,7 @@ def forward(
     frameprob=None,
     overwrite_frameprob=False,
     compute_filtered=True,
+    shifted=None,
 ):
     """Filtered state probabilities and per-step log normalisers.
 
@@ -578,12 +602,19 @@ def forward(
         False skips the final normalisation of the filtered probabilities
         (``filtered`` then holds them up to a positive factor per row), for
         callers that only need the log-likelihoods.
+    shifted : tuple of (ndarray of shape (n_samples, n_components), ndarray of shape (n_samples,)), optional
+        ``(log_frameprob - m[:, None], m)`` with ``m`` the row maxima (0 for
+        a row of ``-inf``), when the caller computed them together with
+        ``log_frameprob`` (one pass instead of two; the Gaussian density
+        does, :func:`emkit._densities.gaussian.log_likelihood_shifted`).
+        Both are overwritten: the first with the exponentials, the second
+        where a step is redone in log space.
 
     Returns
     -------
     ForwardResult
     """
-    log_frameprob, frame, shifts, from_log = _frames(log_frameprob, frameprob, overwrite_frameprob)
+    log_frameprob, frame, shifts, from_log = _frames(log_frameprob, frameprob, overwrite_frameprob, shifted=shifted)
     startprob, transmat, _, offsets = _check_inputs(startprob, transmat, frame, offsets)
     n_samples, n_components = frame.shape
     if _numpy_path(n_samples, n_components):
@@ -593,10 +624,11 @@ def forward(
         return ForwardResult(np.add.reduceat(log_step, offsets[:-1]), filtered, log_step)
     filtered = np.empty((n_samples, n_components))
     ratio = np.empty(n_samples)
+    log_likelihood = np.empty(offsets.shape[0] - 1)
     _run(_forward_kernel, startprob, np.ascontiguousarray(transmat.T), log_frameprob, frame, shifts, from_log, offsets,
-         bool(compute_filtered), filtered, ratio, n_components)
-    log_step, log_likelihood = _log_steps(ratio, shifts, offsets)
-    return ForwardResult(log_likelihood, filtered, log_step)
+         bool(compute_filtered), filtered, ratio, log_likelihood, n_components)
+    log_likelihood += np.add.reduceat(shifts, offsets[:-1])
+    return ForwardResult(log_likelihood, filtered, _log_steps(ratio, shifts))
 
 
 # -------------------------------------------------------- forward-backward pass
@@ -630,8 +662,9 @@ def _renormalize_step(posteriors, t, alpha_t, new_beta, weighted, largest):
 @jit(inline=True)
 def _forward_backward_sequence(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, begin, end,
                                posteriors, ratio, compute_xi, backward, outer, coef, wts, n_components):
-    """Forward then backward pass over rows begin:end; smoothed posteriors land in ``posteriors``.
+    """Forward then backward pass over rows begin:end; returns :func:`_forward_pass`'s value.
 
+    Smoothed posteriors land in ``posteriors``.
     Adds this sequence's ``sum_t alpha_t,i weighted_t+1,j / norm_t`` to
     ``outer``, or, when ``coef`` has rows (deferred), writes the two factors
     of each step to ``coef[t]`` and ``wts[t]`` for one matrix product after
@@ -639,11 +672,11 @@ def _forward_backward_sequence(startprob, transmat, transmat_t, log_frameprob, f
     ``n_components``, see :func:`_forward_pass`). Without ``backward`` only
     the forward pass runs (``posteriors`` then holds its messages).
     """
-    possible = _forward_pass(
+    log_likelihood = _forward_pass(
         startprob, transmat_t, log_frameprob, from_log, begin, end, posteriors, frame, ratio, shifts, n_components
     )
-    if not possible or not backward:
-        return  # posteriors of an impossible sequence are left at zero
+    if log_likelihood == -np.inf or not backward:
+        return log_likelihood  # posteriors of an impossible sequence are left at zero
     # last step: smoothed = filtered (written out, not a call to _normalize_rows: a plain compiled function called
     # from the reassociating kernel would be compiled with its flags, for every caller -- numba issue #7168)
     total = 0.0
@@ -708,15 +741,17 @@ def _forward_backward_sequence(startprob, transmat, transmat_t, log_frameprob, f
         for i in range(n_components):
             for j in range(n_components):
                 outer[i, j] = running[i * n_components + j]
+    return log_likelihood
 
 
 @jit(inline=True)
 def _forward_backward_sequences(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, offsets,
-                                compute_xi, backward, posteriors, ratio, start_sum, outer, coef, wts, n_components):
+                                compute_xi, backward, posteriors, ratio, log_likelihood, start_sum, outer, coef, wts,
+                                n_components):
     """The body of both forward-backward kernels (inlined, so each compiles it with its own flags)."""
     for s in range(offsets.shape[0] - 1):
         begin, end = offsets[s], offsets[s + 1]
-        _forward_backward_sequence(
+        log_likelihood[s] = _forward_backward_sequence(
             startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, begin, end, posteriors, ratio,
             compute_xi, backward, outer, coef, wts, n_components,
         )
@@ -726,22 +761,25 @@ def _forward_backward_sequences(startprob, transmat, transmat_t, log_frameprob, 
 
 @jit
 def _forward_backward_kernel(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, offsets,
-                             compute_xi, backward, posteriors, ratio, start_sum, outer, coef, wts, n_components):
+                             compute_xi, backward, posteriors, ratio, log_likelihood, start_sum, outer, coef, wts,
+                             n_components):
     """Forward-backward over every sequence.
 
-    Writes ``posteriors``, ``ratio`` and ``shifts``; adds the first steps'
-    posteriors to ``start_sum`` and ``sum_t alpha_t,i weighted_t+1,j / norm_t``
+    Writes ``posteriors``, ``ratio`` (when it has rows), ``shifts`` and, in
+    ``log_likelihood``, each sequence's log-likelihood but the sum of its
+    shifts (:func:`_forward_pass`); adds the first steps' posteriors to ``start_sum`` and ``sum_t alpha_t,i weighted_t+1,j / norm_t``
     to ``outer`` (so that ``xi_sum = transmat * outer``).
     """
     _forward_backward_sequences(
         startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, offsets, compute_xi, backward,
-        posteriors, ratio, start_sum, outer, coef, wts, n_components,
+        posteriors, ratio, log_likelihood, start_sum, outer, coef, wts, n_components,
     )
 
 
 @jit(reassociate=True)
 def _forward_backward_kernel_many(startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, offsets,
-                                  compute_xi, backward, posteriors, ratio, start_sum, outer, coef, wts, n_components):
+                                  compute_xi, backward, posteriors, ratio, log_likelihood, start_sum, outer, coef, wts,
+                                  n_components):
     """:func:`_forward_backward_kernel` for more than eight states, with its sums reassociated.
 
     The K-term sums of the forward and backward steps then vectorise (about
@@ -750,13 +788,13 @@ def _forward_backward_kernel_many(startprob, transmat, transmat_t, log_frameprob
     """
     _forward_backward_sequences(
         startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, offsets, compute_xi, backward,
-        posteriors, ratio, start_sum, outer, coef, wts, n_components,
+        posteriors, ratio, log_likelihood, start_sum, outer, coef, wts, n_components,
     )
 
 
 def forward_backward(
     startprob, transmat, log_frameprob=None, offsets=None, compute_xi=True, *, frameprob=None, overwrite_frameprob=False,
-    objective_only=False, work=None,
+    objective_only=False, per_step=True, work=None, shifted=None,
 ):
     """Smoothed state posteriors and expected transition counts.
 
@@ -782,12 +820,18 @@ def forward_backward(
         (the other fields are None). Unlike :func:`forward`, it runs the
         same compiled code as the full pass (no other kernel to compile) and
         gives the same log-likelihoods to the last bit.
+    per_step : bool, default=True
+        Whether to return ``log_step`` (False: it is None, which saves a
+        logarithm per step; EM's E-steps only need the sequences'
+        log-likelihoods, which never take one).
     work : dict, optional
         Work arrays kept by the caller from one call to the next (an EM
         restart's per-block state): the frames, posteriors and per-step
         normalisers are written into them when their shapes fit, instead of
         into fresh arrays. The result's ``posteriors`` and ``log_step`` are
         then views of those buffers, valid until the next call with them.
+    shifted : tuple of two ndarrays, optional
+        See :func:`forward`.
 
     Returns
     -------
@@ -795,7 +839,7 @@ def forward_backward(
         A sequence with zero likelihood gets ``log_likelihood = -inf`` and
         all-zero posteriors.
     """
-    log_frameprob, frame, shifts, from_log = _frames(log_frameprob, frameprob, overwrite_frameprob, work)
+    log_frameprob, frame, shifts, from_log = _frames(log_frameprob, frameprob, overwrite_frameprob, work, shifted)
     startprob, transmat, _, offsets = _check_inputs(startprob, transmat, frame, offsets)
     n_samples, n_components = frame.shape
     if _numpy_path(n_samples, n_components):
@@ -804,12 +848,14 @@ def forward_backward(
             compute_xi=bool(compute_xi)
         )
         log_likelihood = np.add.reduceat(log_step, offsets[:-1])
+        log_step = log_step if per_step else None
         if objective_only:
             return ForwardBackwardResult(log_likelihood, None, None, None, log_step)
         start_sum = posteriors[offsets[:-1]].sum(axis=0)
         return ForwardBackwardResult(log_likelihood, posteriors, start_sum, transmat * outer, log_step)
     posteriors = _buffer(work, "posteriors", (n_samples, n_components))  # holds alpha, then smoothed posteriors
-    ratio = _buffer(work, "ratio", (n_samples,))
+    ratio = _buffer(work, "ratio", (n_samples,)) if per_step else _NO_STEPS
+    log_likelihood = np.empty(offsets.shape[0] - 1)
     start_sum = np.zeros(n_components)
     outer = np.zeros((n_components, n_components))
     # Many states: the K x K outer product of every step leaves the sequential loop for one matrix product
@@ -819,11 +865,12 @@ def forward_backward(
     coef, wts = (np.zeros((n_samples, n_components)) for _ in range(2)) if deferred else (_NO_ROWS, _NO_ROWS)
     kernel = _forward_backward_kernel if n_components in _FIXED_SIZES else _forward_backward_kernel_many
     _run(kernel, startprob, transmat, np.ascontiguousarray(transmat.T), log_frameprob, frame, shifts,
-         from_log, offsets, compute_xi, not objective_only, posteriors, ratio, start_sum, outer, coef, wts,
-         n_components)
+         from_log, offsets, compute_xi, not objective_only, posteriors, ratio, log_likelihood, start_sum, outer, coef,
+         wts, n_components)
     if deferred:
         outer += coef.T @ wts
-    log_step, log_likelihood = _log_steps(ratio, shifts, offsets)
+    log_likelihood += np.add.reduceat(shifts, offsets[:-1])
+    log_step = _log_steps(ratio, shifts) if per_step else None
     if objective_only:
         return ForwardBackwardResult(log_likelihood, None, None, None, log_step)
     return ForwardBackwardResult(log_likelihood, posteriors, start_sum, transmat * outer, log_step)

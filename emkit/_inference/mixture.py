@@ -25,7 +25,7 @@ to round-off.
 
 import numpy as np
 
-from ._jit import jit
+from ._jit import jit, specialized
 
 __all__ = [
     "Scratch",
@@ -727,6 +727,60 @@ def moments_rows(X, weights, center, post, first, second, chunk_rows):
     chunk_rows : int
     """
     _moments_rows(X, weights, center, post, first, second, int(chunk_rows))
+
+
+# --------------------------------------------------------------------------- densities and row maxima, row by row
+SHIFTED_MAX_FEATURES = 2  # log_density_shifted_rows takes up to this many features ...
+SHIFTED_MAX_COMPONENTS = 8  # ... and components (a compile-time constant: unrolled loops)
+
+
+@jit
+def _diag_log_density_shifted_rows(X, means, scales, const, out, shifted, shifts, n_components):
+    n_samples, n_features = X.shape
+    for i in range(n_samples):
+        best = -np.inf
+        for k in range(n_components):
+            distance = 0.0
+            for d in range(n_features):
+                t = (X[i, d] - means[k, d]) * scales[k, d]
+                distance += t * t
+            value = const[k] - 0.5 * distance
+            out[i, k] = value
+            best = value if value > best else best
+        best = best if best > -np.inf else 0.0  # an all -inf row gives zero frames (impossible step)
+        shifts[i] = best
+        for k in range(n_components):
+            shifted[i, k] = out[i, k] - best
+
+
+def log_density_shifted_rows(X, means, scales, const, out, shifted, shifts):
+    """Diagonal log-densities of every row, with each row's maximum and the row minus it: what the HMM
+    kernels exponentiate, in one pass.
+
+    For few features and components (at most ``SHIFTED_MAX_FEATURES`` and
+    ``SHIFTED_MAX_COMPONENTS``). There the rows are short, so this row-major
+    pass, with no lanes to transpose into and back, writes the three outputs
+    while the row is in registers: 0.70 to 0.89 of the time of
+    :func:`log_density_rows` followed by the HMM's separate pass over the
+    rows for their maxima (measured at 10^6 rows, 1 to 2 features, 2 to 8
+    components; at 4 features and 4 or more components it is slower, hence
+    the limits). Each distance is summed feature by feature from zero, as
+    the lane kernel sums up to four features, so ``out`` is bit for bit
+    :func:`log_density_rows`'s.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float64 or float32
+    means, scales : ndarray of shape (n_components, n_features), float64
+    const : ndarray of shape (n_components,), float64
+    out, shifted : ndarray of shape (n_samples, n_components), float64
+        Receive the log-densities, and each row minus its maximum.
+    shifts : ndarray of shape (n_samples,), float64
+        Receives each row's maximum (0 for a row of ``-inf``).
+    """
+    X = np.ascontiguousarray(X, dtype=np.float64)  # one compiled signature (float32 converts exactly)
+    args = (X, means, scales, const, out, shifted, shifts, means.shape[0])
+    specialized(_diag_log_density_shifted_rows, args, constant=True)(*args)
 
 
 # --------------------------------------------------------------------------- numpy path for small blocks

@@ -476,13 +476,14 @@ class _BaseHMM(EMMixin, DensityMixin, BaseEstimator):
         reuse = {} if layout is None else {"layout": layout}
         # ``frameprob`` when the emission gives probabilities directly (no exponentials), else
         # ``log_frameprob``; ``cache`` keeps what the statistics reuse (a GMM's mixture responsibilities)
-        frames, cache = density.frames(block.emission_input, params, context.emission, **reuse)
+        frames, cache = density.frames(block.emission_input, params, context.emission, work=work, **reuse)
         result = forward_backward(
             params["startprob_"],
             params["transmat_"],
             offsets=block.offsets,
             compute_xi="t" in context.learn,
             objective_only=context.objective_only,
+            per_step=False,
             work=work,
             **frames,
         )

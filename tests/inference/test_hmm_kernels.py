@@ -185,10 +185,12 @@ def _kernel_args(startprob, transmat, log_frameprob, offsets):
     T, K = log_frameprob.shape
     log_fp, frame, shifts, from_log = kernels._frames(log_frameprob, None, False)
     transmat_t = np.ascontiguousarray(transmat.T)
-    forward = (startprob, transmat_t, log_fp, frame, shifts, from_log, offsets, True, np.empty((T, K)), np.empty(T), K)
+    S = len(offsets) - 1
+    forward = (startprob, transmat_t, log_fp, frame, shifts, from_log, offsets, True, np.empty((T, K)), np.empty(T),
+               np.empty(S), K)
     forward_backward = (startprob, transmat, transmat_t, log_fp, frame.copy(), shifts.copy(), from_log, offsets, True,
-                        True, np.empty((T, K)), np.empty(T), np.zeros(K), np.zeros((K, K)), np.zeros((0, 0)),
-                        np.zeros((0, 0)), K)
+                        True, np.empty((T, K)), np.empty(T), np.empty(S), np.zeros(K), np.zeros((K, K)),
+                        np.zeros((0, 0)), np.zeros((0, 0)), K)
     with np.errstate(divide="ignore"):
         log_startprob, log_transmat_t = np.log(startprob), np.ascontiguousarray(np.log(transmat).T)
     viterbi = (log_startprob, log_transmat_t, log_frameprob, offsets, np.empty((T, K)), np.empty(T, dtype=np.int64),
@@ -317,6 +319,41 @@ def test_numpy_path_budget_scales_with_the_number_of_states(implementation, monk
     assert kernels._numpy_path(1000, 2) and kernels._numpy_path(1000, 4) and not kernels._numpy_path(1001, 4)
     assert kernels._numpy_path(500, 8) and not kernels._numpy_path(501, 8)
     assert kernels._numpy_path(200, 20) and not kernels._numpy_path(201, 20)
+
+
+def _log_space_forward(startprob, transmat, log_frameprob, offsets):
+    """Exact oracle: the forward recursion in log space (logsumexp per step), in long double."""
+    from scipy.special import logsumexp
+
+    log_trans = np.log(transmat.astype(np.longdouble))
+    out = []
+    for begin, end in zip(offsets[:-1], offsets[1:]):
+        log_alpha = np.log(startprob.astype(np.longdouble)) + log_frameprob[begin]
+        for t in range(begin + 1, end):
+            log_alpha = logsumexp(log_alpha[:, None] + log_trans, axis=0) + log_frameprob[t]
+        out.append(logsumexp(log_alpha))
+    return np.array(out, dtype=np.longdouble)
+
+
+@pytest.mark.parametrize("K", [3, 10])
+def test_log_likelihood_without_per_step_logarithms_is_exact(K, implementation):
+    # the kernels take the log-likelihood from the sums divided out at the (rare) rescaled steps, not from a
+    # logarithm per step; long sequences rescale hundreds of times
+    rng = np.random.RandomState(40 + K)
+    offsets = np.array([0, 1, 900, 4000], dtype=np.int64)
+    startprob, transmat, log_frameprob = _random_model(K, 4000, rng, scale=4.0)
+    log_frameprob -= 30.0  # every step's sum far below one: the messages shrink fast
+    full = kernels.forward_backward(startprob, transmat, log_frameprob, offsets)
+    quick = kernels.forward_backward(startprob, transmat, log_frameprob, offsets, per_step=False)
+    assert quick.log_step is None
+    np.testing.assert_array_equal(quick.log_likelihood, full.log_likelihood)
+    np.testing.assert_array_equal(quick.posteriors, full.posteriors)
+    exact = _log_space_forward(startprob, transmat, log_frameprob, offsets)
+    error = np.abs(full.log_likelihood - exact) / np.abs(exact)
+    assert error.max() < 1e-15, error
+    np.testing.assert_allclose(np.add.reduceat(full.log_step, offsets[:-1]), full.log_likelihood, rtol=1e-13)
+    forward = kernels.forward(startprob, transmat, log_frameprob, offsets)
+    np.testing.assert_array_equal(forward.log_likelihood, full.log_likelihood)
 
 
 @pytest.mark.parametrize("K", [3, 10])
@@ -472,3 +509,21 @@ def test_local_array_on_the_stack_for_a_constant_length_else_on_the_heap():
     assert specialized(squares, (values, 5), constant=True)(values, 5) == expected  # a stack array
     assert specialized(squares, (values, 5))(values, 5) == expected  # np.empty
     assert squares.py_func(values, 5) == expected
+
+
+def test_precomputed_row_maxima_give_the_same_pass(implementation):
+    # shifted=(log_frameprob - row max, row max), as the Gaussian density computes them in one pass
+    rng = np.random.RandomState(9)
+    offsets = np.array([0, 700, 1500], dtype=np.int64)
+    startprob, transmat, log_frameprob = _random_model(3, 1500, rng, scale=30.0)
+    shifts = log_frameprob.max(axis=1)
+    shifted = (log_frameprob - shifts[:, None], shifts)
+    plain = kernels.forward_backward(startprob, transmat, log_frameprob, offsets)
+    given = kernels.forward_backward(startprob, transmat, log_frameprob, offsets, shifted=(shifted[0], shifts.copy()))
+    for a, b in zip(plain, given):
+        np.testing.assert_array_equal(a, b)
+    shifted = (log_frameprob - shifts[:, None], shifts.copy())  # both were overwritten (frames; redone steps)
+    forward = kernels.forward(startprob, transmat, log_frameprob, offsets, shifted=shifted)
+    np.testing.assert_array_equal(forward.log_likelihood, plain.log_likelihood)
+    with pytest.raises(ValueError, match="shifted"):
+        kernels.forward(startprob, transmat, log_frameprob, offsets, shifted=(shifted[0][1:], shifts))
