@@ -127,7 +127,7 @@ def fit_sklearn(X, mode, seed, args):
     return model.fit(X).components_
 
 
-def fit_emkit(X, mode, seed, args, same_draws=False):
+def fit_emkit(X, mode, seed, args, same_draws=False, stream_offset=None):
     from emkit import LatentDirichletAllocation
 
     model = LatentDirichletAllocation(
@@ -136,7 +136,12 @@ def fit_emkit(X, mode, seed, args, same_draws=False):
     )
     if not same_draws:
         return model.fit(X).components_
-    stream = sklearn_stream(seed, args.n_topics, X.shape[1])
+    # scikit-learn's random document starts; with stream_offset, the same sampler and order of draws
+    # from another RandomState (seed + offset): scikit-learn's algorithm with other random numbers
+    if stream_offset is None:
+        stream = sklearn_stream(seed, args.n_topics, X.shape[1])
+    else:
+        stream = np.random.RandomState(seed + stream_offset)
     starts = staticmethod(lambda *_: _StreamStarts(stream, X.shape[0]))
     with mock.patch.object(LatentDirichletAllocation, "_fresh_starts", starts):
         return model.fit(X).components_
@@ -381,6 +386,24 @@ def summarize(mode, results, args):
         f"({'cpu and wall' if args.n_jobs == 1 else 'wall'}): {'yes' if speed_ok else 'NO'}"
     )
     summary["goal"] = {"perplexity": bool(perp_ok), "recovered": bool(rec_ok), "speed": bool(speed_ok)}
+    others = [name for name in results if "stream +" in name]
+    if others:  # scikit-learn's algorithm averaged over other random streams, against emkit and scikit-learn
+        def paired(values, base):
+            d = np.asarray(values, dtype=float) - base
+            return d.mean(), d.std(ddof=1) / np.sqrt(n)
+
+        for key in ("recovered", "perplexity"):
+            mean_other = np.mean([np.asarray(results[name][key], dtype=float) for name in others], axis=0)
+            ours_d = paired(results["emkit"][key], mean_other)
+            theirs_d = paired(reference[key], mean_other)
+            summary[f"other_streams_{key}"] = {
+                "mean": mean_other.mean(), "emkit_minus": ours_d, "sklearn_own_minus": theirs_d,
+            }
+            print(
+                f"  {key}, scikit-learn's algorithm over {len(others)} other streams: {mean_other.mean():.3f}; "
+                f"emkit minus that {ours_d[0]:+.3f} ± {ours_d[1]:.3f}, "
+                f"scikit-learn's own stream minus that {theirs_d[0]:+.3f} ± {theirs_d[1]:.3f}"
+            )
     return summary
 
 
@@ -400,6 +423,12 @@ def main():
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, 1,200 documents, 3 passes")
     parser.add_argument("--json", help="write every fit's numbers and the summaries to this file")
     parser.add_argument("--ablation", action="store_true", help="measure the variants of emkit's algorithm instead")
+    parser.add_argument(
+        "--other-streams", type=int, nargs="*", default=[], metavar="OFFSET",
+        help="also fit emkit fed scikit-learn's document starts drawn from RandomState(seed + OFFSET) instead of "
+             "scikit-learn's own stream (scikit-learn's algorithm with other random numbers, as 'same draws' "
+             "shows), one run per offset; not timed",
+    )
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.n_docs, args.n_heldout, args.n_words, args.n_topics, args.n_iter = 2, 1200, 200, 1000, 10, 3
@@ -444,6 +473,10 @@ def main():
                 runners["emkit (same draws)"] = lambda seed, mode=mode: fit_emkit(
                     X_train, mode, seed, args, same_draws=True
                 )
+                for offset in args.other_streams:
+                    runners[f"sklearn algo, stream +{offset}"] = lambda seed, mode=mode, offset=offset: fit_emkit(
+                        X_train, mode, seed, args, same_draws=True, stream_offset=offset
+                    )
             if mode == "online" and corpus is not None:
                 runners["gensim"] = lambda seed, mode=mode: fit_gensim(corpus, args.n_words, mode, seed, args)
             results = {name: {"perplexity": [], "recovered": [], "cpu": [], "wall": []} for name in runners}
@@ -456,7 +489,7 @@ def main():
                     rows = results[name]
                     rows["perplexity"].append(perplexity)
                     rows["recovered"].append(recovered)
-                    if name != "emkit (same draws)":  # the same fit as emkit's: its time says nothing new
+                    if name != "emkit (same draws)" and "stream +" not in name:  # its time says nothing new
                         rows["cpu"].append(cpu)
                         rows["wall"].append(wall)
                     everything["fits"].append(
