@@ -11,8 +11,8 @@ messages are normalised lazily (only when their scale falls below 1e-150),
 which keeps divisions out of the sequential loop, while the per-step ratios of
 their sums give the log normalisers. A sequence's log-likelihood takes no
 per-step logarithm: it is the sum of the shifts plus the logarithms of the
-few sums divided out (see :func:`_forward_pass`). A sequence of any length therefore
-neither underflows nor overflows. If a step's sum still underflows (the
+few sums divided out (see :func:`_forward_pass`). A sequence of any length
+therefore neither underflows nor overflows. If a step's sum still underflows (the
 observation is ~exp(-660) times less likely under every reachable state than
 under an unreachable one), that step is redone in log space from the
 predicted state weights.
@@ -204,11 +204,11 @@ def _forward_pass(startprob, transmat_t, log_frameprob, from_log, begin, end, al
     the rescaled steps and at the last one, so it is the sum of the shifts
     plus the logarithms of those few sums, which this returns (the caller
     adds the shifts by numpy's pairwise sum, which keeps a long sequence's
-    log-likelihood exact to about 1e-16 where a running sum loses digits). A step whose sum
-    underflows is redone in log space (from ``log_frameprob`` when
-    ``from_log``, else from ``log(frame)``), updating ``frame[t]`` and
-    ``shifts[t]``. An impossible sequence gets ``-inf``, and its rows
-    ``alpha[begin:end]`` are zero.
+    log-likelihood exact to about 1e-16 where a running sum loses digits).
+    A step whose sum underflows is redone in log space (from
+    ``log_frameprob`` when ``from_log``, else from ``log(frame)``), updating
+    ``frame[t]`` and ``shifts[t]``. An impossible sequence gets ``-inf``, and
+    its rows ``alpha[begin:end]`` are zero.
     Inlined into its callers, so that ``n_components`` can be a compile-time
     constant there; the message of the previous step is then carried in
     registers (:func:`._jit.local_array`), not reloaded from ``alpha``.
