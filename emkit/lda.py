@@ -117,28 +117,54 @@ class _LDAContext(NamedTuple):
 class _DocumentStarts:
     """scikit-learn's random document starts, ``Gamma(100, 0.01)`` draws, by global document index.
 
-    Counter-based: the draw for document ``d`` and topic ``k`` is a hash of
+    Counter-based: the draw for document ``d`` and topic ``k`` is a function of
     (seed, step, d, k), so any block of documents gets its own rows without the
     others and the fit does not depend on how documents are split into blocks.
-    The uniforms become a standard normal (Box-Muller) and the normal a
-    ``Gamma(100)`` value by Wilson and Hilferty's cube transform (relative
-    error far below the draw's own spread at shape 100).
+    Each draw is exact: Marsaglia and Tsang's rejection method, as numpy's
+    ``gamma`` (and so scikit-learn) uses, on counter-based uniforms. An attempt
+    takes a standard normal (Box-Muller, two uniforms) and one uniform to
+    accept it; at shape 100 an attempt is rejected with probability 2.7e-4
+    (measured), and the draw takes up to ``_ATTEMPTS`` of them (all of them
+    failing has probability about 1e-18; the last candidate is then kept). This
+    replaced Wilson and Hilferty's cube transform of one normal, which is
+    4 ms instead of 8 ms per 4,000 x 20 starts but not exact (total variation
+    distance 1.3e-4 per draw).
     """
 
     _MIX = np.uint64(0x9E3779B97F4A7C15)
+    _ATTEMPTS = 5
+    _SHAPE = 100.0
 
     def __init__(self, seed, step):
         self.key = _splitmix64(np.array([seed], dtype=np.uint64) * self._MIX + np.array([step], dtype=np.uint64))
 
+    def _uniform(self, counter, offset):
+        return _unit(_splitmix64((counter + np.uint64(offset)) ^ self.key))
+
     def rows(self, first, last, n_topics):
         """The starts of documents ``first..last-1``, shape (last - first, n_topics)."""
+        # 3 uniforms per attempt, 16 counters per entry
         counter = (np.arange(first, last, dtype=np.uint64)[:, None] * np.uint64(n_topics)
-                   + np.arange(n_topics, dtype=np.uint64)[None, :]) * np.uint64(2)
-        u1 = _unit(_splitmix64(counter ^ self.key))
-        u2 = _unit(_splitmix64((counter + np.uint64(1)) ^ self.key))
-        normal = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
-        shape = 100.0
-        return (1.0 - 1.0 / (9.0 * shape) + normal * np.sqrt(1.0 / (9.0 * shape))) ** 3  # Gamma(100, 0.01)
+                   + np.arange(n_topics, dtype=np.uint64)[None, :]) * np.uint64(16)
+        d = self._SHAPE - 1.0 / 3.0
+        c = 1.0 / np.sqrt(9.0 * d)
+        out = np.empty(counter.shape)
+        pending = np.ones(counter.shape, dtype=bool)
+        for attempt in range(self._ATTEMPTS):
+            todo = counter[pending]
+            u1, u2, u3 = (self._uniform(todo, 3 * attempt + i) for i in range(3))
+            x = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+            v = (1.0 + c * x) ** 3
+            with np.errstate(invalid="ignore", divide="ignore"):
+                accept = (v > 0.0) & (np.log(u3) < 0.5 * x * x + d - d * v + d * np.log(v))
+            if attempt == self._ATTEMPTS - 1:
+                accept[:] = v > 0.0  # ~1e-18: keep the last candidate (v <= 0 needs x < -30: never)
+            where = np.flatnonzero(pending)[accept]
+            out.flat[where] = d * v[accept] / self._SHAPE  # Gamma(100, 0.01)
+            pending.flat[where] = False
+            if not pending.any():
+                break
+        return out
 
 
 def _splitmix64(x):
