@@ -450,15 +450,15 @@ def log_likelihood_shifted(X, means, prec_chol, covariance_type, scratch=None):
     n_components = np.shape(means)[0]
     scratch = kernels.Scratch() if scratch is None else scratch
     out = scratch.empty("log_prob", (n_samples, n_components))
-    prep = _prepare(means, prec_chol, covariance_type, X.dtype)
     fused = (
-        prep.kind == "diag"
+        kernel_for(n_components, n_features, covariance_type) == "diag"
         and n_features <= kernels.SHIFTED_MAX_FEATURES
         and n_components <= kernels.SHIFTED_MAX_COMPONENTS
         and not _numpy_path(n_samples)
     )
     if not fused:
         return log_likelihood(X, means, prec_chol, covariance_type, out=out), None
+    prep = _prepare(means, prec_chol, covariance_type, X.dtype)
     shifted, shifts = scratch.empty("shifted", (n_samples, n_components)), scratch.empty("shifts", (n_samples,))
     kernels.log_density_shifted_rows(X, prep.means, prep.scales, prep.const, out, shifted, shifts)
     return out, (shifted, shifts)

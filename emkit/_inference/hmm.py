@@ -267,8 +267,10 @@ def _forward_pass(startprob, transmat_t, log_frameprob, from_log, begin, end, al
     return log_scale + np.log(fed)
 
 
-@jit
+@jit(inline=True)
 def _normalize_rows(a, begin, end):
+    """Rows ``begin:end`` of ``a`` scaled to sum to one (rows summing to 0 left alone). Inlined: the
+    reassociating kernel for many states calls it too (see :func:`._jit.jit`)."""
     for t in range(begin, end):
         total = 0.0
         for k in range(a.shape[1]):
@@ -677,14 +679,7 @@ def _forward_backward_sequence(startprob, transmat, transmat_t, log_frameprob, f
     )
     if log_likelihood == -np.inf or not backward:
         return log_likelihood  # posteriors of an impossible sequence are left at zero
-    # last step: smoothed = filtered (written out, not a call to _normalize_rows: a plain compiled function called
-    # from the reassociating kernel would be compiled with its flags, for every caller -- numba issue #7168)
-    total = 0.0
-    for k in range(n_components):
-        total += posteriors[end - 1, k]
-    inv = 1.0 / total
-    for k in range(n_components):
-        posteriors[end - 1, k] *= inv
+    _normalize_rows(posteriors, end - 1, end)  # last step: smoothed = filtered
     beta, new_beta = local_array(n_components), local_array(n_components)
     weighted, alpha_t = local_array(n_components), local_array(n_components)
     for k in range(n_components):
@@ -767,8 +762,9 @@ def _forward_backward_kernel(startprob, transmat, transmat_t, log_frameprob, fra
 
     Writes ``posteriors``, ``ratio`` (when it has rows), ``shifts`` and, in
     ``log_likelihood``, each sequence's log-likelihood but the sum of its
-    shifts (:func:`_forward_pass`); adds the first steps' posteriors to ``start_sum`` and ``sum_t alpha_t,i weighted_t+1,j / norm_t``
-    to ``outer`` (so that ``xi_sum = transmat * outer``).
+    shifts (:func:`_forward_pass`); adds the first steps' posteriors to
+    ``start_sum`` and ``sum_t alpha_t,i weighted_t+1,j / norm_t`` to
+    ``outer`` (so that ``xi_sum = transmat * outer``).
     """
     _forward_backward_sequences(
         startprob, transmat, transmat_t, log_frameprob, frame, shifts, from_log, offsets, compute_xi, backward,
